@@ -1,0 +1,283 @@
+"""Model and training configuration: one frozen dataclass, validated on construction.
+
+Named presets live in `PRESETS`; `get_config(name, **overrides)` returns one with fields
+replaced. Every field is a plain Python value, so a config round-trips through
+`to_dict` / `from_dict` (and JSON) and travels with checkpoints and exports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Optional, Tuple
+
+BACKBONES = ("resnet50", "resnet101", "tiny")
+NORMS = ("bn", "frozen_bn", "gn")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every hyper-parameter of Mask R-CNN. Sizes are in input-image pixels."""
+
+    name: str = "custom"
+    num_classes: int = 80  # foreground classes K; class 0 is background
+
+    # Input: resize keeping aspect ratio so the shorter side is `image_min_size` and the longer
+    # at most `image_max_size`, then pad to a multiple of `size_divisibility`.
+    image_min_size: int = 800
+    image_max_size: int = 1333
+    size_divisibility: int = 32
+    # Normalization on 0..255 RGB: (x - mean) / std.
+    pixel_mean: Tuple[float, float, float] = (123.675, 116.28, 103.53)
+    pixel_std: Tuple[float, float, float] = (58.395, 57.12, 57.375)
+    max_instances: int = 100  # ground-truth instances kept per image (padded to this count)
+
+    # Backbone and FPN.
+    backbone: str = "resnet50"
+    backbone_weights: Optional[str] = None  # None, "imagenet" or a path to a weights file
+    norm: str = "frozen_bn"  # "bn", "frozen_bn" or "gn"
+    stride_in_1x1: bool = True  # ResNet v1 (keras.applications) puts the stride in the 1x1 conv
+    freeze_at: int = 2  # stem + stages up to C{freeze_at} are not trained (0 = train all)
+    tiny_widths: Tuple[int, int, int, int] = (16, 32, 64, 128)  # C2..C5 widths of "tiny"
+    fpn_channels: int = 256
+
+    # Anchors: one size per level P2..P6, the same ratios (h / w) on every level.
+    anchor_sizes: Tuple[float, ...] = (32.0, 64.0, 128.0, 256.0, 512.0)
+    anchor_ratios: Tuple[float, ...] = (0.5, 1.0, 2.0)
+
+    # RPN.
+    rpn_batch_size_per_image: int = 256
+    rpn_positive_fraction: float = 0.5
+    rpn_fg_iou_threshold: float = 0.7
+    rpn_bg_iou_threshold: float = 0.3
+    rpn_pre_nms_topk_train: int = 2000  # per level
+    rpn_pre_nms_topk_test: int = 1000  # per level
+    rpn_post_nms_topk_train: int = 1000  # per image
+    rpn_post_nms_topk_test: int = 1000  # per image
+    rpn_nms_threshold: float = 0.7
+    rpn_min_box_size: float = 0.0
+    rpn_box_weights: Tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    rpn_smooth_l1_beta: float = 0.0
+
+    # RoI heads.
+    roi_batch_size_per_image: int = 512
+    roi_positive_fraction: float = 0.25
+    roi_fg_iou_threshold: float = 0.5
+    roi_bg_iou_threshold: float = 0.5  # negatives: max IoU < this
+    crowd_ioa_threshold: float = 0.5  # RoIs this much inside a crowd region are ignored
+    box_pool_size: int = 7
+    mask_pool_size: int = 14
+    mask_size: int = 28
+    roi_sampling_ratio: int = 2
+    roi_aligned: bool = True
+    box_coder_weights: Tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
+    box_head_fc_dim: int = 1024
+    mask_head_conv_dim: int = 256
+    mask_head_num_convs: int = 4
+    box_smooth_l1_beta: float = 0.0
+    # dw, dh are clamped at this before exp() when decoding.
+    bbox_delta_clip: float = math.log(1000.0 / 16)
+
+    # Detection (inference).
+    detections_per_image: int = 100
+    score_threshold: float = 0.05
+    detection_nms_threshold: float = 0.5
+    detection_pre_nms_topk: int = 5000  # (RoI, class) candidates kept before per-class NMS
+    min_detection_size: float = 0.0
+
+    # Losses.
+    loss_weight_rpn_class: float = 1.0
+    loss_weight_rpn_box: float = 1.0
+    loss_weight_class: float = 1.0
+    loss_weight_box: float = 1.0
+    loss_weight_mask: float = 1.0
+
+    # Optimization (SGD with momentum, linear warmup, step decay).
+    learning_rate: float = 0.02  # for `batch_size` images per step
+    batch_size: int = 16
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_steps: int = 1000
+    warmup_factor: float = 0.001
+    decay_steps: Tuple[int, ...] = (60000, 80000)
+    decay_factor: float = 0.1
+    total_steps: int = 90000
+    gradient_clip_norm: Optional[float] = None
+
+    def __post_init__(self):
+        errors = []
+
+        def check(condition, field, expected):
+            if not condition:
+                errors.append(f"{field}={getattr(self, field)!r}: expected {expected}")
+
+        check(isinstance(self.num_classes, int) and self.num_classes >= 1, "num_classes",
+              "an integer >= 1 (foreground classes, background excluded)")
+        check(0 < self.image_min_size <= self.image_max_size, "image_min_size",
+              "0 < image_min_size <= image_max_size")
+        check(self.size_divisibility >= 32 and self.size_divisibility % 32 == 0,
+              "size_divisibility", "a positive multiple of 32 (the coarsest backbone stride)")
+        check(len(self.pixel_mean) == 3, "pixel_mean", "3 values (R, G, B)")
+        check(len(self.pixel_std) == 3 and all(s > 0 for s in self.pixel_std), "pixel_std",
+              "3 positive values (R, G, B)")
+        check(self.max_instances >= 1, "max_instances", "an integer >= 1")
+        check(self.backbone in BACKBONES, "backbone", f"one of {BACKBONES}")
+        check(self.norm in NORMS, "norm", f"one of {NORMS}")
+        check(0 <= self.freeze_at <= 5, "freeze_at", "0..5")
+        check(len(self.tiny_widths) == 4, "tiny_widths", "4 widths for C2..C5")
+        check(self.fpn_channels >= 1, "fpn_channels", "an integer >= 1")
+        check(len(self.anchor_sizes) == 5 and all(s > 0 for s in self.anchor_sizes),
+              "anchor_sizes", "5 positive sizes, one per level P2..P6")
+        check(len(self.anchor_ratios) >= 1 and all(r > 0 for r in self.anchor_ratios),
+              "anchor_ratios", "one or more positive ratios (height / width)")
+        for f in ("rpn_positive_fraction", "roi_positive_fraction"):
+            check(0 < getattr(self, f) <= 1, f, "a fraction in (0, 1]")
+        for f in ("rpn_fg_iou_threshold", "rpn_bg_iou_threshold", "roi_fg_iou_threshold",
+                  "roi_bg_iou_threshold", "rpn_nms_threshold", "detection_nms_threshold",
+                  "crowd_ioa_threshold"):
+            check(0 <= getattr(self, f) <= 1, f, "a value in [0, 1]")
+        check(self.rpn_bg_iou_threshold <= self.rpn_fg_iou_threshold, "rpn_bg_iou_threshold",
+              "<= rpn_fg_iou_threshold")
+        check(self.roi_bg_iou_threshold <= self.roi_fg_iou_threshold, "roi_bg_iou_threshold",
+              "<= roi_fg_iou_threshold")
+        for f in ("rpn_batch_size_per_image", "rpn_pre_nms_topk_train", "rpn_pre_nms_topk_test",
+                  "rpn_post_nms_topk_train", "rpn_post_nms_topk_test",
+                  "roi_batch_size_per_image", "box_pool_size", "mask_pool_size",
+                  "detections_per_image", "detection_pre_nms_topk", "box_head_fc_dim",
+                  "mask_head_conv_dim", "batch_size", "total_steps"):
+            check(isinstance(getattr(self, f), int) and getattr(self, f) >= 1, f,
+                  "an integer >= 1")
+        check(self.mask_size == 2 * self.mask_pool_size, "mask_size",
+              "2 * mask_pool_size (the mask head upsamples once by 2)")
+        check(self.roi_sampling_ratio >= 0, "roi_sampling_ratio",
+              ">= 0 (0 = adaptive, as torchvision)")
+        check(len(self.box_coder_weights) == 4 and all(w > 0 for w in self.box_coder_weights),
+              "box_coder_weights", "4 positive weights (wy, wx, wh, ww)")
+        check(len(self.rpn_box_weights) == 4 and all(w > 0 for w in self.rpn_box_weights),
+              "rpn_box_weights", "4 positive weights (wy, wx, wh, ww)")
+        check(0 <= self.score_threshold < 1, "score_threshold", "a value in [0, 1)")
+        check(self.mask_head_num_convs >= 0, "mask_head_num_convs", "an integer >= 0")
+        check(self.learning_rate > 0, "learning_rate", "> 0")
+        check(0 <= self.momentum < 1, "momentum", "a value in [0, 1)")
+        check(self.weight_decay >= 0, "weight_decay", ">= 0")
+        check(self.warmup_steps >= 0, "warmup_steps", ">= 0")
+        check(list(self.decay_steps) == sorted(self.decay_steps), "decay_steps",
+              "increasing step numbers")
+        check(self.gradient_clip_norm is None or self.gradient_clip_norm > 0,
+              "gradient_clip_norm", "None or > 0")
+        if errors:
+            raise ValueError(f"invalid config {self.name!r}: " + "; ".join(errors))
+
+    # -- derived values ------------------------------------------------------------------
+    @property
+    def num_anchors_per_location(self) -> int:
+        return len(self.anchor_ratios)
+
+    @property
+    def max_padded_size(self) -> int:
+        """Side of the square canvas that holds any resized image, padded."""
+        d = self.size_divisibility
+        return int(math.ceil(self.image_max_size / d) * d)
+
+    def replace(self, **changes: Any) -> "Config":
+        """Returns a copy with `changes` applied (validated again)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown}; known fields: "
+                             f"{sorted(f.name for f in dataclasses.fields(self))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown}")
+        # JSON turns tuples into lists; the dataclass is frozen and hashable with tuples.
+        fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**fixed)
+
+
+def coco_r50_fpn() -> Config:
+    """The paper's / Detectron2's R50-FPN 1x schedule on COCO (batch 16, 90k iterations)."""
+    return Config(name="coco_r50_fpn", num_classes=80)
+
+
+def coco_r101_fpn() -> Config:
+    return coco_r50_fpn().replace(name="coco_r101_fpn", backbone="resnet101")
+
+
+def torchvision_maskrcnn_r50_fpn() -> Config:
+    """torchvision's `maskrcnn_resnet50_fpn` (v1) inference settings, for imported weights:
+    ImageNet mean/std on 0..1 RGB (the same numbers on 0..255), stride in the 3x3 conv,
+    RoIAlign aligned=False with sampling ratio 2, RPN box weights 1 and box weights (10,10,5,5),
+    91 COCO category slots (90 foreground)."""
+    return Config(
+        name="torchvision_maskrcnn_r50_fpn",
+        num_classes=90,
+        stride_in_1x1=False,
+        norm="frozen_bn",
+        roi_aligned=False,
+        roi_sampling_ratio=2,
+        rpn_min_box_size=1e-3,
+        min_detection_size=1e-2,
+        rpn_smooth_l1_beta=1.0 / 9,
+        box_smooth_l1_beta=1.0 / 9,
+    )
+
+
+def shapes_tiny() -> Config:
+    """A small model for 128 px synthetic shapes: trains on a 2-core CPU in minutes."""
+    return Config(
+        name="shapes_tiny",
+        num_classes=3,
+        image_min_size=128,
+        image_max_size=128,
+        max_instances=8,
+        backbone="tiny",
+        norm="bn",
+        freeze_at=0,
+        tiny_widths=(16, 32, 64, 128),
+        fpn_channels=64,
+        anchor_sizes=(12.0, 24.0, 48.0, 96.0, 192.0),
+        rpn_batch_size_per_image=64,
+        rpn_pre_nms_topk_train=500,
+        rpn_pre_nms_topk_test=300,
+        rpn_post_nms_topk_train=200,
+        rpn_post_nms_topk_test=100,
+        roi_batch_size_per_image=64,
+        roi_positive_fraction=0.33,
+        box_head_fc_dim=128,
+        mask_head_conv_dim=64,
+        mask_head_num_convs=2,
+        mask_pool_size=14,
+        mask_size=28,
+        detections_per_image=20,
+        detection_pre_nms_topk=400,
+        learning_rate=0.02,
+        batch_size=8,
+        weight_decay=1e-4,
+        warmup_steps=100,
+        decay_steps=(1500,),
+        total_steps=2000,
+        gradient_clip_norm=10.0,
+    )
+
+
+PRESETS = {
+    "coco_r50_fpn": coco_r50_fpn,
+    "coco_r101_fpn": coco_r101_fpn,
+    "torchvision_maskrcnn_r50_fpn": torchvision_maskrcnn_r50_fpn,
+    "shapes_tiny": shapes_tiny,
+}
+
+
+def get_config(name: str, **overrides: Any) -> Config:
+    """Returns preset `name` with `overrides` applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown config preset {name!r}; expected one of {sorted(PRESETS)}")
+    config = PRESETS[name]()
+    return config.replace(**overrides) if overrides else config

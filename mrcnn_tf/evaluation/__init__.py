@@ -1,0 +1,1 @@
+"""mrcnn_tf.evaluation."""

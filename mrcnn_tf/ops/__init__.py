@@ -1,0 +1,1 @@
+"""Pure TensorFlow functions with no state: boxes, anchors, RoIAlign, NMS, targets, masks."""

@@ -1,0 +1,27 @@
+"""Packaging for mrcnn-tf: Mask R-CNN for TensorFlow 2 and Keras 3."""
+
+import pathlib
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+
+
+def read_requirements():
+    lines = (HERE / "requirements.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+setup(
+    name="mrcnn-tf",
+    version="0.1.0",
+    description="Mask R-CNN for TensorFlow 2 and Keras 3: train with model.fit, export to "
+                "SavedModel and TFLite.",
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["mrcnn_tf", "mrcnn_tf.*"]),
+    python_requires=">=3.10",
+    install_requires=read_requirements(),
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={"console_scripts": ["mrcnn-tf=mrcnn_tf.cli:run"]},
+)
