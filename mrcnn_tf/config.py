@@ -203,7 +203,10 @@ class Config:
 
 def coco_r50_fpn() -> Config:
     """The paper's / Detectron2's R50-FPN 1x schedule on COCO (batch 16, 90k iterations)."""
-    return Config(name="coco_r50_fpn", num_classes=80)
+    # keras.applications' ImageNet ResNet weights (like Detectron2's MSRA ones) expect mean
+    # subtraction without division by the std.
+    return Config(name="coco_r50_fpn", num_classes=80, backbone_weights="imagenet",
+                  pixel_std=(1.0, 1.0, 1.0))
 
 
 def coco_r101_fpn() -> Config:
