@@ -1,0 +1,130 @@
+"""Atomic file writes: a reader never sees a half-written file.
+
+Evaluation results, label maps and debug images are written while long jobs run; a job killed
+mid-write (pre-emption, OOM, Ctrl-C) must leave either the old file or the new one, never a
+truncated one that a later step would parse as garbage. Every writer here writes to a temporary
+file in the destination's folder and renames it over the destination with `os.replace`, which
+is atomic on POSIX and Windows when both paths are on the same file system (hence the same
+folder, not /tmp).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from typing import IO, Any, Iterator, Union
+
+import cv2
+import numpy as np
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# mkstemp creates files with mode 0600; the final file should get the permissions an ordinary
+# open() would give it (0666 minus the umask). Reading the umask means setting it, which is not
+# thread-safe, so it is read once at import time, before any worker threads exist.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Opens a temporary file next to `path`; on success renames it to `path`.
+
+    Usage:
+        with atomic_write("out/metrics.json", "w") as f:
+            json.dump(metrics, f)
+
+    Args:
+        path: destination file. Its folder must exist.
+        mode: "wb" (bytes) or "w"/"wt" (text, UTF-8). Append and exclusive modes are refused:
+            a rename replaces the whole file, so neither could be honoured.
+
+    Yields:
+        The open temporary file object.
+
+    On an exception inside the block the temporary file is deleted, the destination is left as it
+    was, and the exception propagates.
+    """
+    if mode not in ("w", "wb", "wt"):
+        raise ValueError(f"atomic_write mode must be 'w', 'wt' or 'wb', got {mode!r}")
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot write {path!r}: folder {directory!r} does not exist")
+    # A dot-prefixed name keeps globbing tools (e.g. "*.json") from picking up the partial file.
+    fd, tmp_path = tempfile.mkstemp(
+        prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory
+    )
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as f:
+            yield f
+            f.flush()
+            # Without fsync a power loss after the rename could leave an empty file under the
+            # final name on some file systems (ext4 delayed allocation).
+            os.fsync(f.fileno())
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
+        os.replace(tmp_path, path)
+    except BaseException:
+        # BaseException, not Exception: KeyboardInterrupt must not leave temp files either.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_path)
+        raise
+
+
+def _json_default(obj: Any) -> Any:
+    """Converts NumPy scalars and arrays, which `json` rejects, into plain Python values."""
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8")
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
+
+
+def write_json_atomic(path: PathLike, obj: Any, indent: int | None = None) -> None:
+    """Writes `obj` as JSON to `path` atomically.
+
+    NumPy scalars/arrays and bytes (e.g. RLE counts) are converted to JSON types.
+    """
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=indent, default=_json_default)
+
+
+def write_png_atomic(path: PathLike, rgb_image_uint8: np.ndarray) -> None:
+    """Encodes an image as PNG and writes it to `path` atomically.
+
+    Args:
+        path: destination file, normally ending in ".png".
+        rgb_image_uint8: uint8 [H, W, 3] in RGB order, or uint8 [H, W] grayscale.
+    """
+    image = np.asarray(rgb_image_uint8)
+    if image.dtype != np.uint8:
+        raise ValueError(f"write_png_atomic({path!r}): expected a uint8 image, got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 3:
+        # OpenCV encodes in BGR order; the rest of the library works in RGB.
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    elif image.ndim != 2:
+        raise ValueError(
+            f"write_png_atomic({path!r}): expected shape [H, W, 3] or [H, W], got {image.shape}"
+        )
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"OpenCV could not encode a PNG for {path!r}")
+    with atomic_write(path, "wb") as f:
+        f.write(encoded.tobytes())
+
+
+def read_image_rgb(path: PathLike) -> np.ndarray:
+    """Reads an image file as uint8 [H, W, 3] RGB (the inverse of `write_png_atomic`)."""
+    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FileNotFoundError(f"cannot read image {os.fspath(path)!r}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

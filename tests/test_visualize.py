@@ -1,0 +1,196 @@
+"""Tests for mrcnn_tf.visualize and mrcnn_tf.io_utils."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mrcnn_tf import io_utils
+from mrcnn_tf.visualize import (
+    class_name,
+    color_palette,
+    draw_boxes,
+    draw_instances,
+    make_grid,
+    mask_to_color,
+)
+
+
+def _image(h=64, w=64):
+    # A gradient rather than a flat colour, so "unchanged" is checked against varied pixels.
+    yy, xx = np.mgrid[:h, :w]
+    return np.stack([yy * 3 % 256, xx * 3 % 256, (yy + xx) % 256], -1).astype(np.uint8)
+
+
+def _one_instance():
+    mask = np.zeros([1, 64, 64], bool)
+    mask[0, 10:30, 12:28] = True
+    boxes = np.asarray([[10, 12, 30, 28]], np.float32)
+    return boxes, np.asarray([1], np.int32), np.asarray([0.93], np.float32), mask
+
+
+# ---------------------------------------------------------------------------------------------
+# io_utils
+# ---------------------------------------------------------------------------------------------
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError, match="boom"):
+        with io_utils.atomic_write(target, "w") as f:
+            f.write('{"half": ')
+            raise RuntimeError("boom")
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_write_keeps_old_file_on_error(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(ValueError):
+        with io_utils.atomic_write(target) as f:
+            f.write(b"new but incomplete")
+            raise ValueError
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_atomic_write_success_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "metrics.json"
+    io_utils.write_json_atomic(target, {"AP": np.float32(0.5), "ids": np.arange(3)})
+    io_utils.write_json_atomic(target, {"AP": 0.25})  # overwrite in place
+    assert os.listdir(tmp_path) == ["metrics.json"]
+    assert json.loads(target.read_text()) == {"AP": 0.25}
+    # Permissions follow the umask like a plain open(), not mkstemp's 0600.
+    assert target.stat().st_mode & 0o777 == 0o666 & ~io_utils._UMASK
+
+
+def test_atomic_write_rejects_append_mode(tmp_path):
+    with pytest.raises(ValueError, match="mode"):
+        with io_utils.atomic_write(tmp_path / "x", "ab"):
+            pass
+
+
+def test_png_written_atomically_reads_back_equal(tmp_path):
+    image = _image(20, 30)
+    path = tmp_path / "viz.png"
+    io_utils.write_png_atomic(path, image)
+    assert os.listdir(tmp_path) == ["viz.png"]
+    back = io_utils.read_image_rgb(path)
+    # Equal in RGB order: a missed RGB<->BGR conversion would swap channels 0 and 2.
+    np.testing.assert_array_equal(back, image)
+
+
+def test_png_rejects_float_images(tmp_path):
+    with pytest.raises(ValueError, match="uint8"):
+        io_utils.write_png_atomic(tmp_path / "x.png", np.zeros([4, 4, 3], np.float32))
+    assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# visualize
+# ---------------------------------------------------------------------------------------------
+
+
+def test_color_palette_distinct_and_bright():
+    colors = color_palette(20, seed=1)
+    assert colors.shape == (20, 3) and colors.dtype == np.uint8
+    assert len({tuple(c) for c in colors}) == 20
+    assert colors.max(axis=1).min() >= 250  # value 1.0 in HSV: every colour is bright
+    np.testing.assert_array_equal(color_palette(5, seed=1), colors[:5])
+    assert not np.array_equal(color_palette(5, seed=2), colors[:5])
+    assert color_palette(0).shape == (0, 3)
+
+
+def test_draw_instances_tints_mask_and_leaves_far_pixels():
+    image = _image()
+    original = image.copy()
+    boxes, class_ids, scores, masks = _one_instance()
+    out = draw_instances(image, boxes, class_ids, scores, masks, class_names=["bg", "cat"])
+    assert out.shape == image.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(image, original)  # input not modified
+    # Inside the mask, away from the contour and the label: colour changed.
+    assert np.abs(out[20:28, 16:24].astype(int) - image[20:28, 16:24]).sum(-1).min() > 0
+    # Far from every instance: untouched.
+    np.testing.assert_array_equal(out[40:, 40:], image[40:, 40:])
+    # The box edge just outside the right of the mask (x2 - 1 = 27) is drawn.
+    assert not np.array_equal(out[15:25, 27], image[15:25, 27])
+
+
+def test_draw_instances_blends_with_alpha():
+    image = np.zeros([64, 64, 3], np.uint8)
+    masks = np.zeros([1, 64, 64], np.uint8)
+    masks[0, 30:60, 30:60] = 1
+    out = draw_instances(image, [[30, 30, 60, 60]], [1], masks=masks, alpha=0.5,
+                         show_boxes=False)
+    color = color_palette(1)[0].astype(int)
+    # Below the label (drawn above the box top at y = 30), inside the contour.
+    np.testing.assert_allclose(out[45, 45], color * 0.5, atol=1)
+    assert out[15:30, 30:60].any()  # the label
+
+
+def test_draw_instances_zero_instances_returns_unchanged_image():
+    image = _image()
+    out = draw_instances(image, np.zeros([0, 4]), np.zeros([0], np.int32),
+                         np.zeros([0]), np.zeros([0, 64, 64], bool))
+    np.testing.assert_array_equal(out, image)
+    assert out is not image
+
+
+def test_draw_instances_score_threshold_skips_low_scores():
+    image = _image()
+    boxes, class_ids, _, masks = _one_instance()
+    out = draw_instances(image, boxes, class_ids, np.asarray([0.2]), masks,
+                         score_threshold=0.5)
+    np.testing.assert_array_equal(out, image)
+
+
+def test_draw_instances_box_partly_outside_does_not_crash():
+    image = _image()
+    boxes = np.asarray([[-20, 50, 30, 90], [60, -5, 200, 10], [1e9, 0, np.inf, 4]], np.float32)
+    masks = np.zeros([3, 64, 64], bool)
+    masks[0, :30, 50:] = True
+    out = draw_instances(image, boxes, [1, 2, 1], [0.9, 0.8, 0.7], masks,
+                         class_names=["a", "b"])
+    assert out.shape == image.shape
+    assert not np.array_equal(out[:30, 50:], image[:30, 50:])
+
+
+def test_class_name_accepts_both_conventions():
+    assert class_name(["background", "cat", "dog"], 2) == "dog"
+    assert class_name(["cat", "dog"], 2) == "dog"
+    assert class_name(["BG", "cat"], 1) == "cat"
+    assert class_name(["cat"], 5) == "class 5"
+    assert class_name(None, 3) == "class 3"
+
+
+def test_draw_boxes_draws_edges_not_interior():
+    image = np.zeros([40, 40, 3], np.uint8)
+    out = draw_boxes(image, [[5, 5, 15, 25], [-10, -10, 100, 100]], colors=(255, 0, 0))
+    assert tuple(out[5, 10]) == (255, 0, 0)     # top edge
+    assert tuple(out[14, 10]) == (255, 0, 0)    # bottom edge at y2 - 1
+    assert tuple(out[10, 24]) == (255, 0, 0)    # right edge at x2 - 1
+    assert tuple(out[10, 10]) == (0, 0, 0)      # interior
+    assert out.sum() > 0 and image.sum() == 0
+    labelled = draw_boxes(image, [[20, 5, 30, 25]], labels=["roi 3"], thickness=2)
+    assert labelled[10:20, 5:25].sum() > 0      # the label sits above the box
+    np.testing.assert_array_equal(draw_boxes(image, np.zeros([0, 4])), image)
+
+
+def test_make_grid_places_tiles():
+    tiles = [np.full([4, 5, 3], v, np.uint8) for v in (10, 20, 30)]
+    grid = make_grid(tiles, columns=2, padding=1, pad_value=255)
+    assert grid.shape == (9, 11, 3)
+    assert (grid[:4, :5] == 10).all() and (grid[:4, 6:] == 20).all()
+    assert (grid[5:, :5] == 30).all() and (grid[5:, 6:] == 255).all()
+    assert (grid[4] == 255).all()
+    with pytest.raises(ValueError, match="image 1"):
+        make_grid([tiles[0], np.zeros([3, 5, 3], np.uint8)], columns=2)
+
+
+def test_mask_to_color():
+    probs = np.linspace(0, 1, 28 * 28, dtype=np.float32).reshape(28, 28)
+    heat = mask_to_color(probs, size=(56, 56))
+    assert heat.shape == (56, 56, 3) and heat.dtype == np.uint8
+    # Jet: low values are blue, high values red (RGB order).
+    assert heat[0, 0, 2] > heat[0, 0, 0] and heat[-1, -1, 0] > heat[-1, -1, 2]
