@@ -1,0 +1,84 @@
+"""DetectionTargetLayer: samples training RoIs and builds class, box and mask targets."""
+
+import keras
+import tensorflow as tf
+
+from mrcnn_tf.ops import masks as mask_ops
+from mrcnn_tf.ops import sampling
+from mrcnn_tf.ops import targets as target_ops
+
+
+class DetectionTargetLayer(keras.layers.Layer):
+    """Adds the ground-truth boxes to the proposals, matches by IoU, samples RoIs (a fraction
+    foreground), and gives each its class and box target; the positive RoIs also get their
+    matched ground-truth mask cropped to mask_size x mask_size.
+
+    Crowd boxes are never targets and RoIs inside crowd regions are not used as negatives;
+    an image with no ground truth gets only background RoIs.
+
+    Call args:
+      proposals: [B, R, 4]; proposal_valid: [B, R] bool.
+      gt_boxes: [B, M, 4]; gt_classes: [B, M] int32 (0 = padding); gt_is_crowd: [B, M] bool;
+      gt_masks: [B, M, H, W] full-canvas binary masks.
+    Returns a dict:
+      "rois" [B, S, 4], "valid" [B, S], "is_positive" [B, S], "class_targets" [B, S],
+      "box_targets" [B, S, 4], "matched_gt" [B, S] for S = batch_size_per_image; and for the
+      first P = int(S * positive_fraction) slots (which hold every positive):
+      "mask_rois" [B, P, 4], "mask_classes" [B, P] int32, "mask_valid" [B, P] bool,
+      "mask_targets" [B, P, mask_size, mask_size] float32 in {0, 1}.
+    """
+
+    def __init__(self, batch_size_per_image=512, positive_fraction=0.25, fg_iou_threshold=0.5,
+                 bg_iou_threshold=0.5, crowd_ioa_threshold=0.5,
+                 box_coder_weights=(10.0, 10.0, 5.0, 5.0), mask_size=28, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.batch_size_per_image = int(batch_size_per_image)
+        self.positive_fraction = float(positive_fraction)
+        self.fg_iou_threshold = float(fg_iou_threshold)
+        self.bg_iou_threshold = float(bg_iou_threshold)
+        self.crowd_ioa_threshold = float(crowd_ioa_threshold)
+        self.box_coder_weights = tuple(box_coder_weights)
+        self.mask_size = int(mask_size)
+        self.seed = seed
+
+    @classmethod
+    def from_model_config(cls, config, **kwargs):
+        return cls(config.roi_batch_size_per_image, config.roi_positive_fraction,
+                   config.roi_fg_iou_threshold, config.roi_bg_iou_threshold,
+                   config.crowd_ioa_threshold, config.box_coder_weights, config.mask_size,
+                   **kwargs)
+
+    @property
+    def max_positives(self):
+        return sampling.max_positives(self.batch_size_per_image, self.positive_fraction)
+
+    def call(self, proposals, proposal_valid, gt_boxes, gt_classes, gt_is_crowd, gt_masks):
+        targets = target_ops.detection_targets(
+            proposals, proposal_valid, gt_boxes, tf.cast(gt_classes, tf.int32),
+            tf.cast(gt_is_crowd, tf.bool), batch_size_per_image=self.batch_size_per_image,
+            positive_fraction=self.positive_fraction, fg_iou_threshold=self.fg_iou_threshold,
+            bg_iou_threshold=self.bg_iou_threshold,
+            crowd_ioa_threshold=self.crowd_ioa_threshold,
+            box_coder_weights=self.box_coder_weights, seed=self.seed)
+        p = self.max_positives
+        mask_rois = targets["rois"][:, :p]
+        targets["mask_rois"] = mask_rois
+        targets["mask_classes"] = targets["class_targets"][:, :p]
+        targets["mask_valid"] = targets["is_positive"][:, :p]
+        targets["mask_targets"] = mask_ops.crop_mask_targets(
+            gt_masks, mask_rois, targets["matched_gt"][:, :p], self.mask_size)
+        return targets
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "batch_size_per_image": self.batch_size_per_image,
+            "positive_fraction": self.positive_fraction,
+            "fg_iou_threshold": self.fg_iou_threshold,
+            "bg_iou_threshold": self.bg_iou_threshold,
+            "crowd_ioa_threshold": self.crowd_ioa_threshold,
+            "box_coder_weights": list(self.box_coder_weights),
+            "mask_size": self.mask_size,
+            "seed": self.seed,
+        })
+        return config

@@ -1,0 +1,82 @@
+"""The five Mask R-CNN losses, each normalized as in Detectron2.
+
+All take padded, batched tensors plus masks saying which entries count, and return float32
+scalars (0, not NaN, when nothing counts, so images without objects train fine).
+"""
+
+import tensorflow as tf
+
+
+def smooth_l1(diff, beta):
+    """Elementwise smooth L1 (Huber with slope 1); beta = 0 is plain L1."""
+    diff = tf.abs(diff)
+    if beta <= 0:
+        return diff
+    return tf.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta)
+
+
+def rpn_class_loss(objectness, labels, batch_size_per_image):
+    """Binary cross-entropy on sampled anchors.
+
+    Args:
+      objectness: [B, A] logits; labels: [B, A] int32 (1 pos, 0 neg, -1 not sampled).
+      batch_size_per_image: anchors sampled per image (the normalizer, as Detectron2).
+    """
+    sampled = tf.cast(labels >= 0, tf.float32)
+    ce = tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=tf.cast(labels == 1, tf.float32), logits=tf.cast(objectness, tf.float32))
+    batch = tf.cast(tf.shape(labels)[0], tf.float32)
+    return tf.reduce_sum(ce * sampled) / (batch * batch_size_per_image)
+
+
+def rpn_box_loss(deltas, box_targets, labels, batch_size_per_image, beta=0.0):
+    """Smooth L1 on positive anchors' deltas, normalized by the sampled anchor count.
+
+    Args: deltas, box_targets [B, A, 4]; labels [B, A].
+    """
+    positive = tf.cast(labels == 1, tf.float32)[..., None]
+    loss = smooth_l1(tf.cast(deltas, tf.float32) - box_targets, beta) * positive
+    batch = tf.cast(tf.shape(labels)[0], tf.float32)
+    return tf.reduce_sum(loss) / (batch * batch_size_per_image)
+
+
+def class_loss(class_logits, class_targets, valid):
+    """Softmax cross-entropy over K + 1 classes, averaged over the sampled RoIs.
+
+    Args: class_logits [B, S, K + 1]; class_targets [B, S] int32; valid [B, S] bool.
+    """
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=class_targets, logits=tf.cast(class_logits, tf.float32))
+    valid = tf.cast(valid, tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(ce * valid), tf.reduce_sum(valid))
+
+
+def box_loss(box_deltas, box_targets, class_targets, is_positive, valid, beta=0.0):
+    """Smooth L1 on the ground-truth class's deltas of positive RoIs, divided by the number of
+    sampled RoIs (Detectron2's normalization, so fewer positives weigh less).
+
+    Args: box_deltas [B, S, (K + 1) * 4]; box_targets [B, S, 4]; class_targets [B, S];
+      is_positive, valid [B, S] bool.
+    """
+    shape = tf.shape(box_deltas)
+    deltas = tf.reshape(tf.cast(box_deltas, tf.float32), tf.stack([shape[0], shape[1], -1, 4]))
+    deltas = tf.gather(deltas, class_targets, axis=2, batch_dims=2)  # [B, S, 4]
+    loss = tf.reduce_sum(smooth_l1(deltas - box_targets, beta), axis=-1)
+    loss = loss * tf.cast(is_positive, tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(loss), tf.reduce_sum(tf.cast(valid, tf.float32)))
+
+
+def mask_loss(mask_logits, mask_targets, mask_classes, mask_valid):
+    """Per-pixel binary cross-entropy on the ground-truth class's mask only (masks of other
+    classes get no gradient: the paper's decoupling of masks and classes), averaged over the
+    pixels of positive RoIs.
+
+    Args: mask_logits [B, P, m, m, K + 1]; mask_targets [B, P, m, m]; mask_classes [B, P];
+      mask_valid [B, P] bool.
+    """
+    logits = tf.transpose(tf.cast(mask_logits, tf.float32), [0, 1, 4, 2, 3])  # [B,P,K+1,m,m]
+    logits = tf.gather(logits, mask_classes, axis=2, batch_dims=2)  # [B, P, m, m]
+    ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=mask_targets, logits=logits)
+    weight = tf.cast(mask_valid, tf.float32)[:, :, None, None]
+    pixels = tf.reduce_sum(weight) * tf.cast(tf.shape(ce)[2] * tf.shape(ce)[3], tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(ce * weight), pixels)

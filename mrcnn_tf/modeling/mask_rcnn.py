@@ -1,0 +1,293 @@
+"""MaskRCNN(keras.Model): backbone + FPN + RPN + box and mask heads, trained with model.fit.
+
+`call(images)` is inference on a uint8 batch and returns detections in original-image pixels.
+`train_step` / `test_step` take the batches of `mrcnn_tf.data.pipeline.make_training_dataset`
+(a dict: images, image_shape, gt_boxes, gt_classes, gt_masks, gt_is_crowd) and report the five
+losses and their weighted total.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mrcnn_tf.config import Config
+from mrcnn_tf.data import pipeline
+from mrcnn_tf.layers.detection import DetectionLayer
+from mrcnn_tf.layers.detection_target import DetectionTargetLayer
+from mrcnn_tf.layers.proposal import ProposalLayer
+from mrcnn_tf.layers.pyramid_roi_align import PyramidRoIAlign
+from mrcnn_tf.modeling import losses
+from mrcnn_tf.modeling.backbones import build_backbone
+from mrcnn_tf.modeling.fpn import FPN
+from mrcnn_tf.modeling.heads import BoxHead, MaskHead, RPNHead
+from mrcnn_tf.ops import anchors as anchor_ops
+from mrcnn_tf.ops import boxes as box_ops
+from mrcnn_tf.ops import masks as mask_ops
+from mrcnn_tf.ops import targets as target_ops
+
+RPN_STRIDES = (4, 8, 16, 32, 64)  # P2..P6
+LOSS_NAMES = ("rpn_class_loss", "rpn_box_loss", "class_loss", "box_loss", "mask_loss")
+TRAINING_KEYS = ("images", "image_shape", "gt_boxes", "gt_classes", "gt_masks")
+
+
+def select_class_masks(mask_logits, class_ids):
+    """Picks each RoI's own class channel.
+
+    Args: mask_logits [B, N, m, m, K + 1]; class_ids [B, N] int32.
+    Returns: [B, N, m, m].
+    """
+    logits = tf.transpose(mask_logits, [0, 1, 4, 2, 3])
+    return tf.gather(logits, class_ids, axis=2, batch_dims=2)
+
+
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
+class MaskRCNN(keras.Model):
+    """Mask R-CNN (He et al., 2017) with a ResNet/tiny backbone and FPN.
+
+    Args:
+      config: a `Config` (or its dict, as saved by get_config).
+      class_names: optional K names for classes 1..K; saved with the model.
+    """
+
+    def __init__(self, config, class_names=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = Config.from_dict(config)
+        if not isinstance(config, Config):
+            raise TypeError(f"MaskRCNN config: expected a mrcnn_tf.config.Config, got "
+                            f"{type(config).__name__}")
+        if class_names is not None and len(class_names) != config.num_classes:
+            raise ValueError(f"class_names has {len(class_names)} names: expected "
+                             f"config.num_classes = {config.num_classes}")
+        self.config = config
+        self.class_names = list(class_names) if class_names is not None else [
+            f"class_{i}" for i in range(1, config.num_classes + 1)]
+
+        self.backbone = build_backbone(config)
+        self.fpn = FPN(channels=config.fpn_channels, norm="gn" if config.norm == "gn" else None,
+                       name="fpn")
+        self.rpn_head = RPNHead(config.num_anchors_per_location, config.fpn_channels,
+                                name="rpn_head")
+        self.proposals = ProposalLayer.from_model_config(config, name="proposals")
+        self.detection_targets = DetectionTargetLayer.from_model_config(
+            config, name="detection_targets")
+        self.box_pooler = PyramidRoIAlign(config.box_pool_size, config.roi_sampling_ratio,
+                                          config.roi_aligned, name="box_roi_align")
+        self.mask_pooler = PyramidRoIAlign(config.mask_pool_size, config.roi_sampling_ratio,
+                                           config.roi_aligned, name="mask_roi_align")
+        self.box_head = BoxHead(config.num_classes, config.box_head_fc_dim, name="box_head")
+        self.mask_head = MaskHead(config.num_classes, config.mask_head_conv_dim,
+                                  config.mask_head_num_convs, name="mask_head")
+        self.detector = DetectionLayer.from_model_config(config, name="detections")
+
+        self._mean = tf.constant(config.pixel_mean, tf.float32)
+        self._std = tf.constant(config.pixel_std, tf.float32)
+        self.loss_trackers = {name: keras.metrics.Mean(name=name)
+                              for name in ("loss",) + LOSS_NAMES}
+
+    # -- shared pieces ---------------------------------------------------------------------
+    def _normalize(self, images, image_shape):
+        """images [B, H, W, 3] 0..255 -> normalized, with zeros outside each valid region."""
+        x = (tf.cast(images, tf.float32) - self._mean) / self._std
+        rows = tf.range(tf.shape(x)[1])[None, :, None] < image_shape[:, 0:1, None]
+        cols = tf.range(tf.shape(x)[2])[None, None, :] < image_shape[:, None, 1:2]
+        return x * tf.cast((rows & cols)[..., None], x.dtype)
+
+    def _pyramid(self, images, image_shape, training):
+        """Returns [P2..P6], RPN objectness and deltas per level, and anchors per level."""
+        features = self.fpn(self.backbone(self._normalize(images, image_shape),
+                                          training=training))
+        objectness, deltas = self.rpn_head(features)
+        shapes = [(tf.shape(p)[1], tf.shape(p)[2]) for p in features]
+        anchors = anchor_ops.pyramid_anchors(shapes, RPN_STRIDES, self.config.anchor_sizes,
+                                             self.config.anchor_ratios)
+        return features, objectness, deltas, anchors
+
+    # -- inference -------------------------------------------------------------------------
+    def call(self, images, training=False):
+        """Detects objects in a batch of same-sized images.
+
+        Args:
+          images: [B, H, W, 3] uint8 (or float 0..255) RGB.
+        Returns a dict, D = config.detections_per_image:
+          "boxes" [B, D, 4] (y1, x1, y2, x2) in original-image pixels;
+          "class_ids" [B, D] int32 in 1..K (0 on padding); "scores" [B, D];
+          "masks" [B, D, mask_size, mask_size] box-relative mask probabilities;
+          "num_detections" [B] int32.
+        """
+        resized, image_shape, scale = pipeline.preprocess_for_inference(images, self.config)
+        outputs = self.detect(resized, image_shape, training=training)
+        original = tf.cast(tf.shape(images)[1:3], tf.float32)
+        boxes = outputs["boxes"] / tf.tile(scale, [1, 2])[:, None, :]
+        boxes = box_ops.clip(boxes, tf.tile(original[None], [tf.shape(images)[0], 1]))
+        outputs["boxes"] = boxes * tf.cast(outputs["scores"] > 0, tf.float32)[..., None]
+        return outputs
+
+    def detect(self, images, image_shape, training=False):
+        """Inference on already resized and padded images.
+
+        Args:
+          images: [B, Hp, Wp, 3] float 0..255, Hp and Wp multiples of size_divisibility.
+          image_shape: [B, 2] int32 valid size of each image.
+        Returns the dict of `call`, boxes in the resized frame.
+        """
+        features, objectness, deltas, anchors = self._pyramid(images, image_shape, training)
+        proposals, valid = self.proposals(objectness, deltas, anchors, image_shape,
+                                          training=False)
+        class_logits, box_deltas = self.box_head(self.box_pooler(features[:4], proposals))
+        detections = self.detector(proposals, valid, class_logits, box_deltas, image_shape)
+        mask_logits = self.mask_head(self.mask_pooler(features[:4], detections["boxes"]))
+        masks = tf.sigmoid(select_class_masks(tf.cast(mask_logits, tf.float32),
+                                              detections["class_ids"]))
+        detections["masks"] = masks * tf.cast(detections["scores"] > 0, tf.float32)[
+            :, :, None, None]
+        return detections
+
+    def predict_images(self, images):
+        """Detects objects in a list of images of any sizes.
+
+        Args:
+          images: list of uint8 arrays [H, W, 3] (or [H, W] grayscale).
+        Returns:
+          list of dicts of NumPy arrays, one per image, with only the real detections:
+          "boxes" [n, 4] (y1, x1, y2, x2) pixels, "class_ids" [n] int32 1..K, "scores" [n],
+          "masks" [n, H, W] bool full-image masks.
+        """
+        if len(images) == 0:
+            raise ValueError("predict_images: expected a non-empty list of HxWx3 uint8 images")
+        results = []
+        for i, image in enumerate(images):
+            image = _as_rgb_uint8(image, f"images[{i}]")
+            outputs = self._predict_one(tf.convert_to_tensor(image[None]))
+            n = int(outputs["num_detections"][0])
+            boxes = outputs["boxes"][0, :n]
+            masks = mask_ops.paste_masks(outputs["masks"][0, :n], boxes, image.shape[0],
+                                         image.shape[1])
+            results.append({
+                "boxes": boxes.numpy(),
+                "class_ids": outputs["class_ids"][0, :n].numpy(),
+                "scores": outputs["scores"][0, :n].numpy(),
+                "masks": (masks >= 0.5).numpy(),
+            })
+        return results
+
+    @tf.function(reduce_retracing=True)
+    def _predict_one(self, images):
+        return self(images, training=False)
+
+    # -- training --------------------------------------------------------------------------
+    def compute_losses(self, data, training=True):
+        """Runs the training graph on a batch from the training pipeline.
+
+        Args:
+          data: dict with "images" [B, P, P, 3] float 0..255, "image_shape" [B, 2],
+            "gt_boxes" [B, M, 4], "gt_classes" [B, M] (0 = padding), "gt_masks" [B, M, P, P],
+            optional "gt_is_crowd" [B, M].
+          training: batch-norm mode of the backbone (sampling is done either way).
+        Returns:
+          dict of the five scalar losses (unweighted) and "loss", their weighted sum.
+        """
+        missing = [k for k in TRAINING_KEYS if k not in data]
+        if missing:
+            raise ValueError(f"MaskRCNN training batch is missing {missing}; expected the keys "
+                             f"{list(TRAINING_KEYS)} (+ optional gt_is_crowd) as made by "
+                             "mrcnn_tf.data.pipeline.make_training_dataset")
+        config = self.config
+        image_shape = tf.cast(data["image_shape"], tf.int32)
+        gt_boxes = tf.cast(data["gt_boxes"], tf.float32)
+        gt_classes = tf.cast(data["gt_classes"], tf.int32)
+        gt_is_crowd = data.get("gt_is_crowd")
+        gt_is_crowd = (tf.zeros_like(gt_classes, tf.bool) if gt_is_crowd is None
+                       else tf.cast(gt_is_crowd, tf.bool))
+
+        features, objectness, deltas, anchors = self._pyramid(data["images"], image_shape,
+                                                               training)
+        batch = tf.shape(gt_boxes)[0]
+        flat_objectness = tf.concat(
+            [tf.reshape(o, tf.stack([batch, -1])) for o in objectness], axis=1)
+        flat_deltas = tf.concat([tf.reshape(d, tf.stack([batch, -1, 4])) for d in deltas], 1)
+        rpn = target_ops.rpn_targets(tf.concat(anchors, axis=0), gt_boxes, gt_classes,
+                                     gt_is_crowd, config)
+        result = {
+            "rpn_class_loss": losses.rpn_class_loss(
+                flat_objectness, rpn["labels"], config.rpn_batch_size_per_image),
+            "rpn_box_loss": losses.rpn_box_loss(
+                flat_deltas, rpn["box_targets"], rpn["labels"],
+                config.rpn_batch_size_per_image, config.rpn_smooth_l1_beta),
+        }
+
+        proposals, valid = self.proposals(objectness, deltas, anchors, image_shape,
+                                          training=True)
+        targets = self.detection_targets(proposals, valid, gt_boxes, gt_classes, gt_is_crowd,
+                                         data["gt_masks"])
+        class_logits, box_deltas = self.box_head(self.box_pooler(features[:4], targets["rois"]))
+        result["class_loss"] = losses.class_loss(class_logits, targets["class_targets"],
+                                                 targets["valid"])
+        result["box_loss"] = losses.box_loss(
+            box_deltas, targets["box_targets"], targets["class_targets"],
+            targets["is_positive"], targets["valid"], config.box_smooth_l1_beta)
+        mask_logits = self.mask_head(self.mask_pooler(features[:4], targets["mask_rois"]))
+        result["mask_loss"] = losses.mask_loss(mask_logits, targets["mask_targets"],
+                                               targets["mask_classes"], targets["mask_valid"])
+        weights = (config.loss_weight_rpn_class, config.loss_weight_rpn_box,
+                   config.loss_weight_class, config.loss_weight_box, config.loss_weight_mask)
+        result["loss"] = tf.add_n([w * result[n] for w, n in zip(weights, LOSS_NAMES)])
+        return result
+
+    def train_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            result = self.compute_losses(x, training=True)
+            # Each replica's gradients are summed across replicas: scale so the sum is the
+            # mean over the global batch.
+            loss = result["loss"] / tf.distribute.get_strategy().num_replicas_in_sync
+            loss = self.optimizer.scale_loss(loss)
+        variables = self.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        return self._update_trackers(result)
+
+    def test_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self._update_trackers(self.compute_losses(x, training=False))
+
+    def _update_trackers(self, result):
+        for name, tracker in self.loss_trackers.items():
+            tracker.update_state(result[name])
+        return {name: tracker.result() for name, tracker in self.loss_trackers.items()}
+
+    @property
+    def metrics(self):
+        return list(self.loss_trackers.values())
+
+    # -- Keras plumbing --------------------------------------------------------------------
+    def build(self, input_shape=None):
+        """Creates every weight by running inference once on a small blank image."""
+        if self.built:
+            return
+        side = self.config.size_divisibility
+        self.detect(tf.zeros([1, side, side, 3]), tf.constant([[side, side]], tf.int32))
+        self.built = True
+
+    def get_config(self):
+        return {"config": self.config.to_dict(), "class_names": self.class_names,
+                "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _as_rgb_uint8(image, source):
+    """Checks one image for predict_images: HxWx3 (or HxW gray) uint8 -> HxWx3 uint8."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"{source}: expected an image of shape HxWx3 (or HxW), got shape "
+                         f"{image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"{source}: image is empty (shape {image.shape})")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{source}: expected dtype uint8 (0..255), got {image.dtype}")
+    return image

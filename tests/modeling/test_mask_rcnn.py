@@ -1,0 +1,178 @@
+"""MaskRCNN end to end: outputs, gradients, fit/evaluate, overfitting, saving, bad input."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mrcnn_tf.config import get_config
+from mrcnn_tf.data import pipeline, shapes
+from mrcnn_tf.modeling.mask_rcnn import LOSS_NAMES, MaskRCNN
+
+SIZE = 64
+
+
+def tiny_config(**overrides):
+    values = dict(image_min_size=SIZE, image_max_size=SIZE, anchor_sizes=(8., 16., 32., 64., 128.),
+                  fpn_channels=32, box_head_fc_dim=64, mask_head_conv_dim=32,
+                  rpn_pre_nms_topk_train=200, rpn_post_nms_topk_train=64,
+                  rpn_pre_nms_topk_test=200, rpn_post_nms_topk_test=64,
+                  roi_batch_size_per_image=32, detections_per_image=10)
+    values.update(overrides)
+    return get_config("shapes_tiny", **values)
+
+
+def batches(config, num_images, batch_size, augment=False, seed=3):
+    raw = shapes.shapes_dataset(num_images, seed=seed, image_size=SIZE)
+    return pipeline.make_training_dataset(raw, config, batch_size, shuffle=False,
+                                          augment=augment, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(0)
+    return MaskRCNN(tiny_config(), class_names=list(shapes.CLASS_NAMES))
+
+
+def box_iou(a, b):
+    y1, x1 = np.maximum(a[0], b[0]), np.maximum(a[1], b[1])
+    y2, x2 = np.minimum(a[2], b[2]), np.minimum(a[3], b[3])
+    inter = max(y2 - y1, 0) * max(x2 - x1, 0)
+    area = lambda t: (t[2] - t[0]) * (t[3] - t[1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+def test_inference_outputs_have_documented_shapes(model):
+    images = tf.constant(np.random.default_rng(0).integers(0, 255, (2, 48, 80, 3)), tf.uint8)
+    out = model(images)
+    d = model.config.detections_per_image
+    assert out["boxes"].shape == (2, d, 4)
+    assert out["scores"].shape == (2, d)
+    assert out["class_ids"].shape == (2, d) and out["class_ids"].dtype == tf.int32
+    assert out["masks"].shape == (2, d, 28, 28)
+    assert out["num_detections"].shape == (2,)
+    boxes = out["boxes"].numpy()
+    # Boxes are in original-image pixels: inside 48 x 80, not the resized 64-px frame.
+    assert boxes[..., 0].min() >= 0 and boxes[..., 2].max() <= 48.0 + 1e-3
+    assert boxes[..., 1].min() >= 0 and boxes[..., 3].max() <= 80.0 + 1e-3
+    masks = out["masks"].numpy()
+    assert masks.min() >= 0.0 and masks.max() <= 1.0
+    for b in range(2):
+        n = int(out["num_detections"][b])
+        assert 0 <= n <= d
+        assert np.all(out["class_ids"].numpy()[b, n:] == 0)
+        assert np.all(out["class_ids"].numpy()[b, :n] >= 1)
+
+
+def test_every_trainable_weight_receives_a_gradient(model):
+    batch = next(iter(batches(model.config, 4, 2)))
+    with tf.GradientTape() as tape:
+        result = model.compute_losses(batch, training=True)
+    grads = tape.gradient(result["loss"], model.trainable_variables)
+    missing = [v.path for v, g in zip(model.trainable_variables, grads) if g is None]
+    assert not missing, f"no gradient for {missing}"
+    for v, g in zip(model.trainable_variables, grads):
+        assert np.all(np.isfinite(g.numpy())), v.path
+    nonzero = sum(float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads)
+    assert nonzero >= 0.9 * len(grads)
+    for name in LOSS_NAMES + ("loss",):
+        assert np.isfinite(float(result[name])) and float(result[name]) >= 0, name
+
+
+def test_losses_are_finite_for_images_without_objects(model):
+    batch = dict(next(iter(batches(model.config, 2, 2))))
+    batch["gt_classes"] = tf.zeros_like(batch["gt_classes"])
+    result = model.compute_losses(batch, training=True)
+    for name in LOSS_NAMES + ("loss",):
+        assert np.isfinite(float(result[name])), name
+    # Nothing to regress or segment: those losses are exactly 0.
+    assert float(result["box_loss"]) == 0.0
+    assert float(result["mask_loss"]) == 0.0
+    assert float(result["rpn_box_loss"]) == 0.0
+    assert float(result["class_loss"]) > 0.0
+
+
+def test_fit_and_evaluate_report_every_loss():
+    keras.utils.set_random_seed(1)
+    config = tiny_config()
+    model = MaskRCNN(config)
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, global_clipnorm=5.0))
+    data = batches(config, 8, 2)
+    history = model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)
+    for name in LOSS_NAMES + ("loss",):
+        assert name in history.history and np.isfinite(history.history[name][0])
+    logs = model.evaluate(data, steps=2, verbose=0, return_dict=True)
+    assert set(LOSS_NAMES) <= set(logs)
+
+
+def test_overfits_two_images():
+    """Loss falls by >= 80% and the detections land on the ground truth (IoU > 0.8)."""
+    keras.utils.set_random_seed(2)
+    config = tiny_config(max_instances=4)
+    examples = shapes.make_shapes_arrays(2, seed=11, image_size=SIZE, min_shapes=1,
+                                         max_shapes=2)
+    raw = tf.data.Dataset.from_generator(
+        lambda: iter(examples), output_signature=shapes.shapes_output_signature(SIZE))
+    data = pipeline.make_training_dataset(raw.cache(), config, 2, shuffle=False,
+                                          augment=False, seed=0)
+    model = MaskRCNN(config)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3, global_clipnorm=10.0))
+    first = model.evaluate(data, steps=1, verbose=0, return_dict=True)["loss"]
+    model.fit(data, steps_per_epoch=300, epochs=1, verbose=0)
+    last = model.evaluate(data, steps=1, verbose=0, return_dict=True)["loss"]
+    assert last <= 0.2 * first, (first, last)
+
+    predictions = model.predict_images([ex["image"] for ex in examples])
+    for example, prediction in zip(examples, predictions):
+        for box, class_id in zip(example["boxes"], example["class_ids"]):
+            matches = [box_iou(box, p) for p, c, s in zip(
+                prediction["boxes"], prediction["class_ids"], prediction["scores"])
+                if c == class_id and s >= 0.5]
+            assert matches and max(matches) > 0.8, (box, prediction["boxes"])
+
+
+def test_keras_file_round_trip_gives_identical_outputs(model, tmp_path):
+    images = tf.constant(np.random.default_rng(5).integers(0, 255, (1, SIZE, SIZE, 3)),
+                         tf.uint8)
+    before = model(images)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, MaskRCNN)
+    assert loaded.config == model.config
+    assert loaded.class_names == model.class_names
+    after = loaded(images)
+    for key in ("boxes", "scores", "class_ids", "masks", "num_detections"):
+        np.testing.assert_allclose(after[key].numpy(), before[key].numpy(), atol=1e-5)
+
+
+def test_predict_images_returns_full_image_masks(model):
+    images = [np.zeros((40, 70, 3), np.uint8), np.full((64, 64), 128, np.uint8)]
+    results = model.predict_images(images)
+    assert len(results) == 2
+    assert results[0]["masks"].shape[1:] == (40, 70)
+    assert results[1]["masks"].shape[1:] == (64, 64)
+    assert results[0]["masks"].dtype == bool
+
+
+@pytest.mark.parametrize("images, message", [
+    ([], "non-empty"),
+    ([np.zeros((8, 8, 4), np.uint8)], "HxWx3"),
+    ([np.zeros((0, 8, 3), np.uint8)], "empty"),
+    ([np.zeros((8, 8, 3), np.float32)], "uint8"),
+])
+def test_predict_images_rejects_bad_images(model, images, message):
+    with pytest.raises(ValueError, match=message):
+        model.predict_images(images)
+
+
+def test_training_batch_without_masks_names_the_missing_key(model):
+    batch = dict(next(iter(batches(model.config, 2, 2))))
+    del batch["gt_masks"]
+    with pytest.raises(ValueError, match="gt_masks"):
+        model.compute_losses(batch)
+
+
+def test_class_names_must_match_the_class_count():
+    with pytest.raises(ValueError, match="num_classes"):
+        MaskRCNN(tiny_config(), class_names=["a", "b"])
