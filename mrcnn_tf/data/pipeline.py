@@ -1,0 +1,312 @@
+"""tf.data input pipeline: resize, augment, pad to static shapes, batch.
+
+Training examples (the structure of `mrcnn_tf.data.shapes`, validated by
+`mrcnn_tf.data.validation`) become fixed-size tensors so that one traced training step serves
+every batch, under XLA and tf.distribute too:
+
+    images        float32 [P, P, 3]   0..255 RGB, resized image at the top-left, zeros elsewhere
+    image_shape   int32   [2]         (height, width) of the resized image inside the canvas
+    gt_boxes      float32 [M, 4]      (y1, x1, y2, x2) in resized-image pixels, zero padding rows
+    gt_classes    int32   [M]         1..K, 0 for padding rows
+    gt_masks      uint8   [M, P, P]   0/1 full-canvas masks, zero padding rows
+    gt_is_crowd   bool    [M]
+    image_id      int64   []
+    scale         float32 [2]         (resized / original) along y and x
+    original_shape int32  [2]         (height, width) before resizing
+
+with P = `config.max_padded_size` and M = `config.max_instances`. Images are *not* normalized
+here: the model does it, so that exported models take raw pixels.
+
+Everything on the training and inference paths is TF ops (no numpy, no py_function), so it runs
+in parallel in `Dataset.map` and inside exported graphs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import tensorflow as tf
+
+from mrcnn_tf.config import Config
+
+
+# -- resizing rule ---------------------------------------------------------------------------
+
+def resize_shape_static(height: int, width: int, config: Config) -> Tuple[int, int]:
+    """`resize_params` in plain Python, for sizes known before tracing.
+
+    Uses float64 arithmetic like the TF version, so both give the same sizes.
+
+    Returns:
+      (new_height, new_width) Python ints.
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size {height}x{width}: expected positive height and width")
+    short, long = min(height, width), max(height, width)
+    scale = config.image_min_size / short
+    if long * scale > config.image_max_size:
+        scale = config.image_max_size / long
+    return (max(1, int(math.floor(height * scale + 0.5))),
+            max(1, int(math.floor(width * scale + 0.5))))
+
+
+def resize_params(height, width, config: Config) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Output size of the shortest-edge resize (Detectron2's `ResizeShortestEdge` rule).
+
+    The shorter side becomes `config.image_min_size` unless the longer side would then exceed
+    `config.image_max_size`, in which case the longer side becomes `image_max_size`:
+
+        scale = min_size / min(h, w);  if max(h, w) * scale > max_size: scale = max_size / max(h, w)
+        new_h, new_w = round(h * scale), round(w * scale)      (round half up, at least 1)
+
+    Args:
+      height, width: int scalars (Python ints or int tensors; dynamic shapes are fine).
+      config: supplies image_min_size and image_max_size.
+
+    Returns:
+      (new_height int32 [], new_width int32 [], scale float32 []). The nominal `scale` differs
+      slightly from the exact per-axis ratios new_h / h and new_w / w because of rounding; use
+      those ratios to map coordinates.
+    """
+    # float64: sizes are exact and the result matches `resize_shape_static` bit for bit.
+    h = tf.cast(height, tf.float64)
+    w = tf.cast(width, tf.float64)
+    short, long = tf.minimum(h, w), tf.maximum(h, w)
+    scale = tf.constant(float(config.image_min_size), tf.float64) / short
+    scale = tf.where(long * scale > float(config.image_max_size),
+                     tf.constant(float(config.image_max_size), tf.float64) / long, scale)
+    new_h = tf.maximum(tf.cast(tf.floor(h * scale + 0.5), tf.int32), 1)
+    new_w = tf.maximum(tf.cast(tf.floor(w * scale + 0.5), tf.int32), 1)
+    return new_h, new_w, tf.cast(scale, tf.float32)
+
+
+def _resize_image(images: tf.Tensor, new_h, new_w) -> tf.Tensor:
+    """Bilinear resize to float32 0..255.
+
+    Args:
+      images: [H, W, C] or [B, H, W, C], any real dtype, 0..255.
+
+    Returns:
+      float32 [new_h, new_w, C] or [B, new_h, new_w, C].
+    """
+    # antialias=False on purpose: the same op (ResizeBilinear, half-pixel centres) must run in
+    # training, in the SavedModel and in TFLite, where the antialiased kernel is not a builtin.
+    resized = tf.image.resize(tf.cast(images, tf.float32), tf.stack([new_h, new_w]),
+                              method=tf.image.ResizeMethod.BILINEAR, antialias=False)
+    return tf.clip_by_value(resized, 0.0, 255.0)
+
+
+def _resize_masks_nearest(masks: tf.Tensor, new_h, new_w) -> tf.Tensor:
+    """Nearest-neighbour resize of instance masks.
+
+    Output pixel i takes the input pixel that contains its centre: floor((i + 0.5) * h / new_h).
+    Done with two gathers rather than `tf.image.resize`, which needs the N masks as channels
+    and fails for N = 0, and would need two transposes of the largest tensor in the pipeline.
+
+    Args:
+      masks: uint8 [N, H, W] (N may be 0).
+      new_h, new_w: int32 scalars.
+
+    Returns:
+      uint8 [N, new_h, new_w].
+    """
+    shape = tf.shape(masks)
+
+    def source_index(in_size, out_size):
+        ratio = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
+        idx = tf.floor((tf.range(out_size, dtype=tf.float32) + 0.5) * ratio)
+        return tf.minimum(tf.cast(idx, tf.int32), in_size - 1)
+
+    masks = tf.gather(masks, source_index(shape[1], new_h), axis=1)
+    return tf.gather(masks, source_index(shape[2], new_w), axis=2)
+
+
+def _flip_decision(seed, image_id: tf.Tensor) -> tf.Tensor:
+    """A fair coin (bool []) for the horizontal flip.
+
+    seed None: stateful and not reproducible. An int or int scalar tensor: a stateless coin
+    keyed by (seed, image_id), the same for an image in every epoch. An int [2] tensor: used
+    as the stateless seed directly (`make_training_dataset` passes (seed, stream position)).
+    """
+    if seed is None:
+        return tf.random.uniform([]) < 0.5
+    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+    if seed.shape.rank == 0:
+        seed = tf.stack([seed, tf.cast(image_id, tf.int64)])
+    return tf.random.stateless_uniform([], seed=seed) < 0.5
+
+
+# -- training --------------------------------------------------------------------------------
+
+def preprocess_for_training(example: Mapping[str, Any], config: Config, augment: bool = False,
+                            seed=None) -> Dict[str, tf.Tensor]:
+    """Resizes, optionally flips, and pads one example to static shapes (pure TF).
+
+    Args:
+      example: dict of tensors: image uint8 [H, W, 3], boxes float32 [N, 4] (y1, x1, y2, x2)
+        pixels, class_ids int32 [N], masks uint8 [N, H, W], is_crowd bool [N] (optional),
+        image_id int64 []. Validate first with `mrcnn_tf.data.validation.validate_example`.
+      config: image_min_size / image_max_size (resize), max_padded_size (P), max_instances (M).
+      augment: random horizontal flip with probability 0.5.
+      seed: None (stateful random flip), an int (stateless, keyed by (seed, image_id)) or an
+        int [2] tensor (the stateless seed itself).
+
+    Returns:
+      dict: images float32 [P, P, 3], image_shape int32 [2], gt_boxes float32 [M, 4],
+      gt_classes int32 [M], gt_masks uint8 [M, P, P], gt_is_crowd bool [M], image_id int64 [],
+      scale float32 [2], original_shape int32 [2]. Instances beyond M are dropped (the first M
+      are kept); boxes are scaled by the exact per-axis ratios (new_h / h, new_w / w).
+    """
+    p = config.max_padded_size
+    m = config.max_instances
+
+    image = tf.convert_to_tensor(example["image"])
+    image_id = tf.cast(example["image_id"], tf.int64)
+    image_size = tf.shape(image)[:2]
+    height, width = image_size[0], image_size[1]
+    new_h, new_w, _ = resize_params(height, width, config)
+    scale_y = tf.cast(new_h, tf.float32) / tf.cast(height, tf.float32)
+    scale_x = tf.cast(new_w, tf.float32) / tf.cast(width, tf.float32)
+
+    # Truncate first so that dropped instances cost no resizing.
+    boxes = tf.reshape(tf.cast(example["boxes"], tf.float32), [-1, 4])[:m]
+    class_ids = tf.cast(example["class_ids"], tf.int32)[:m]
+    masks = tf.cast(example["masks"], tf.uint8)[:m]
+    if example.get("is_crowd") is not None:
+        is_crowd = tf.cast(example["is_crowd"], tf.bool)[:m]
+    else:
+        is_crowd = tf.zeros_like(class_ids, dtype=tf.bool)
+    num = tf.shape(boxes)[0]
+
+    image = _resize_image(image, new_h, new_w)
+    masks = _resize_masks_nearest(masks, new_h, new_w)
+    boxes = boxes * tf.stack([scale_y, scale_x, scale_y, scale_x])
+
+    if augment:
+        def flip():
+            # Mirror inside the valid width (before padding): x' = W - x, and the exclusive
+            # right edge x2 becomes the inclusive left edge, hence x1' = W - x2.
+            new_w_f = tf.cast(new_w, tf.float32)
+            y1, x1, y2, x2 = tf.unstack(boxes, axis=1)
+            flipped_boxes = tf.stack([y1, new_w_f - x2, y2, new_w_f - x1], axis=1)
+            return tf.reverse(image, [1]), flipped_boxes, tf.reverse(masks, [2])
+
+        image, boxes, masks = tf.cond(_flip_decision(seed, image_id), flip,
+                                      lambda: (image, boxes, masks))
+
+    # Pad the image at the bottom/right so (0, 0) stays the origin of box coordinates.
+    image = tf.pad(image, [[0, p - new_h], [0, p - new_w], [0, 0]])
+    masks = tf.pad(masks, [[0, m - num], [0, p - new_h], [0, p - new_w]])
+    boxes = tf.pad(boxes, [[0, m - num], [0, 0]])
+    class_ids = tf.pad(class_ids, [[0, m - num]])
+    is_crowd = tf.pad(is_crowd, [[0, m - num]], constant_values=False)
+
+    # Static shapes for the traced training step (tf.pad with tensor paddings loses them).
+    image = tf.ensure_shape(image, [p, p, 3])
+    masks = tf.ensure_shape(masks, [m, p, p])
+    boxes = tf.ensure_shape(boxes, [m, 4])
+    class_ids = tf.ensure_shape(class_ids, [m])
+    is_crowd = tf.ensure_shape(is_crowd, [m])
+    return {
+        "images": image,
+        "image_shape": tf.stack([new_h, new_w]),
+        "gt_boxes": boxes,
+        "gt_classes": class_ids,
+        "gt_masks": masks,
+        "gt_is_crowd": is_crowd,
+        "image_id": tf.reshape(image_id, []),
+        "scale": tf.stack([scale_y, scale_x]),
+        "original_shape": tf.cast(image_size, tf.int32),
+    }
+
+
+def make_training_dataset(dataset: tf.data.Dataset, config: Config, batch_size: int,
+                          shuffle: bool = True, augment: bool = True, seed: Optional[int] = None,
+                          drop_remainder: bool = True, repeat: bool = True,
+                          shuffle_buffer_size: int = 256) -> tf.data.Dataset:
+    """Batched training input: shuffle, repeat, preprocess in parallel, batch, prefetch.
+
+    Args:
+      dataset: examples as described in `preprocess_for_training` (e.g. `shapes_dataset`).
+      config: see `preprocess_for_training`.
+      batch_size: images per batch (per replica count is the caller's business).
+      shuffle: shuffle raw examples with a buffer of `shuffle_buffer_size`. Raw examples are
+        shuffled *before* preprocessing because padded ones are much larger (a COCO example
+        padded to 1344 x 1344 with 100 masks is ~200 MB).
+      augment: random horizontal flips.
+      seed: None, or an int making shuffling and flips reproducible (the map then keeps order,
+        and each element's flip is keyed by (seed, position in the stream)).
+      drop_remainder: drop a final partial batch (keeps the batch dimension static).
+      repeat: repeat forever (for `model.fit(steps_per_epoch=...)`).
+      shuffle_buffer_size: examples held for shuffling.
+
+    Returns:
+      Dataset of dicts with the fields of `preprocess_for_training`, each with a leading batch
+      dimension B = batch_size (None if drop_remainder is False): images float32 [B, P, P, 3],
+      image_shape int32 [B, 2], gt_boxes float32 [B, M, 4], gt_classes int32 [B, M],
+      gt_masks uint8 [B, M, P, P], gt_is_crowd bool [B, M], image_id int64 [B],
+      scale float32 [B, 2], original_shape int32 [B, 2].
+    """
+    if batch_size < 1:
+        raise ValueError(f"make_training_dataset: batch_size={batch_size}: expected >= 1")
+    if shuffle:
+        dataset = dataset.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    if seed is not None:
+        # Stateless per-element seeds: reproducible regardless of thread scheduling, and the
+        # same image gets a fresh coin each time it comes round again.
+        base = tf.constant(seed, tf.int64)
+        dataset = dataset.enumerate().map(
+            lambda i, ex: preprocess_for_training(ex, config, augment, tf.stack([base, i])),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        dataset = dataset.map(lambda ex: preprocess_for_training(ex, config, augment),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+# -- inference -------------------------------------------------------------------------------
+
+def preprocess_for_inference(images: tf.Tensor, config: Config
+                             ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Resizes a batch of same-sized images and pads it to a multiple of size_divisibility.
+
+    Pure TF, for the model's inference path and exported signatures. When H and W are static
+    the output shape is static too (sizes computed in Python by `resize_shape_static`).
+
+    Args:
+      images: [B, H, W, 3] uint8 (or any real dtype) RGB 0..255, all of one size.
+      config: image_min_size, image_max_size, size_divisibility.
+
+    Returns:
+      images: float32 [B, Hp, Wp, 3], 0..255 (not normalized), the resized image at the
+        top-left and zeros elsewhere; Hp, Wp are the resized size rounded up to a multiple of
+        `config.size_divisibility`.
+      image_shape: int32 [B, 2], resized (height, width) of each image (all equal).
+      scale: float32 [B, 2], (new_h / H, new_w / W): divide output coordinates by it to get
+        original-image pixels.
+    """
+    images = tf.convert_to_tensor(images)
+    d = config.size_divisibility
+    static_h, static_w = images.shape[1], images.shape[2]
+    dynamic = tf.shape(images)
+    if static_h is not None and static_w is not None:
+        new_h, new_w = resize_shape_static(static_h, static_w, config)
+        pad_h, pad_w = -(-new_h // d) * d, -(-new_w // d) * d
+        height, width = static_h, static_w
+    else:
+        height, width = dynamic[1], dynamic[2]
+        new_h, new_w, _ = resize_params(height, width, config)
+        pad_h = (new_h + d - 1) // d * d
+        pad_w = (new_w + d - 1) // d * d
+    resized = _resize_image(images, new_h, new_w)
+    padded = tf.pad(resized, [[0, 0], [0, pad_h - new_h], [0, pad_w - new_w], [0, 0]])
+    batch = dynamic[0]
+    image_shape = tf.tile(tf.reshape(tf.stack([new_h, new_w]), [1, 2]), [batch, 1])
+    scale = tf.stack([tf.cast(new_h, tf.float32) / tf.cast(height, tf.float32),
+                      tf.cast(new_w, tf.float32) / tf.cast(width, tf.float32)])
+    scale = tf.tile(tf.reshape(scale, [1, 2]), [batch, 1])
+    return padded, tf.cast(image_shape, tf.int32), scale
