@@ -23,7 +23,8 @@ def crop_mask_targets(gt_masks, rois, matched_gt, mask_size, sampling_ratio=2):
 
     Each output pixel averages sampling_ratio^2 samples of the binary mask at the centres of
     equal sub-bins of the RoI (RoIAlign, aligned), and is thresholded at 0.5, as Detectron2
-    makes its mask targets. Samples outside the mask image read 0 (background).
+    makes its mask targets. As in RoIAlign, a sample within one pixel index of the border
+    (index in [-1, 0) or (H - 1, H]) reads the edge pixel and samples beyond read 0.
 
     Args:
       gt_masks: [B, M, H, W] uint8 or float 0/1 full-canvas masks.
@@ -41,11 +42,15 @@ def crop_mask_targets(gt_masks, rois, matched_gt, mask_size, sampling_ratio=2):
     # crop_and_resize picks each box's source image by index, so the masks are not copied
     # per RoI; uint8 input is accepted directly.
     images = tf.reshape(gt_masks, tf.stack([b * m, h, w, 1]))
+    # One edge-replicated pixel per side: crop_and_resize returns 0 outside [0, H - 1], but
+    # RoIAlign clamps samples in [-1, 0) and (H - 1, H] to the edge pixel (DESIGN.md), which
+    # matters for objects touching the image border.
+    images = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
     box_indices = tf.reshape(tf.range(b)[:, None] * m + matched_gt, [-1])
     y1, x1, y2, x2 = tf.unstack(tf.reshape(rois, [-1, 4]), 4, axis=-1)
     n = mask_size * sampling_ratio
-    by1, by2 = _sample_box(y1, y2 - y1, n, h)
-    bx1, bx2 = _sample_box(x1, x2 - x1, n, w)
+    by1, by2 = _sample_box(y1 + 1.0, y2 - y1, n, h + 2)
+    bx1, bx2 = _sample_box(x1 + 1.0, x2 - x1, n, w + 2)
     crops = tf.image.crop_and_resize(
         tf.cast(images, tf.float32) if images.dtype != tf.uint8 else images,
         tf.stack([by1, bx1, by2, bx2], axis=-1), box_indices, [n, n],

@@ -71,7 +71,8 @@ def sample_balanced(positive, negative, num_samples, positive_fraction, seed=Non
 
 
 def max_positives(num_samples, positive_fraction):
-    """The number of slots that can hold positives: int(S * fraction) (Detectron2's rule)."""
+    """The number of slots that can hold positives: int(S * fraction) (Detectron2's rule),
+    but at least 1 so the mask branch always has a slot."""
     return max(1, int(num_samples * positive_fraction))
 
 

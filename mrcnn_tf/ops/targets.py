@@ -1,9 +1,10 @@
 """Training targets: anchors -> ground truth (RPN) and proposals -> ground truth (RoI heads).
 
 Ground truth comes padded: gt_boxes [B, M, 4], gt_classes [B, M] with 0 on padding rows,
-gt_is_crowd [B, M]. Crowd regions are never matched as targets; candidates lying mostly
+gt_is_crowd [B, M]. Crowd regions are never matched as targets; a candidate lying mostly
 inside one (intersection over the candidate's area >= crowd_ioa_threshold, COCO's rule for
-crowd regions in evaluation) are ignored, neither positive nor negative.
+crowd regions in evaluation) is never a negative: it is ignored unless it is a positive for a
+non-crowd object.
 """
 
 import tensorflow as tf

@@ -1,0 +1,143 @@
+"""Tests for mrcnn_tf.ops.masks: mask targets (crop) and pasting masks into images."""
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mrcnn_tf.ops import masks as mask_ops
+
+
+def _load_reference():
+    path = pathlib.Path(__file__).with_name("numpy_reference.py")
+    spec = importlib.util.spec_from_file_location("numpy_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ref = _load_reference()
+
+
+def _crop(masks, rois, matched, mask_size=28):
+    return mask_ops.crop_mask_targets(
+        tf.constant(masks), tf.constant(rois, tf.float32), tf.constant(matched, tf.int32),
+        mask_size).numpy()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_crop_roi_exactly_covering_filled_rectangle_gives_ones(dtype):
+    masks = np.zeros((1, 1, 100, 90), dtype)
+    masks[0, 0, 20:80, 10:70] = 1  # 60 x 60 rectangle
+    out = _crop(masks, [[[20, 10, 80, 70]]], [[0]])
+    assert out.shape == (1, 1, 28, 28)
+    np.testing.assert_array_equal(out[0, 0], 1.0)
+    # A RoI twice the rectangle's size: ones in the middle half, zeros around.
+    out = _crop(masks, [[[-10, -20, 110, 100]]], [[0]])[0, 0]
+    np.testing.assert_array_equal(out[8:20, 8:20], 1.0)
+    assert out[:6].sum() == 0 and out[22:].sum() == 0
+
+
+def test_crop_mask_filling_whole_image_gives_ones():
+    # An object touching every image border (RoIAlign reads the edge pixel up to -1 / H).
+    masks = np.ones((1, 1, 10, 12), np.uint8)
+    out = _crop(masks, [[[0, 0, 10, 12]]], [[0]])
+    np.testing.assert_array_equal(out[0, 0], 1.0)
+
+
+def test_crop_left_half():
+    masks = np.zeros((1, 1, 64, 128), np.uint8)
+    masks[0, 0, :, :64] = 1
+    out = _crop(masks, [[[0, 0, 64, 64], [0, 64, 64, 128], [0, 0, 64, 128]]], [[0, 0, 0]])
+    np.testing.assert_array_equal(out[0, 0], 1.0)
+    np.testing.assert_array_equal(out[0, 1], 0.0)
+    np.testing.assert_array_equal(out[0, 2][:, :14], 1.0)
+    np.testing.assert_array_equal(out[0, 2][:, 14:], 0.0)
+
+
+def test_crop_picks_matched_mask_per_image():
+    masks = np.zeros((2, 3, 32, 32), np.uint8)
+    for b in range(2):
+        for m in range(3):
+            masks[b, m, :, : 4 + 8 * m + b] = 1  # each (image, mask) a distinct width
+    rois = np.tile(np.array([[0, 0, 32, 32]], np.float32), (2, 4, 1))
+    matched = np.array([[2, 0, 1, 2], [1, 1, 0, 2]])
+    out = _crop(masks, rois, matched, mask_size=8)
+    for b in range(2):
+        for p in range(4):
+            expected = ref.crop_mask(masks[b, matched[b, p]], rois[b, p], 8)
+            np.testing.assert_array_equal(out[b, p], expected)
+    assert not np.array_equal(out[0, 0], out[0, 1])
+
+
+def test_crop_matches_numpy_on_random_masks_and_boxes():
+    rng = np.random.default_rng(0)
+    b, m, h, w, p, size = 2, 3, 40, 48, 12, 14
+    # Blobby random masks: upsampled noise, thresholded.
+    coarse = rng.random((b, m, h // 8, w // 8))
+    masks = (np.kron(coarse, np.ones((8, 8))) > 0.5).astype(np.uint8)
+    rois = np.zeros((b, p, 4), np.float32)
+    for i in range(b):
+        rois[i] = ref.random_boxes(rng, p, extent=44.0, min_size=3.0, max_size=30.0) - 4.0
+    rois[0, 0] = [0, 0, h, w]  # whole image
+    rois[0, 1] = [-5, -3, 10, 50]  # beyond the borders
+    matched = rng.integers(0, m, (b, p))
+    out = _crop(masks, rois, matched, mask_size=size)
+    mismatches = 0
+    for i in range(b):
+        for k in range(p):
+            soft = ref.crop_mask_soft(masks[i, matched[i, k]], rois[i, k], size)
+            expected = (soft >= 0.5).astype(np.float32)
+            clear = np.abs(soft - 0.5) > 1e-4  # skip bins on the threshold
+            np.testing.assert_array_equal(out[i, k][clear], expected[clear],
+                                          err_msg=f"image {i} roi {k}")
+            mismatches += int((out[i, k] != expected).sum())
+    assert mismatches <= 2
+
+
+def test_paste_all_ones_mask_fills_the_box():
+    masks = tf.ones([1, 28, 28])
+    out = mask_ops.paste_masks(masks, tf.constant([[10.0, 20.0, 50.0, 60.0]]), 100, 100)
+    out = out.numpy()[0]
+    assert out.shape == (100, 100)
+    np.testing.assert_allclose(out[11:49, 21:59], 1.0, atol=1e-5)
+    assert np.all(out[:8] == 0) and np.all(out[52:] == 0)
+    assert np.all(out[:, :18] == 0) and np.all(out[:, 62:] == 0)
+    binary = out >= 0.5
+    expected = np.zeros((100, 100), bool)
+    expected[10:50, 20:60] = True
+    np.testing.assert_array_equal(binary, expected)
+
+
+def test_paste_matches_numpy():
+    rng = np.random.default_rng(1)
+    masks = rng.random((3, 7, 7)).astype(np.float32)
+    boxes = np.array([[3.3, 5.1, 20.7, 17.2], [-4.0, 10.0, 12.0, 40.5], [0.0, 0.0, 30.0, 36.0]],
+                     np.float32)
+    out = mask_ops.paste_masks(tf.constant(masks), tf.constant(boxes), 30, 36).numpy()
+    for i in range(3):
+        np.testing.assert_allclose(out[i], ref.paste_mask(masks[i], boxes[i], 30, 36),
+                                   atol=1e-4, err_msg=f"mask {i}")
+
+
+@pytest.mark.parametrize("rect,box,min_iou", [
+    ((20, 30, 70, 95), (18.0, 28.0, 72.0, 97.0), 0.95),
+    ((14, 26, 62, 98), (10.0, 20.0, 66.0, 104.0), 0.99),  # edges on 28-bin boundaries
+    # Coarser bins (2.2 x 2.7 px) not aligned with the edges: a pixel of error per edge.
+    ((20, 30, 70, 95), (14.5, 25.0, 76.0, 101.5), 0.93),
+])
+def test_crop_then_paste_round_trip(rect, box, min_iou):
+    h, w = 100, 120
+    full = np.zeros((h, w), np.uint8)
+    full[rect[0]:rect[2], rect[1]:rect[3]] = 1
+    box = np.array(box, np.float32)
+    crop = _crop(full[None, None], box[None, None], [[0]])[0]  # [1, 28, 28]
+    pasted = mask_ops.paste_masks(tf.constant(crop), tf.constant(box[None]), h, w).numpy()[0]
+    back = pasted >= 0.5
+    inter = np.logical_and(back, full).sum()
+    union = np.logical_or(back, full).sum()
+    assert inter / union > min_iou
+    ys, xs = np.nonzero(back)
+    np.testing.assert_allclose([ys.min(), xs.min(), ys.max() + 1, xs.max() + 1], rect, atol=1)
