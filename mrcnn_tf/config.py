@@ -252,7 +252,7 @@ def shapes_tiny() -> Config:
         rpn_post_nms_topk_train=200,
         rpn_post_nms_topk_test=100,
         roi_batch_size_per_image=64,
-        roi_positive_fraction=0.33,
+        roi_positive_fraction=0.25,
         box_head_fc_dim=128,
         mask_head_conv_dim=64,
         mask_head_num_convs=2,

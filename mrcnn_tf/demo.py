@@ -1,0 +1,131 @@
+"""The demo: train `shapes_tiny` on synthetic shapes, evaluate with COCO metrics, draw, save.
+
+Everything a first-time user needs to see the whole life of a model on a laptop CPU:
+train with `model.fit` (Keras progress bar), evaluate on a separate held-out shapes set with
+pycocotools, write overlay PNGs of the predictions, and save the model as a `.keras` file.
+"""
+
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from mrcnn_tf import visualize
+from mrcnn_tf.config import get_config
+from mrcnn_tf.data import pipeline, shapes
+from mrcnn_tf.evaluation import coco_eval
+from mrcnn_tf.io_utils import write_json_atomic, write_png_atomic
+from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
+from mrcnn_tf.modeling.optimizer import make_optimizer
+
+# Different seeds keep the evaluation images out of the training set.
+TRAIN_SEED = 0
+EVAL_SEED = 1000
+
+
+def train_dataset(config, num_images, batch_size, seed=TRAIN_SEED):
+    """Shapes examples generated once and cached, then shuffled, flipped and batched."""
+    raw = shapes.shapes_dataset(num_images, seed=seed, image_size=config.image_max_size).cache()
+    return pipeline.make_training_dataset(raw, config, batch_size, shuffle=True, augment=True,
+                                          seed=seed)
+
+
+def evaluate(model, examples, label_map, print_summary=True):
+    """Runs the model on `examples` and scores it with pycocotools.
+
+    Args:
+      model: a MaskRCNN.
+      examples: list of example dicts (image, boxes, class_ids, masks, is_crowd, image_id).
+      label_map: `coco_eval.LabelMap` of the model's classes.
+    Returns:
+      (metrics dict from `coco_eval.evaluate_coco`, list of per-image predictions).
+    """
+    predictions = model.predict_images([ex["image"] for ex in examples])
+    results = []
+    for example, prediction in zip(examples, predictions):
+        results.extend(coco_eval.predictions_to_coco_results(
+            int(example["image_id"]), prediction, label_map))
+    coco_gt = coco_eval.build_coco_ground_truth(examples, label_map)
+    metrics = coco_eval.evaluate_coco(coco_gt, results, print_summary=print_summary)
+    return metrics, predictions
+
+
+def draw_predictions(examples, predictions, class_names, out_dir, count=8,
+                     score_threshold=0.5):
+    """Writes one overlay PNG per image and a grid of them; returns the grid's path."""
+    os.makedirs(out_dir, exist_ok=True)
+    tiles = []
+    for example, prediction in list(zip(examples, predictions))[:count]:
+        overlay = visualize.draw_instances(
+            example["image"], prediction["boxes"], prediction["class_ids"],
+            prediction["scores"], prediction["masks"], class_names,
+            score_threshold=score_threshold)
+        write_png_atomic(os.path.join(out_dir, f"image_{int(example['image_id']):04d}.png"),
+                         overlay)
+        tiles.append(overlay)
+    grid_path = os.path.join(out_dir, "grid.png")
+    write_png_atomic(grid_path, visualize.make_grid(tiles, columns=4, padding=2))
+    return grid_path
+
+
+def save_model(model, path):
+    """Saves a `.keras` file through a temporary name, so a kill never leaves half a file."""
+    tmp = path + ".tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def run(out_dir, steps=None, train_images=2000, eval_images=200, batch_size=None,
+        seed=TRAIN_SEED, config_overrides=None):
+    """Trains, evaluates, draws and saves. Returns the evaluation metrics dict.
+
+    Args:
+      out_dir: where model.keras, metrics.json and predictions/ are written.
+      steps: training steps (default: config.total_steps).
+      train_images: distinct synthetic training images (cached in memory).
+      eval_images: held-out images for COCO evaluation.
+      batch_size: images per step (default: config.batch_size).
+    """
+    config = get_config("shapes_tiny", **(config_overrides or {}))
+    steps = steps or config.total_steps
+    batch_size = batch_size or config.batch_size
+    keras.utils.set_random_seed(seed)
+    os.makedirs(out_dir, exist_ok=True)
+    label_map = coco_eval.LabelMap.from_names(shapes.CLASS_NAMES)
+
+    model = MaskRCNN(config, class_names=list(shapes.CLASS_NAMES))
+    model.compile(optimizer=make_optimizer(config, batch_size=batch_size))
+    dataset = train_dataset(config, train_images, batch_size, seed=seed)
+    epochs = 10
+    logging.info("training %s for %d steps of %d images", config.name, steps, batch_size)
+    start = time.time()
+    model.fit(dataset, epochs=epochs, steps_per_epoch=max(1, steps // epochs), verbose=1)
+    train_seconds = time.time() - start
+
+    examples = shapes.make_shapes_arrays(eval_images, seed=EVAL_SEED,
+                                         image_size=config.image_max_size)
+    start = time.time()
+    metrics, predictions = evaluate(model, examples, label_map)
+    eval_seconds = time.time() - start
+    grid = draw_predictions(examples, predictions, list(shapes.CLASS_NAMES),
+                            os.path.join(out_dir, "predictions"))
+    save_model(model, os.path.join(out_dir, "model.keras"))
+
+    summary = {
+        "train_seconds": round(train_seconds, 1),
+        "eval_seconds": round(eval_seconds, 1),
+        "steps": steps,
+        "batch_size": batch_size,
+        **{k: v for k, v in metrics.items() if not k.endswith("per_category")},
+    }
+    write_json_atomic(os.path.join(out_dir, "metrics.json"), summary, indent=2)
+    print(f"\ntrained {steps} steps in {train_seconds:.0f} s; evaluated {eval_images} "
+          f"held-out images in {eval_seconds:.0f} s")
+    print(f"mask AP@[.5:.95] {metrics['segm/AP']:.3f}  AP@0.5 {metrics['segm/AP50']:.3f}")
+    print(f"box  AP@[.5:.95] {metrics['bbox/AP']:.3f}  AP@0.5 {metrics['bbox/AP50']:.3f}")
+    print(f"overlays: {grid}\nmodel: {os.path.join(out_dir, 'model.keras')}")
+    return summary
