@@ -55,15 +55,20 @@ def evaluate(model, examples, label_map, print_summary=True):
 
 
 def draw_predictions(examples, predictions, class_names, out_dir, count=8,
-                     score_threshold=0.5):
-    """Writes one overlay PNG per image and a grid of them; returns the grid's path."""
+                     score_threshold=0.5, zoom=2):
+    """Writes one overlay PNG per image and a grid of them; returns the grid's path.
+
+    Images are enlarged `zoom` times (nearest neighbour; masks and boxes with them) before
+    drawing, so labels stay readable on small synthetic images.
+    """
     os.makedirs(out_dir, exist_ok=True)
     tiles = []
     for example, prediction in list(zip(examples, predictions))[:count]:
+        image = np.repeat(np.repeat(example["image"], zoom, axis=0), zoom, axis=1)
+        masks = np.repeat(np.repeat(prediction["masks"], zoom, axis=1), zoom, axis=2)
         overlay = visualize.draw_instances(
-            example["image"], prediction["boxes"], prediction["class_ids"],
-            prediction["scores"], prediction["masks"], class_names,
-            score_threshold=score_threshold)
+            image, prediction["boxes"] * zoom, prediction["class_ids"],
+            prediction["scores"], masks, class_names, score_threshold=score_threshold)
         write_png_atomic(os.path.join(out_dir, f"image_{int(example['image_id']):04d}.png"),
                          overlay)
         tiles.append(overlay)

@@ -9,3 +9,9 @@ import tensorflow as tf  # noqa: E402
 
 tf.config.threading.set_inter_op_parallelism_threads(2)
 tf.config.threading.set_intra_op_parallelism_threads(2)
+
+import sys  # noqa: E402
+import pathlib  # noqa: E402
+
+# Test modules import the NumPy references as `from reference import ...`.
+sys.path.insert(0, str(pathlib.Path(__file__).parent))

@@ -115,6 +115,8 @@ class MaskRCNN(keras.Model):
           "masks" [B, D, mask_size, mask_size] box-relative mask probabilities;
           "num_detections" [B] int32.
         """
+        images = tf.convert_to_tensor(images)
+        _check_image_batch(images)
         resized, image_shape, scale = pipeline.preprocess_for_inference(images, self.config)
         outputs = self.detect(resized, image_shape, training=training)
         original = tf.cast(tf.shape(images)[1:3], tf.float32)
@@ -276,6 +278,17 @@ class MaskRCNN(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _check_image_batch(images):
+    """Rejects, before the graph runs, a batch that is not [B, H, W, 3] or is empty."""
+    shape = images.shape
+    if shape.rank is not None and (shape.rank != 4 or shape[-1] not in (None, 3)):
+        raise ValueError(f"MaskRCNN images: expected a batch of shape [B, H, W, 3], got shape "
+                         f"{shape.as_list()} (use predict_images for a list of HxW or HxWx3 "
+                         "images)")
+    if shape.rank == 4 and 0 in shape.as_list():
+        raise ValueError(f"MaskRCNN images: empty batch or image, shape {shape.as_list()}")
 
 
 def _as_rgb_uint8(image, source):

@@ -1,7 +1,5 @@
 """Tests for DetectionLayer on hand-made box-head outputs."""
 
-import importlib.util
-import pathlib
 
 import numpy as np
 import pytest
@@ -11,15 +9,9 @@ from mrcnn_tf.config import Config
 from mrcnn_tf.layers.detection import DetectionLayer
 
 
-def _load_reference():
-    path = pathlib.Path(__file__).parents[1] / "ops" / "numpy_reference.py"
-    spec = importlib.util.spec_from_file_location("numpy_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-ref = _load_reference()
+from reference import numpy_reference as ref  # noqa: E402
 K = 3
 WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 

@@ -1,7 +1,5 @@
 """Tests for DetectionTargetLayer: shapes, mask targets, empty images, config."""
 
-import importlib.util
-import pathlib
 
 import numpy as np
 import tensorflow as tf
@@ -10,15 +8,9 @@ from mrcnn_tf.config import Config
 from mrcnn_tf.layers.detection_target import DetectionTargetLayer
 
 
-def _load_reference():
-    path = pathlib.Path(__file__).parents[1] / "ops" / "numpy_reference.py"
-    spec = importlib.util.spec_from_file_location("numpy_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-ref = _load_reference()
+from reference import numpy_reference as ref  # noqa: E402
 
 H = W = 64
 S, FRACTION, MASK = 16, 0.25, 14

@@ -1,7 +1,5 @@
 """Tests for ProposalLayer against a NumPy re-implementation of the RPN post-processing."""
 
-import importlib.util
-import pathlib
 
 import numpy as np
 import pytest
@@ -12,15 +10,9 @@ from mrcnn_tf.layers.proposal import ProposalLayer
 from mrcnn_tf.ops import anchors as anchor_ops
 
 
-def _load_reference():
-    path = pathlib.Path(__file__).parents[1] / "ops" / "numpy_reference.py"
-    spec = importlib.util.spec_from_file_location("numpy_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-ref = _load_reference()
+from reference import numpy_reference as ref  # noqa: E402
 
 RATIOS = (0.5, 1.0, 2.0)
 SHAPES = [(8, 8), (4, 4)]

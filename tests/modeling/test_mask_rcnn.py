@@ -116,9 +116,12 @@ def test_overfits_two_images():
     data = pipeline.make_training_dataset(raw.cache(), config, 2, shuffle=False,
                                           augment=False, seed=0)
     model = MaskRCNN(config)
-    model.compile(optimizer=keras.optimizers.Adam(2e-3, global_clipnorm=10.0))
+    # A step down of the learning rate near the end lets the last small object settle
+    # (with a constant rate, about 1 run in 5 ended with one object misclassified).
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([350], [2e-3, 2e-4])
+    model.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=10.0))
     first = model.evaluate(data, steps=1, verbose=0, return_dict=True)["loss"]
-    model.fit(data, steps_per_epoch=300, epochs=1, verbose=0)
+    model.fit(data, steps_per_epoch=500, epochs=1, verbose=0)
     last = model.evaluate(data, steps=1, verbose=0, return_dict=True)["loss"]
     assert last <= 0.2 * first, (first, last)
 
@@ -176,3 +179,13 @@ def test_training_batch_without_masks_names_the_missing_key(model):
 def test_class_names_must_match_the_class_count():
     with pytest.raises(ValueError, match="num_classes"):
         MaskRCNN(tiny_config(), class_names=["a", "b"])
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((64, 64, 3), r"\[B, H, W, 3\]"),
+    ((1, 64, 64, 4), r"\[B, H, W, 3\]"),
+    ((0, 64, 64, 3), "empty"),
+])
+def test_call_rejects_bad_batches_before_the_graph_runs(model, shape, message):
+    with pytest.raises(ValueError, match=message):
+        model(tf.zeros(shape, tf.uint8))

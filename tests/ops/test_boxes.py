@@ -1,8 +1,6 @@
 """Tests for mrcnn_tf.ops.boxes against the NumPy reference in numpy_reference.py."""
 
-import importlib.util
 import math
-import pathlib
 
 import numpy as np
 import pytest
@@ -11,15 +9,9 @@ import tensorflow as tf
 from mrcnn_tf.ops import boxes as box_ops
 
 
-def _load_reference():
-    path = pathlib.Path(__file__).with_name("numpy_reference.py")
-    spec = importlib.util.spec_from_file_location("numpy_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-ref = _load_reference()
+from reference import numpy_reference as ref  # noqa: E402
 
 
 def _boxes_with_degenerate(rng, n):

@@ -1,7 +1,5 @@
 """Tests for mrcnn_tf.ops.nms against a NumPy greedy NMS."""
 
-import importlib.util
-import pathlib
 
 import numpy as np
 import pytest
@@ -10,15 +8,9 @@ import tensorflow as tf
 from mrcnn_tf.ops import nms
 
 
-def _load_reference():
-    path = pathlib.Path(__file__).with_name("numpy_reference.py")
-    spec = importlib.util.spec_from_file_location("numpy_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-ref = _load_reference()
+from reference import numpy_reference as ref  # noqa: E402
 
 
 def _clustered_boxes(rng, n):

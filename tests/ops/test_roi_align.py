@@ -1,7 +1,5 @@
 """Tests for mrcnn_tf.ops.roi_align against a plain-NumPy reference of the definition."""
 
-import importlib.util
-import pathlib
 import warnings
 
 import numpy as np
@@ -11,16 +9,9 @@ import tensorflow as tf
 from mrcnn_tf.ops.roi_align import roi_align, roi_align_builtin
 
 
-def _load_reference():
-    # Loaded by path: tests/ops is not a package and pytest runs with --import-mode=importlib.
-    path = pathlib.Path(__file__).with_name("roi_align_reference.py")
-    spec = importlib.util.spec_from_file_location("roi_align_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-_ref = _load_reference()
+from reference import roi_align_reference as _ref  # noqa: E402
 roi_align_reference = _ref.roi_align_reference
 
 IMPLS = [roi_align, roi_align_builtin]

@@ -1,7 +1,5 @@
 """Tests for mrcnn_tf.ops.targets: matching, RPN targets and RoI (detection) targets."""
 
-import importlib.util
-import pathlib
 
 import numpy as np
 import pytest
@@ -13,15 +11,9 @@ from mrcnn_tf.ops import boxes as box_ops
 from mrcnn_tf.ops import targets
 
 
-def _load_reference():
-    path = pathlib.Path(__file__).with_name("numpy_reference.py")
-    spec = importlib.util.spec_from_file_location("numpy_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-ref = _load_reference()
+from reference import numpy_reference as ref  # noqa: E402
 
 POS, NEG, IGN = targets.POSITIVE, targets.NEGATIVE, targets.IGNORE
 

@@ -1,0 +1,1 @@
+"""Plain-NumPy reference implementations the tests compare against."""
