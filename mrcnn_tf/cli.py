@@ -37,7 +37,7 @@ def main(argv):
         sys.exit(2)
     try:
         COMMANDS[argv[1]]()
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:
         print(f"mrcnn-tf {argv[1]}: {error}", file=sys.stderr)
         sys.exit(2)
 

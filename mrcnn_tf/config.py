@@ -44,6 +44,7 @@ class Config:
     # Anchors: one size per level P2..P6, the same ratios (h / w) on every level.
     anchor_sizes: Tuple[float, ...] = (32.0, 64.0, 128.0, 256.0, 512.0)
     anchor_ratios: Tuple[float, ...] = (0.5, 1.0, 2.0)
+    anchor_round_to_int: bool = False  # torchvision rounds anchor corners; Detectron2 does not
 
     # RPN.
     rpn_batch_size_per_image: int = 256
@@ -225,6 +226,7 @@ def torchvision_maskrcnn_r50_fpn() -> Config:
         norm="frozen_bn",
         roi_aligned=False,
         roi_sampling_ratio=2,
+        anchor_round_to_int=True,
         rpn_min_box_size=1e-3,
         min_detection_size=1e-2,
         rpn_smooth_l1_beta=1.0 / 9,

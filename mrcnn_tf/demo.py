@@ -96,8 +96,15 @@ def run(out_dir, steps=None, train_images=2000, eval_images=200, batch_size=None
       batch_size: images per step (default: config.batch_size).
     """
     config = get_config("shapes_tiny", **(config_overrides or {}))
-    steps = steps or config.total_steps
-    batch_size = batch_size or config.batch_size
+    steps = config.total_steps if steps is None else steps
+    batch_size = config.batch_size if batch_size is None else batch_size
+    for name, value in (("steps", steps), ("batch_size", batch_size),
+                        ("train_images", train_images), ("eval_images", eval_images)):
+        if value < 1:
+            raise ValueError(f"--{name}={value}: expected an integer >= 1")
+    if batch_size > train_images:
+        raise ValueError(f"--batch_size={batch_size}: expected at most --train_images="
+                         f"{train_images}")
     keras.utils.set_random_seed(seed)
     os.makedirs(out_dir, exist_ok=True)
     label_map = coco_eval.LabelMap.from_names(shapes.CLASS_NAMES)
@@ -108,7 +115,9 @@ def run(out_dir, steps=None, train_images=2000, eval_images=200, batch_size=None
     epochs = 10
     logging.info("training %s for %d steps of %d images", config.name, steps, batch_size)
     start = time.time()
-    model.fit(dataset, epochs=epochs, steps_per_epoch=max(1, steps // epochs), verbose=1)
+    # shuffle=False: the dataset shuffles itself (Keras cannot shuffle a tf.data.Dataset).
+    model.fit(dataset, epochs=epochs, steps_per_epoch=max(1, steps // epochs), verbose=1,
+              shuffle=False)
     train_seconds = time.time() - start
 
     examples = shapes.make_shapes_arrays(eval_images, seed=EVAL_SEED,

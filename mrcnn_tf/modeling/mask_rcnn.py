@@ -100,7 +100,8 @@ class MaskRCNN(keras.Model):
         objectness, deltas = self.rpn_head(features)
         shapes = [(tf.shape(p)[1], tf.shape(p)[2]) for p in features]
         anchors = anchor_ops.pyramid_anchors(shapes, RPN_STRIDES, self.config.anchor_sizes,
-                                             self.config.anchor_ratios)
+                                             self.config.anchor_ratios,
+                                             round_to_int=self.config.anchor_round_to_int)
         return features, objectness, deltas, anchors
 
     # -- inference -------------------------------------------------------------------------
