@@ -112,11 +112,14 @@ def run(out_dir, steps=None, train_images=2000, eval_images=200, batch_size=None
     model = MaskRCNN(config, class_names=list(shapes.CLASS_NAMES))
     model.compile(optimizer=make_optimizer(config, batch_size=batch_size))
     dataset = train_dataset(config, train_images, batch_size, seed=seed)
-    epochs = 10
+    # Ten epochs (fewer for tiny runs) so the progress bar shows how the losses move.
+    epochs = min(10, steps)
+    steps_per_epoch = -(-steps // epochs)
+    steps = epochs * steps_per_epoch
     logging.info("training %s for %d steps of %d images", config.name, steps, batch_size)
     start = time.time()
     # shuffle=False: the dataset shuffles itself (Keras cannot shuffle a tf.data.Dataset).
-    model.fit(dataset, epochs=epochs, steps_per_epoch=max(1, steps // epochs), verbose=1,
+    model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=1,
               shuffle=False)
     train_seconds = time.time() - start
 
