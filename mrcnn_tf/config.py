@@ -31,6 +31,11 @@ class Config:
     pixel_mean: Tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: Tuple[float, float, float] = (58.395, 57.12, 57.375)
     max_instances: int = 100  # ground-truth instances kept per image (padded to this count)
+    # Ground-truth masks stored at this size inside their boxes (bounded memory whatever the
+    # image size); 0 keeps full-canvas masks (exact, fine for small images).
+    mini_mask_size: int = 56
+    # Training scale jitter: the shorter side is drawn from these (empty: image_min_size).
+    train_min_sizes: Tuple[int, ...] = ()
 
     # Backbone and FPN.
     backbone: str = "resnet50"
@@ -122,6 +127,9 @@ class Config:
         check(len(self.pixel_std) == 3 and all(s > 0 for s in self.pixel_std), "pixel_std",
               "3 positive values (R, G, B)")
         check(self.max_instances >= 1, "max_instances", "an integer >= 1")
+        check(self.mini_mask_size >= 0, "mini_mask_size", ">= 0 (0 = full-canvas masks)")
+        check(all(0 < s_ <= self.image_max_size for s_ in self.train_min_sizes),
+              "train_min_sizes", "sizes in (0, image_max_size]")
         check(self.backbone in BACKBONES, "backbone", f"one of {BACKBONES}")
         check(self.norm in NORMS, "norm", f"one of {NORMS}")
         check(0 <= self.freeze_at <= 5, "freeze_at", "0..5")
@@ -207,7 +215,8 @@ def coco_r50_fpn() -> Config:
     # keras.applications' ImageNet ResNet weights (like Detectron2's MSRA ones) expect mean
     # subtraction without division by the std.
     return Config(name="coco_r50_fpn", num_classes=80, backbone_weights="imagenet",
-                  pixel_std=(1.0, 1.0, 1.0))
+                  pixel_std=(1.0, 1.0, 1.0),
+                  train_min_sizes=(640, 672, 704, 736, 768, 800))
 
 
 def coco_r101_fpn() -> Config:
@@ -242,6 +251,7 @@ def shapes_tiny() -> Config:
         image_min_size=128,
         image_max_size=128,
         max_instances=8,
+        mini_mask_size=0,
         backbone="tiny",
         norm="bn",
         freeze_at=0,

@@ -8,7 +8,9 @@ every batch, under XLA and tf.distribute too:
     image_shape   int32   [2]         (height, width) of the resized image inside the canvas
     gt_boxes      float32 [M, 4]      (y1, x1, y2, x2) in resized-image pixels, zero padding rows
     gt_classes    int32   [M]         1..K, 0 for padding rows
-    gt_masks      uint8   [M, P, P]   0/1 full-canvas masks, zero padding rows
+    gt_masks      uint8   [M, P, P]   0/1 full-canvas masks, zero padding rows, or, when
+                                      config.mini_mask_size = S > 0, [M, S, S] mini-masks,
+                                      each resampled inside its own box
     gt_is_crowd   bool    [M]
     image_id      int64   []
     scale         float32 [2]         (resized / original) along y and x
@@ -29,6 +31,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import tensorflow as tf
 
 from mrcnn_tf.config import Config
+from mrcnn_tf.ops import masks as mask_ops
 
 
 # -- resizing rule ---------------------------------------------------------------------------
@@ -51,7 +54,8 @@ def resize_shape_static(height: int, width: int, config: Config) -> Tuple[int, i
             max(1, int(math.floor(width * scale + 0.5))))
 
 
-def resize_params(height, width, config: Config) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def resize_params(height, width, config: Config, min_size=None
+                  ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Output size of the shortest-edge resize (Detectron2's `ResizeShortestEdge` rule).
 
     The shorter side becomes `config.image_min_size` unless the longer side would then exceed
@@ -63,6 +67,7 @@ def resize_params(height, width, config: Config) -> Tuple[tf.Tensor, tf.Tensor, 
     Args:
       height, width: int scalars (Python ints or int tensors; dynamic shapes are fine).
       config: supplies image_min_size and image_max_size.
+      min_size: optional int scalar (tensor) replacing image_min_size (scale jitter).
 
     Returns:
       (new_height int32 [], new_width int32 [], scale float32 []). The nominal `scale` differs
@@ -73,7 +78,9 @@ def resize_params(height, width, config: Config) -> Tuple[tf.Tensor, tf.Tensor, 
     h = tf.cast(height, tf.float64)
     w = tf.cast(width, tf.float64)
     short, long = tf.minimum(h, w), tf.maximum(h, w)
-    scale = tf.constant(float(config.image_min_size), tf.float64) / short
+    if min_size is None:
+        min_size = config.image_min_size
+    scale = tf.cast(min_size, tf.float64) / short
     scale = tf.where(long * scale > float(config.image_max_size),
                      tf.constant(float(config.image_max_size), tf.float64) / long, scale)
     new_h = tf.maximum(tf.cast(tf.floor(h * scale + 0.5), tf.int32), 1)
@@ -122,19 +129,20 @@ def _resize_masks_nearest(masks: tf.Tensor, new_h, new_w) -> tf.Tensor:
     return tf.gather(masks, source_index(shape[2], new_w), axis=2)
 
 
-def _flip_decision(seed, image_id: tf.Tensor) -> tf.Tensor:
-    """A fair coin (bool []) for the horizontal flip.
+def _augment_draws(seed, image_id: tf.Tensor) -> tf.Tensor:
+    """Two uniform [0, 1) numbers for one example's augmentation: the horizontal-flip coin
+    and the scale-jitter choice.
 
-    seed None: stateful and not reproducible. An int or int scalar tensor: a stateless coin
+    seed None: stateful and not reproducible. An int or int scalar tensor: stateless draws
     keyed by (seed, image_id), the same for an image in every epoch. An int [2] tensor: used
     as the stateless seed directly (`make_training_dataset` passes (seed, stream position)).
     """
     if seed is None:
-        return tf.random.uniform([]) < 0.5
+        return tf.random.uniform([2])
     seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
     if seed.shape.rank == 0:
         seed = tf.stack([seed, tf.cast(image_id, tf.int64)])
-    return tf.random.stateless_uniform([], seed=seed) < 0.5
+    return tf.random.stateless_uniform([2], seed=seed)
 
 
 # -- training --------------------------------------------------------------------------------
@@ -148,24 +156,33 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
         pixels, class_ids int32 [N], masks uint8 [N, H, W], is_crowd bool [N] (optional),
         image_id int64 []. Validate first with `mrcnn_tf.data.validation.validate_example`.
       config: image_min_size / image_max_size (resize), max_padded_size (P), max_instances (M).
-      augment: random horizontal flip with probability 0.5.
+      augment: random horizontal flip with probability 0.5, and the shorter side drawn from
+        config.train_min_sizes when that is set (scale jitter).
       seed: None (stateful random flip), an int (stateless, keyed by (seed, image_id)) or an
         int [2] tensor (the stateless seed itself).
 
     Returns:
       dict: images float32 [P, P, 3], image_shape int32 [2], gt_boxes float32 [M, 4],
-      gt_classes int32 [M], gt_masks uint8 [M, P, P], gt_is_crowd bool [M], image_id int64 [],
+      gt_classes int32 [M], gt_masks uint8 [M, P, P] (or [M, S, S] mini-masks, S =
+      config.mini_mask_size > 0), gt_is_crowd bool [M], image_id int64 [],
       scale float32 [2], original_shape int32 [2]. Instances beyond M are dropped (the first M
       are kept); boxes are scaled by the exact per-axis ratios (new_h / h, new_w / w).
     """
     p = config.max_padded_size
     m = config.max_instances
+    mini = config.mini_mask_size
 
     image = tf.convert_to_tensor(example["image"])
     image_id = tf.cast(example["image_id"], tf.int64)
     image_size = tf.shape(image)[:2]
     height, width = image_size[0], image_size[1]
-    new_h, new_w, _ = resize_params(height, width, config)
+    draws = _augment_draws(seed, image_id) if augment else None
+    min_size = None
+    if augment and config.train_min_sizes:
+        sizes = tf.constant(config.train_min_sizes, tf.int32)
+        pick = tf.cast(draws[1] * len(config.train_min_sizes), tf.int32)
+        min_size = sizes[tf.minimum(pick, len(config.train_min_sizes) - 1)]
+    new_h, new_w, _ = resize_params(height, width, config, min_size)
     scale_y = tf.cast(new_h, tf.float32) / tf.cast(height, tf.float32)
     scale_x = tf.cast(new_w, tf.float32) / tf.cast(width, tf.float32)
 
@@ -180,7 +197,11 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
     num = tf.shape(boxes)[0]
 
     image = _resize_image(image, new_h, new_w)
-    masks = _resize_masks_nearest(masks, new_h, new_w)
+    if mini:
+        # From the original-resolution masks: no full-size resize, and no resampling loss.
+        masks = mask_ops.make_mini_masks(masks, boxes, mini)
+    else:
+        masks = _resize_masks_nearest(masks, new_h, new_w)
     boxes = boxes * tf.stack([scale_y, scale_x, scale_y, scale_x])
 
     if augment:
@@ -192,19 +213,21 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
             flipped_boxes = tf.stack([y1, new_w_f - x2, y2, new_w_f - x1], axis=1)
             return tf.reverse(image, [1]), flipped_boxes, tf.reverse(masks, [2])
 
-        image, boxes, masks = tf.cond(_flip_decision(seed, image_id), flip,
-                                      lambda: (image, boxes, masks))
+        image, boxes, masks = tf.cond(draws[0] < 0.5, flip, lambda: (image, boxes, masks))
 
     # Pad the image at the bottom/right so (0, 0) stays the origin of box coordinates.
     image = tf.pad(image, [[0, p - new_h], [0, p - new_w], [0, 0]])
-    masks = tf.pad(masks, [[0, m - num], [0, p - new_h], [0, p - new_w]])
+    if mini:
+        masks = tf.pad(masks, [[0, m - num], [0, 0], [0, 0]])
+    else:
+        masks = tf.pad(masks, [[0, m - num], [0, p - new_h], [0, p - new_w]])
     boxes = tf.pad(boxes, [[0, m - num], [0, 0]])
     class_ids = tf.pad(class_ids, [[0, m - num]])
     is_crowd = tf.pad(is_crowd, [[0, m - num]], constant_values=False)
 
     # Static shapes for the traced training step (tf.pad with tensor paddings loses them).
     image = tf.ensure_shape(image, [p, p, 3])
-    masks = tf.ensure_shape(masks, [m, p, p])
+    masks = tf.ensure_shape(masks, [m, mini, mini] if mini else [m, p, p])
     boxes = tf.ensure_shape(boxes, [m, 4])
     class_ids = tf.ensure_shape(class_ids, [m])
     is_crowd = tf.ensure_shape(is_crowd, [m])

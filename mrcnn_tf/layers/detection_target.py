@@ -19,7 +19,8 @@ class DetectionTargetLayer(keras.layers.Layer):
     Call args:
       proposals: [B, R, 4]; proposal_valid: [B, R] bool.
       gt_boxes: [B, M, 4]; gt_classes: [B, M] int32 (0 = padding); gt_is_crowd: [B, M] bool;
-      gt_masks: [B, M, H, W] full-canvas binary masks.
+      gt_masks: [B, M, H, W] full-canvas binary masks, or [B, M, m, m] mini-masks (each inside
+        its gt box) when the layer was made with mini_masks=True.
     Returns a dict:
       "rois" [B, S, 4], "valid" [B, S], "is_positive" [B, S], "class_targets" [B, S],
       "box_targets" [B, S, 4], "matched_gt" [B, S] for S = batch_size_per_image; and for the
@@ -30,7 +31,8 @@ class DetectionTargetLayer(keras.layers.Layer):
 
     def __init__(self, batch_size_per_image=512, positive_fraction=0.25, fg_iou_threshold=0.5,
                  bg_iou_threshold=0.5, crowd_ioa_threshold=0.5,
-                 box_coder_weights=(10.0, 10.0, 5.0, 5.0), mask_size=28, seed=None, **kwargs):
+                 box_coder_weights=(10.0, 10.0, 5.0, 5.0), mask_size=28, mini_masks=False,
+                 seed=None, **kwargs):
         super().__init__(**kwargs)
         self.batch_size_per_image = int(batch_size_per_image)
         self.positive_fraction = float(positive_fraction)
@@ -39,6 +41,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         self.crowd_ioa_threshold = float(crowd_ioa_threshold)
         self.box_coder_weights = tuple(box_coder_weights)
         self.mask_size = int(mask_size)
+        self.mini_masks = bool(mini_masks)
         self.seed = seed
 
     @classmethod
@@ -46,7 +49,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         return cls(config.roi_batch_size_per_image, config.roi_positive_fraction,
                    config.roi_fg_iou_threshold, config.roi_bg_iou_threshold,
                    config.crowd_ioa_threshold, config.box_coder_weights, config.mask_size,
-                   **kwargs)
+                   config.mini_mask_size > 0, **kwargs)
 
     @property
     def max_positives(self):
@@ -65,8 +68,13 @@ class DetectionTargetLayer(keras.layers.Layer):
         targets["mask_rois"] = mask_rois
         targets["mask_classes"] = targets["class_targets"][:, :p]
         targets["mask_valid"] = targets["is_positive"][:, :p]
-        targets["mask_targets"] = mask_ops.crop_mask_targets(
-            gt_masks, mask_rois, targets["matched_gt"][:, :p], self.mask_size)
+        matched = targets["matched_gt"][:, :p]
+        if self.mini_masks:
+            targets["mask_targets"] = mask_ops.crop_mini_mask_targets(
+                gt_masks, gt_boxes, mask_rois, matched, self.mask_size)
+        else:
+            targets["mask_targets"] = mask_ops.crop_mask_targets(
+                gt_masks, mask_rois, matched, self.mask_size)
         return targets
 
     def get_config(self):
@@ -79,6 +87,7 @@ class DetectionTargetLayer(keras.layers.Layer):
             "crowd_ioa_threshold": self.crowd_ioa_threshold,
             "box_coder_weights": list(self.box_coder_weights),
             "mask_size": self.mask_size,
+            "mini_masks": self.mini_masks,
             "seed": self.seed,
         })
         return config

@@ -18,6 +18,42 @@ def _sample_box(start, size, num_samples, extent):
     return first / denom, last / denom
 
 
+def sample_masks(images, boxes, box_indices, size, sampling_ratio=2, edge_pad=False):
+    """Mean of sampling_ratio^2 bilinear samples per output pixel of each box (RoIAlign,
+    aligned, on one-channel mask images).
+
+    Args:
+      images: [K, H, W] uint8 or float masks.
+      boxes: [N, 4] (y1, x1, y2, x2) in the pixel frame of `images`.
+      box_indices: [N] int32 index into K.
+      size: output side.
+      edge_pad: read the edge pixel for samples within one pixel outside the mask image (as
+        RoIAlign does for a map); otherwise samples outside read 0.
+    Returns:
+      [N, size, size] float32 in [0, 1].
+    """
+    images = images[..., None]
+    h = tf.shape(images)[1]
+    w = tf.shape(images)[2]
+    offset = 0.0
+    if edge_pad:
+        images = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+        h, w, offset = h + 2, w + 2, 1.0
+    y1, x1, y2, x2 = tf.unstack(tf.reshape(tf.cast(boxes, tf.float32), [-1, 4]), 4, axis=-1)
+    n = size * sampling_ratio
+    by1, by2 = _sample_box(y1 + offset, y2 - y1, n, h)
+    bx1, bx2 = _sample_box(x1 + offset, x2 - x1, n, w)
+    # crop_and_resize picks each box's source image by index, so masks are not copied per
+    # box; uint8 input is accepted directly.
+    crops = tf.image.crop_and_resize(
+        images if images.dtype == tf.uint8 else tf.cast(images, tf.float32),
+        tf.stack([by1, bx1, by2, bx2], axis=-1), box_indices, [n, n],
+        method="bilinear", extrapolation_value=0.0)  # [N, n, n, 1]
+    if sampling_ratio > 1:
+        crops = tf.nn.avg_pool2d(crops, sampling_ratio, sampling_ratio, "VALID")
+    return crops[..., 0]
+
+
 def crop_mask_targets(gt_masks, rois, matched_gt, mask_size, sampling_ratio=2):
     """Crops each RoI's matched ground-truth mask to mask_size x mask_size.
 
@@ -36,28 +72,60 @@ def crop_mask_targets(gt_masks, rois, matched_gt, mask_size, sampling_ratio=2):
     """
     b = tf.shape(gt_masks)[0]
     m = tf.shape(gt_masks)[1]
-    h = tf.shape(gt_masks)[2]
-    w = tf.shape(gt_masks)[3]
     p = tf.shape(rois)[1]
-    # crop_and_resize picks each box's source image by index, so the masks are not copied
-    # per RoI; uint8 input is accepted directly.
-    images = tf.reshape(gt_masks, tf.stack([b * m, h, w, 1]))
-    # One edge-replicated pixel per side: crop_and_resize returns 0 outside [0, H - 1], but
-    # RoIAlign clamps samples in [-1, 0) and (H - 1, H] to the edge pixel (DESIGN.md), which
-    # matters for objects touching the image border.
-    images = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    images = tf.reshape(gt_masks, tf.concat([[b * m], tf.shape(gt_masks)[2:]], axis=0))
     box_indices = tf.reshape(tf.range(b)[:, None] * m + matched_gt, [-1])
-    y1, x1, y2, x2 = tf.unstack(tf.reshape(rois, [-1, 4]), 4, axis=-1)
-    n = mask_size * sampling_ratio
-    by1, by2 = _sample_box(y1 + 1.0, y2 - y1, n, h + 2)
-    bx1, bx2 = _sample_box(x1 + 1.0, x2 - x1, n, w + 2)
-    crops = tf.image.crop_and_resize(
-        tf.cast(images, tf.float32) if images.dtype != tf.uint8 else images,
-        tf.stack([by1, bx1, by2, bx2], axis=-1), box_indices, [n, n],
-        method="bilinear", extrapolation_value=0.0)  # [B*P, n, n, 1]
-    if sampling_ratio > 1:
-        crops = tf.nn.avg_pool2d(crops, sampling_ratio, sampling_ratio, "VALID")
-    targets = tf.cast(crops[..., 0] >= 0.5, tf.float32)
+    crops = sample_masks(images, rois, box_indices, mask_size, sampling_ratio, edge_pad=True)
+    targets = tf.cast(crops >= 0.5, tf.float32)
+    return tf.reshape(targets, tf.stack([b, p, mask_size, mask_size]))
+
+
+def make_mini_masks(masks, boxes, size):
+    """Each instance's mask resampled to size x size inside its own box ("mini-masks").
+
+    Memory then stays bounded by the instance count, not by the image size: a COCO image
+    with 100 instances needs 100 x 56 x 56 bytes instead of 100 x 1344 x 1344.
+
+    Args:
+      masks: [N, H, W] uint8 0/1 full-image masks.
+      boxes: [N, 4] (y1, x1, y2, x2) in the same pixels (the instances' boxes).
+      size: side of the mini-masks (56).
+    Returns:
+      [N, size, size] uint8 0/1.
+    """
+    num = tf.shape(masks)[0]
+    crops = sample_masks(masks, boxes, tf.range(num), size, sampling_ratio=1)
+    return tf.cast(crops >= 0.5, tf.uint8)
+
+
+def crop_mini_mask_targets(mini_masks, gt_boxes, rois, matched_gt, mask_size,
+                           sampling_ratio=2):
+    """`crop_mask_targets` for ground truth stored as mini-masks.
+
+    Each RoI is expressed in its matched box's mini-mask pixels, u = (y - box_y1) / box_h * m,
+    and sampled there; outside the box the ground truth is 0.
+
+    Args:
+      mini_masks: [B, M, m, m] uint8 0/1, each mask inside its own gt box.
+      gt_boxes: [B, M, 4] the boxes the mini-masks span.
+      rois: [B, P, 4]; matched_gt: [B, P] int32 index into M.
+    Returns:
+      [B, P, mask_size, mask_size] float32 in {0, 1}.
+    """
+    b = tf.shape(mini_masks)[0]
+    m = tf.shape(mini_masks)[1]
+    p = tf.shape(rois)[1]
+    side = tf.cast(tf.shape(mini_masks)[2], tf.float32)
+    boxes = tf.gather(gt_boxes, matched_gt, batch_dims=1)  # [B, P, 4]
+    by1, bx1, by2, bx2 = tf.unstack(boxes, 4, axis=-1)
+    sy = side / tf.maximum(by2 - by1, 1e-6)
+    sx = side / tf.maximum(bx2 - bx1, 1e-6)
+    y1, x1, y2, x2 = tf.unstack(rois, 4, axis=-1)
+    local = tf.stack([(y1 - by1) * sy, (x1 - bx1) * sx, (y2 - by1) * sy, (x2 - bx1) * sx], -1)
+    images = tf.reshape(mini_masks, tf.concat([[b * m], tf.shape(mini_masks)[2:]], axis=0))
+    box_indices = tf.reshape(tf.range(b)[:, None] * m + matched_gt, [-1])
+    crops = sample_masks(images, local, box_indices, mask_size, sampling_ratio)
+    targets = tf.cast(crops >= 0.5, tf.float32)
     return tf.reshape(targets, tf.stack([b, p, mask_size, mask_size]))
 
 

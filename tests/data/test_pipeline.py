@@ -350,3 +350,36 @@ def test_preprocess_for_inference_batch():
     np.testing.assert_array_equal(dyn_shape.numpy(), image_shape.numpy())
     np.testing.assert_allclose(dyn_scale.numpy(), scale.numpy())
 
+
+
+def test_mini_masks_and_scale_jitter_in_the_training_pipeline():
+    config = get_config("shapes_tiny", mini_mask_size=28, train_min_sizes=(64, 96, 128))
+    example = generate_shapes_example(1, seed=2, image_size=128, min_shapes=2)
+    sizes = set()
+    for k in range(12):
+        out = preprocess_for_training(example, config, augment=True, seed=k)
+        n = len(example["boxes"])
+        assert out["gt_masks"].shape == (config.max_instances, 28, 28)
+        assert int(tf.reduce_sum(tf.cast(out["gt_masks"][n:], tf.int32))) == 0
+        assert int(tf.reduce_min(tf.reduce_max(out["gt_masks"][:n], axis=[1, 2]))) == 1
+        sizes.add(int(out["image_shape"][0]))
+    # The shorter side is drawn from train_min_sizes, and more than one size comes up.
+    assert sizes <= {64, 96, 128} and len(sizes) >= 2
+    # Without augmentation the configured image_min_size is used.
+    out = preprocess_for_training(example, config, augment=False)
+    assert int(out["image_shape"][0]) == config.image_min_size
+
+
+def test_flipped_mini_masks_are_mirror_images():
+    config = get_config("shapes_tiny", mini_mask_size=28)
+    example = generate_shapes_example(4, seed=2, image_size=128, min_shapes=2)
+    plain = preprocess_for_training(example, config, augment=False)
+    flipped = None
+    for k in range(20):
+        out = preprocess_for_training(example, config, augment=True, seed=k)
+        if not np.allclose(out["images"].numpy(), plain["images"].numpy()):
+            flipped = out
+            break
+    assert flipped is not None
+    np.testing.assert_array_equal(flipped["gt_masks"].numpy(),
+                                  plain["gt_masks"].numpy()[:, :, ::-1])

@@ -189,3 +189,16 @@ def test_class_names_must_match_the_class_count():
 def test_call_rejects_bad_batches_before_the_graph_runs(model, shape, message):
     with pytest.raises(ValueError, match=message):
         model(tf.zeros(shape, tf.uint8))
+
+
+def test_training_with_mini_masks_and_scale_jitter():
+    keras.utils.set_random_seed(4)
+    config = tiny_config(mini_mask_size=28, train_min_sizes=(48, 64))
+    model = MaskRCNN(config)
+    data = batches(config, 4, 2, augment=True)
+    batch = next(iter(data))
+    assert batch["gt_masks"].shape[-2:] == (28, 28)
+    result = model.compute_losses(batch, training=True)
+    for name in LOSS_NAMES + ("loss",):
+        assert np.isfinite(float(result[name])), name
+    assert float(result["mask_loss"]) > 0.0
