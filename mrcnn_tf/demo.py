@@ -5,19 +5,17 @@ train with `model.fit` (Keras progress bar), evaluate on a separate held-out sha
 pycocotools, write overlay PNGs of the predictions, and save the model as a `.keras` file.
 """
 
-import json
 import os
 import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
 from mrcnn_tf import visualize
 from mrcnn_tf.config import get_config
 from mrcnn_tf.data import pipeline, shapes
-from mrcnn_tf.evaluation import coco_eval
+from mrcnn_tf.evaluation import coco_eval, evaluator
 from mrcnn_tf.io_utils import write_json_atomic, write_png_atomic
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
 from mrcnn_tf.modeling.optimizer import make_optimizer
@@ -32,26 +30,6 @@ def train_dataset(config, num_images, batch_size, seed=TRAIN_SEED):
     raw = shapes.shapes_dataset(num_images, seed=seed, image_size=config.image_max_size).cache()
     return pipeline.make_training_dataset(raw, config, batch_size, shuffle=True, augment=True,
                                           seed=seed)
-
-
-def evaluate(model, examples, label_map, print_summary=True):
-    """Runs the model on `examples` and scores it with pycocotools.
-
-    Args:
-      model: a MaskRCNN.
-      examples: list of example dicts (image, boxes, class_ids, masks, is_crowd, image_id).
-      label_map: `coco_eval.LabelMap` of the model's classes.
-    Returns:
-      (metrics dict from `coco_eval.evaluate_coco`, list of per-image predictions).
-    """
-    predictions = model.predict_images([ex["image"] for ex in examples])
-    results = []
-    for example, prediction in zip(examples, predictions):
-        results.extend(coco_eval.predictions_to_coco_results(
-            int(example["image_id"]), prediction, label_map))
-    coco_gt = coco_eval.build_coco_ground_truth(examples, label_map)
-    metrics = coco_eval.evaluate_coco(coco_gt, results, print_summary=print_summary)
-    return metrics, predictions
 
 
 def draw_predictions(examples, predictions, class_names, out_dir, count=8,
@@ -126,10 +104,11 @@ def run(out_dir, steps=None, train_images=2000, eval_images=200, batch_size=None
     examples = shapes.make_shapes_arrays(eval_images, seed=EVAL_SEED,
                                          image_size=config.image_max_size)
     start = time.time()
-    metrics, predictions = evaluate(model, examples, label_map)
+    metrics = evaluator.evaluate_model(model, examples, label_map)
     eval_seconds = time.time() - start
-    grid = draw_predictions(examples, predictions, list(shapes.CLASS_NAMES),
-                            os.path.join(out_dir, "predictions"))
+    shown = examples[:8]
+    grid = draw_predictions(shown, model.predict_images([ex["image"] for ex in shown]),
+                            list(shapes.CLASS_NAMES), os.path.join(out_dir, "predictions"))
     save_model(model, os.path.join(out_dir, "model.keras"))
 
     summary = {

@@ -1,0 +1,109 @@
+"""Runs a model over a dataset and scores it with pycocotools; a Keras callback doing so every
+N epochs, logging the APs to the training logs and TensorBoard."""
+
+import os
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from mrcnn_tf.evaluation import coco_eval
+from mrcnn_tf.io_utils import write_json_atomic
+
+# The numbers a training log keeps of each evaluation (the 12-number summary stays in stdout).
+LOGGED_STATS = ("AP", "AP50", "AP75")
+
+
+def predict_examples(model, examples):
+    """Yields (example, prediction) for each example, one image at a time.
+
+    Args:
+      model: a MaskRCNN.
+      examples: iterable of example dicts with at least "image" uint8 [H, W, 3] and "image_id".
+    Yields:
+      the example and `model.predict_images([image])[0]` (boxes, class_ids, scores, full-image
+      masks). One image at a time keeps memory bounded by a single image's masks.
+    """
+    for example in examples:
+        yield example, model.predict_images([example["image"]])[0]
+
+
+def evaluate_model(model, examples, label_map, coco_gt=None, iou_types=("bbox", "segm"),
+                   print_summary=True, results_path=None):
+    """COCO metrics of `model` on `examples`.
+
+    Args:
+      model: a MaskRCNN.
+      examples: iterable of example dicts (a `CocoDataset`, a list of shapes examples, ...).
+      label_map: `coco_eval.LabelMap` of the model's classes.
+      coco_gt: the ground truth as a pycocotools COCO; None builds it from `examples` (which
+        must then be a re-iterable sequence carrying boxes, class_ids, masks and is_crowd).
+      results_path: also write the COCO results JSON there (atomically).
+    Returns:
+      the flat metrics dict of `coco_eval.evaluate_coco`, plus "num_images".
+    """
+    if coco_gt is None:
+        examples = list(examples)
+        coco_gt = coco_eval.build_coco_ground_truth(examples, label_map)
+    results = []
+    num_images = 0
+    for example, prediction in predict_examples(model, examples):
+        results.extend(coco_eval.predictions_to_coco_results(
+            int(example["image_id"]), prediction, label_map))
+        num_images += 1
+    if results_path:
+        write_json_atomic(results_path, results)
+    metrics = coco_eval.evaluate_coco(coco_gt, results, iou_types, print_summary=print_summary)
+    metrics["num_images"] = num_images
+    return metrics
+
+
+class COCOEvalCallback(keras.callbacks.Callback):
+    """Evaluates with pycocotools every `every_n_epochs` epochs.
+
+    Adds "<type>_AP", "<type>_AP50", "<type>_AP75" (type bbox or segm) to the epoch logs, so
+    they show in the History, CSV logs and checkpoint callbacks that monitor them (e.g.
+    ModelCheckpoint(monitor="segm_AP", mode="max")); with `log_dir`, also writes them as
+    TensorBoard scalars under "eval/".
+
+    Args:
+      examples: a re-iterable of example dicts (list, CocoDataset) to evaluate on.
+      label_map: the model's `coco_eval.LabelMap`.
+      coco_gt: optional pycocotools COCO ground truth (built from `examples` when None).
+      every_n_epochs: evaluation period.
+      log_dir: optional TensorBoard folder.
+    """
+
+    def __init__(self, examples, label_map, coco_gt=None, every_n_epochs=1, log_dir=None,
+                 iou_types=("bbox", "segm")):
+        super().__init__()
+        if every_n_epochs < 1:
+            raise ValueError(f"COCOEvalCallback every_n_epochs={every_n_epochs}: expected >= 1")
+        self.examples = examples
+        self.label_map = label_map
+        self.coco_gt = coco_gt
+        self.every_n_epochs = int(every_n_epochs)
+        self.iou_types = tuple(iou_types)
+        self.writer = (tf.summary.create_file_writer(os.path.join(log_dir, "eval"))
+                       if log_dir else None)
+        self.history = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every_n_epochs:
+            return
+        if self.coco_gt is None:
+            self.examples = list(self.examples)
+            self.coco_gt = coco_eval.build_coco_ground_truth(self.examples, self.label_map)
+        metrics = evaluate_model(self.model, self.examples, self.label_map, self.coco_gt,
+                                 self.iou_types, print_summary=False)
+        values = {f"{t}_{s}": metrics[f"{t}/{s}"] for t in self.iou_types for s in LOGGED_STATS}
+        self.history.append({"epoch": epoch + 1, **values})
+        logging.info("epoch %d COCO evaluation: %s", epoch + 1,
+                     ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+        if logs is not None:
+            logs.update(values)
+        if self.writer is not None:
+            with self.writer.as_default():
+                for name, value in values.items():
+                    tf.summary.scalar(name, value, step=epoch + 1)
+            self.writer.flush()
