@@ -1,6 +1,12 @@
-"""`mrcnn-tf` command line (absl). Subcommands: demo.
+"""`mrcnn-tf` command line (absl): mrcnn-tf SUBCOMMAND [--flags].
 
-A user error (bad flag value, bad input) ends with one line on stderr and exit code 2.
+Subcommands:
+  demo             train shapes_tiny on synthetic shapes, evaluate, draw, save
+  make-tfrecords   stream a COCO-format dataset into sharded TFRecords
+  evaluate         COCO metrics of a saved model on a COCO-format dataset
+
+A user error (bad flag value, missing file, malformed input) ends with one line on stderr and
+exit code 2, not a traceback.
 """
 
 import os
@@ -11,23 +17,88 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("out", "runs/demo", "demo: output folder (model, metrics, overlays).")
+# demo
+flags.DEFINE_string("out", None, "demo: output folder (default runs/demo); make-tfrecords: "
+                    "output prefix PATH/NAME of the shards.")
 flags.DEFINE_integer("steps", None, "demo: training steps (default: the config's total_steps).")
 flags.DEFINE_integer("train_images", 2000, "demo: distinct synthetic training images.")
 flags.DEFINE_integer("eval_images", 200, "demo: held-out synthetic images for COCO evaluation.")
 flags.DEFINE_integer("batch_size", None, "demo: images per step (default: the config's).")
 flags.DEFINE_integer("seed", 0, "demo: random seed.")
+# COCO-format data
+flags.DEFINE_string("annotations", None, "COCO-format annotations JSON file.")
+flags.DEFINE_string("images", None, "Folder the annotations' file_name entries are under.")
+flags.DEFINE_list("categories", None, "Use only these category names (comma-separated).")
+flags.DEFINE_boolean("strict", False, "Stop at the first bad image or annotation instead of "
+                     "skipping it with a warning.")
+flags.DEFINE_boolean("drop_empty_images", False, "Drop images without annotations.")
+flags.DEFINE_integer("shards", 8, "make-tfrecords: number of shards.")
+# evaluate
+flags.DEFINE_string("weights", None, "evaluate: a model saved as .keras.")
+flags.DEFINE_string("results", None, "evaluate: also write the COCO results JSON here.")
 
-USAGE = "usage: mrcnn-tf demo [--out DIR] [--steps N] ... (mrcnn-tf demo --helpfull for flags)"
+USAGE = """usage: mrcnn-tf SUBCOMMAND [flags]   (mrcnn-tf SUBCOMMAND --helpfull lists every flag)
+  demo            [--out runs/demo] [--steps N] [--batch_size N] [--train_images N] ...
+  make-tfrecords  --annotations FILE --images DIR --out PREFIX [--shards N] [--strict]
+  evaluate        --annotations FILE --images DIR --weights MODEL.keras [--results FILE]"""
+
+
+class UsageError(ValueError):
+    """A missing or wrong flag."""
+
+
+def _require(*names):
+    missing = [f"--{n}" for n in names if getattr(FLAGS, n) is None]
+    if missing:
+        raise UsageError(f"missing {', '.join(missing)}")
+
+
+def _coco_dataset():
+    from mrcnn_tf.data.coco import CocoDataset  # noqa: PLC0415 (loads TensorFlow)
+    _require("annotations", "images")
+    return CocoDataset(FLAGS.annotations, FLAGS.images, category_names=FLAGS.categories,
+                       keep_empty_images=not FLAGS.drop_empty_images, strict=FLAGS.strict)
 
 
 def _demo():
-    from mrcnn_tf import demo  # noqa: PLC0415  (TensorFlow loads only when needed)
-    demo.run(FLAGS.out, steps=FLAGS.steps, train_images=FLAGS.train_images,
+    from mrcnn_tf import demo  # noqa: PLC0415
+    demo.run(FLAGS.out or "runs/demo", steps=FLAGS.steps, train_images=FLAGS.train_images,
              eval_images=FLAGS.eval_images, batch_size=FLAGS.batch_size, seed=FLAGS.seed)
 
 
-COMMANDS = {"demo": _demo}
+def _make_tfrecords():
+    from mrcnn_tf.data import tfrecords  # noqa: PLC0415
+    _require("annotations", "images", "out")
+    if FLAGS.shards < 1:
+        raise UsageError(f"--shards={FLAGS.shards}: expected an integer >= 1")
+    dataset = _coco_dataset()
+    tfrecords.make_tfrecords(dataset, FLAGS.out, FLAGS.shards)
+    print(dataset.report())
+
+
+def _evaluate():
+    import keras  # noqa: PLC0415
+
+    from mrcnn_tf.evaluation import evaluator  # noqa: PLC0415
+    from mrcnn_tf.modeling import mask_rcnn  # noqa: PLC0415,F401 (registers MaskRCNN)
+    _require("annotations", "images", "weights")
+    if not os.path.isfile(FLAGS.weights):
+        raise UsageError(f"--weights={FLAGS.weights}: no such file (expected a .keras model)")
+    dataset = _coco_dataset()
+    model = keras.models.load_model(FLAGS.weights)
+    unknown = sorted(set(model.category_ids) - set(dataset.label_map.dataset_ids))
+    if unknown:
+        raise UsageError(
+            f"--weights={FLAGS.weights}: the model's category ids {unknown} are not in "
+            f"{FLAGS.annotations} (its ids: {list(dataset.label_map.dataset_ids)})")
+    # Results use the model's own label map: its class k is dataset category
+    # model.category_ids[k - 1], whatever order the annotation file lists categories in.
+    evaluator.evaluate_model(model, dataset, model.label_map, coco_gt=dataset.coco,
+                             results_path=FLAGS.results)
+    print(dataset.report())
+
+
+COMMANDS = {"demo": _demo, "make-tfrecords": _make_tfrecords, "evaluate": _evaluate}
 
 
 def main(argv):

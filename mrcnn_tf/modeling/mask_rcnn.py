@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from mrcnn_tf.config import Config
 from mrcnn_tf.data import pipeline
+from mrcnn_tf.evaluation.coco_eval import LabelMap
 from mrcnn_tf.layers.detection import DetectionLayer
 from mrcnn_tf.layers.detection_target import DetectionTargetLayer
 from mrcnn_tf.layers.proposal import ProposalLayer
@@ -47,9 +48,11 @@ class MaskRCNN(keras.Model):
     Args:
       config: a `Config` (or its dict, as saved by get_config).
       class_names: optional K names for classes 1..K; saved with the model.
+      category_ids: optional K dataset category ids for classes 1..K (any integers, default
+        1..K); saved with the model, so outputs can use the dataset's own ids.
     """
 
-    def __init__(self, config, class_names=None, **kwargs):
+    def __init__(self, config, class_names=None, category_ids=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(config, dict):
             config = Config.from_dict(config)
@@ -60,8 +63,13 @@ class MaskRCNN(keras.Model):
             raise ValueError(f"class_names has {len(class_names)} names: expected "
                              f"config.num_classes = {config.num_classes}")
         self.config = config
+        if category_ids is not None and len(category_ids) != config.num_classes:
+            raise ValueError(f"category_ids has {len(category_ids)} ids: expected "
+                             f"config.num_classes = {config.num_classes}")
         self.class_names = list(class_names) if class_names is not None else [
             f"class_{i}" for i in range(1, config.num_classes + 1)]
+        self.category_ids = ([int(i) for i in category_ids] if category_ids is not None
+                             else list(range(1, config.num_classes + 1)))
 
         self.backbone = build_backbone(config)
         self.fpn = FPN(channels=config.fpn_channels, norm="gn" if config.norm == "gn" else None,
@@ -272,9 +280,14 @@ class MaskRCNN(keras.Model):
         self.detect(tf.zeros([1, side, side, 3]), tf.constant([[side, side]], tf.int32))
         self.built = True
 
+    @property
+    def label_map(self):
+        """The model's classes 1..K as a `LabelMap` (dataset category ids and names)."""
+        return LabelMap(self.category_ids, self.class_names)
+
     def get_config(self):
         return {"config": self.config.to_dict(), "class_names": self.class_names,
-                "name": self.name}
+                "category_ids": self.category_ids, "name": self.name}
 
     @classmethod
     def from_config(cls, config):
