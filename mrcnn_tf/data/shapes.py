@@ -24,7 +24,8 @@ the model that shape pixels can be background).
 from __future__ import annotations
 
 import math
-from typing import Dict, List
+import os
+from typing import Dict, List, Tuple
 
 import cv2
 import numpy as np
@@ -269,3 +270,28 @@ def shapes_dataset(num_images: int, seed: int = 0, image_size: int = 128,
 
     return tf.data.Dataset.range(num_images).map(
         load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def write_shapes_coco(out_dir: str, num_images: int, seed: int = 0, image_size: int = 128,
+                      min_shapes: int = 1, max_shapes: int = 4) -> Tuple[str, str]:
+    """Writes synthetic shapes as a COCO-format dataset: PNG images and an annotations JSON
+    (masks as RLE), the layout users bring from COCO, CVAT or Roboflow.
+
+    Returns:
+      (annotations_path, images_dir): out_dir/annotations.json and out_dir/images.
+    """
+    # Imported here: the COCO glue pulls in pycocotools, which shapes alone does not need.
+    from mrcnn_tf.evaluation.coco_eval import LabelMap, write_coco_json
+    from mrcnn_tf.io_utils import write_png_atomic
+
+    images_dir = os.path.join(out_dir, "images")
+    os.makedirs(images_dir, exist_ok=True)
+    examples = []
+    for index in range(num_images):
+        example = generate_shapes_example(index, seed, image_size, min_shapes, max_shapes)
+        example["file_name"] = f"shapes_{index:06d}.png"
+        write_png_atomic(os.path.join(images_dir, example["file_name"]), example["image"])
+        examples.append(example)
+    annotations_path = os.path.join(out_dir, "annotations.json")
+    write_coco_json(examples, LabelMap.from_names(CLASS_NAMES), annotations_path)
+    return annotations_path, images_dir
