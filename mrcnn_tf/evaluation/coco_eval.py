@@ -412,6 +412,7 @@ def evaluate_coco(
     results: Sequence[Mapping[str, Any]] | str | os.PathLike,
     iou_types: Sequence[str] = ("bbox", "segm"),
     print_summary: bool = True,
+    image_ids: Sequence[int] | None = None,
 ) -> dict:
     """Runs pycocotools' COCOeval for each IoU type and returns the metrics as a flat dict.
 
@@ -421,6 +422,8 @@ def evaluate_coco(
             or the path of a results JSON file. Every image_id must be in `coco_gt`.
         iou_types: any of "bbox", "segm".
         print_summary: print COCOeval's 12-line summary and a per-category AP table per type.
+        image_ids: evaluate on these images only (the ones the model was run on); None means
+            every image of `coco_gt`, so an image left out would count as all misses.
 
     Returns:
         {"<type>/AP": .., "<type>/AP50", "<type>/AP75", "<type>/APs", "<type>/APm",
@@ -464,6 +467,8 @@ def evaluate_coco(
         with contextlib.redirect_stdout(io.StringIO()):
             coco_dt = coco_gt.loadRes(_results_for(t, results))
             coco_eval = COCOeval(coco_gt, coco_dt, iouType=t)
+            if image_ids is not None:
+                coco_eval.params.imgIds = sorted(int(i) for i in image_ids)
             coco_eval.evaluate()
             coco_eval.accumulate()
         if print_summary:

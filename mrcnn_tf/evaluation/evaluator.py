@@ -40,21 +40,24 @@ def evaluate_model(model, examples, label_map, coco_gt=None, iou_types=("bbox", 
         must then be a re-iterable sequence carrying boxes, class_ids, masks and is_crowd).
       results_path: also write the COCO results JSON there (atomically).
     Returns:
-      the flat metrics dict of `coco_eval.evaluate_coco`, plus "num_images".
+      the flat metrics dict of `coco_eval.evaluate_coco` over the images run, plus
+      "num_images".
     """
     if coco_gt is None:
         examples = list(examples)
         coco_gt = coco_eval.build_coco_ground_truth(examples, label_map)
     results = []
-    num_images = 0
+    image_ids = []
     for example, prediction in predict_examples(model, examples):
         results.extend(coco_eval.predictions_to_coco_results(
             int(example["image_id"]), prediction, label_map))
-        num_images += 1
+        image_ids.append(int(example["image_id"]))
     if results_path:
         write_json_atomic(results_path, results)
-    metrics = coco_eval.evaluate_coco(coco_gt, results, iou_types, print_summary=print_summary)
-    metrics["num_images"] = num_images
+    # Only the images actually run count: a dataset may have skipped unreadable ones.
+    metrics = coco_eval.evaluate_coco(coco_gt, results, iou_types, print_summary=print_summary,
+                                      image_ids=image_ids)
+    metrics["num_images"] = len(image_ids)
     return metrics
 
 

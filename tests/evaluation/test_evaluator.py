@@ -79,3 +79,13 @@ def test_callback_evaluates_every_n_epochs_and_logs(examples, tmp_path):
 def test_callback_rejects_a_zero_period(examples):
     with pytest.raises(ValueError, match="every_n_epochs"):
         evaluator.COCOEvalCallback(examples, LABELS, every_n_epochs=0)
+
+
+def test_only_the_images_run_are_scored(examples):
+    # Ground truth for all six images, but the model only sees four (say two were
+    # unreadable): the missing two must not count as misses.
+    coco_gt = coco_eval.build_coco_ground_truth(examples, LABELS)
+    metrics = evaluator.evaluate_model(AnsweringModel(examples), examples[:4], LABELS,
+                                       coco_gt=coco_gt, print_summary=False)
+    assert metrics["num_images"] == 4
+    assert metrics["segm/AP"] == pytest.approx(1.0)
