@@ -755,7 +755,9 @@ class CocoDataset:
         if shuffle and len(self.image_ids) > 1:
             ds = ds.shuffle(len(self.image_ids), seed=seed, reshuffle_each_iteration=True)
         ds = ds.map(load_tensors, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.filter(lambda example, ok: ok).map(lambda example, ok: example)
+        # Named functions, not two lambdas on one line: autograph reads a function's source
+        # and cannot tell two same-signature lambdas on one line apart (it warns on each run).
+        return ds.filter(_loaded_ok).map(_drop_ok_flag)
 
     def report(self) -> str:
         """One line: what was skipped (or repaired) and why, e.g. for the end of training."""
@@ -771,3 +773,14 @@ class CocoDataset:
                              part(FIX_REASONS, "annotations repaired")) if p]
         summary = "; ".join(parts) if parts else "nothing skipped"
         return f"{self._name}: {len(self.image_ids)} images, {summary}"
+
+
+def _loaded_ok(example, ok):
+    """Filter predicate for `CocoDataset.as_tf_dataset`: the image loaded without error."""
+    del example
+    return ok
+
+
+def _drop_ok_flag(example, ok):
+    del ok
+    return example
