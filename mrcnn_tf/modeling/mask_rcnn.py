@@ -162,7 +162,8 @@ class MaskRCNN(keras.Model):
         Returns:
           list of dicts of NumPy arrays, one per image, with only the real detections:
           "boxes" [n, 4] (y1, x1, y2, x2) pixels, "class_ids" [n] int32 1..K, "scores" [n],
-          "masks" [n, H, W] bool full-image masks.
+          "masks" [n, H, W] bool full-image masks, and the dataset's own labels:
+          "category_ids" [n] int64 and "class_names" (list of n str).
         """
         if len(images) == 0:
             raise ValueError("predict_images: expected a non-empty list of HxWx3 uint8 images")
@@ -174,9 +175,12 @@ class MaskRCNN(keras.Model):
             boxes = outputs["boxes"][0, :n]
             masks = mask_ops.paste_masks(outputs["masks"][0, :n], boxes, image.shape[0],
                                          image.shape[1])
+            class_ids = outputs["class_ids"][0, :n].numpy()
             results.append({
                 "boxes": boxes.numpy(),
-                "class_ids": outputs["class_ids"][0, :n].numpy(),
+                "class_ids": class_ids,
+                "category_ids": np.asarray(self.category_ids, np.int64)[class_ids - 1],
+                "class_names": [self.class_names[c - 1] for c in class_ids],
                 "scores": outputs["scores"][0, :n].numpy(),
                 "masks": (masks >= 0.5).numpy(),
             })

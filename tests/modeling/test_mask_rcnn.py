@@ -157,6 +157,15 @@ def test_predict_images_returns_full_image_masks(model):
     assert results[0]["masks"].shape[1:] == (40, 70)
     assert results[1]["masks"].shape[1:] == (64, 64)
     assert results[0]["masks"].dtype == bool
+    # The dataset's own labels ride along with the contiguous class ids.
+    ids = dict(zip(range(1, 4), [0, 7, 3]))
+    names = dict(zip(range(1, 4), shapes.CLASS_NAMES))
+    assert sum(len(r["class_ids"]) for r in results) > 0  # an untrained model still answers
+    for result in results:
+        assert len(result["category_ids"]) == len(result["class_ids"])
+        for c, d, name in zip(result["class_ids"], result["category_ids"],
+                              result["class_names"]):
+            assert d == ids[int(c)] and name == names[int(c)]
 
 
 @pytest.mark.parametrize("images, message", [
