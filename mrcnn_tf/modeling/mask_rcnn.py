@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from mrcnn_tf.config import Config
 from mrcnn_tf.data import pipeline
+from mrcnn_tf.data.validation import to_rgb
 from mrcnn_tf.evaluation.coco_eval import LabelMap
 from mrcnn_tf.layers.detection import DetectionLayer
 from mrcnn_tf.layers.detection_target import DetectionTargetLayer
@@ -310,13 +311,8 @@ def _check_image_batch(images):
 
 
 def _as_rgb_uint8(image, source):
-    """Checks one image for predict_images: HxWx3 (or HxW gray) uint8 -> HxWx3 uint8."""
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=-1)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"{source}: expected an image of shape HxWx3 (or HxW), got shape "
-                         f"{image.shape}")
+    """Checks one image for predict_images: uint8 HxWx3 (HxW, HxWx1, HxWx4 converted)."""
+    image = to_rgb(image, source)
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"{source}: image is empty (shape {image.shape})")
     if image.dtype != np.uint8:

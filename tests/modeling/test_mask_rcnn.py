@@ -170,7 +170,8 @@ def test_predict_images_returns_full_image_masks(model):
 
 @pytest.mark.parametrize("images, message", [
     ([], "non-empty"),
-    ([np.zeros((8, 8, 4), np.uint8)], "HxWx3"),
+    ([np.zeros((8, 8, 5), np.uint8)], r"\[H, W, 3\]"),
+    ([np.zeros((2, 8, 8, 3), np.uint8)], r"\[H, W, 3\]"),
     ([np.zeros((0, 8, 3), np.uint8)], "empty"),
     ([np.zeros((8, 8, 3), np.float32)], "uint8"),
 ])
