@@ -1,0 +1,210 @@
+"""SavedModel export for TensorFlow Serving: raw images in, TF Object Detection API outputs out.
+
+`export_saved_model(model, "exports/NAME")` writes `exports/NAME/<version>/`, the layout TF
+Serving watches (`--model_base_path=exports/NAME`). The SavedModel has two signatures:
+
+  serving_default   image_tensor                 uint8  [B, H, W, 3]  (B, H, W dynamic; one
+                                                                       size per request)
+  serve_encoded     encoded_image_string_tensor  string [B]           JPEG/PNG/BMP/GIF bytes;
+                                                                       images may differ in size
+
+and both return, D = config.detections_per_image:
+
+  num_detections     float32 [B]            real detections per image (rows past it are 0)
+  detection_boxes    float32 [B, D, 4]      (ymin, xmin, ymax, xmax) divided by the image's
+                                            original height / width, so in [0, 1]
+  detection_scores   float32 [B, D]
+  detection_classes  float32 [B, D]         the dataset's own category ids (model.category_ids),
+                                            0 on padding rows
+  detection_masks    float32 [B, D, m, m]   box-relative mask probabilities (m = mask_size),
+                     or [B, D, H, W]        with full_image_masks=True: pasted into the image.
+
+Resizing, padding, normalization, NMS and box scaling all run inside the graph, so a client
+sends only image pixels or bytes. The label map and the model config travel as assets
+(`<version>/assets/label_map.json`, `<version>/assets/config.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from mrcnn_tf.ops import masks as mask_ops
+
+OUTPUT_KEYS = ("num_detections", "detection_boxes", "detection_scores", "detection_classes",
+               "detection_masks")
+LABEL_MAP_ASSET = "label_map.json"
+CONFIG_ASSET = "config.json"
+_VERSION_RE = re.compile(r"^[0-9]+$")
+
+
+class _ServingModule(tf.Module):
+    """The exported object: the Keras model, its category ids, the assets and two signatures."""
+
+    def __init__(self, model, full_image_masks: bool, asset_dir: str):
+        super().__init__(name="mrcnn_serving")
+        self.model = model
+        self.full_image_masks = bool(full_image_masks)
+        self.detections_per_image = int(model.config.detections_per_image)
+        self.mask_size = int(model.config.mask_size)
+        # Row c holds the dataset id of contiguous class c; row 0 (background) maps padding
+        # rows to 0, as the TF Object Detection API does.
+        self.dataset_ids = tf.constant([0] + [int(i) for i in model.category_ids], tf.float32)
+        self.label_map_asset = tf.saved_model.Asset(os.path.join(asset_dir, LABEL_MAP_ASSET))
+        self.config_asset = tf.saved_model.Asset(os.path.join(asset_dir, CONFIG_ASSET))
+
+    # -- the two signatures ----------------------------------------------------------------
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, None, None, 3], tf.uint8, name="image_tensor")])
+    def serve_images(self, image_tensor):
+        """image_tensor uint8 [B, H, W, 3], all one size -> the dict of OUTPUT_KEYS."""
+        # A loaded signature checks the dtype of its inputs but not their shape: without this
+        # a [H, W, 3] or 4-channel request would fail deep inside the resize or normalization
+        # with a message that does not name the input.
+        image_tensor = tf.ensure_shape(image_tensor, [None, None, None, 3],
+                                       name="check_image_tensor_shape")
+        with tf.control_dependencies([tf.debugging.assert_positive(
+                tf.shape(image_tensor)[1:3],
+                message="image_tensor: height and width must be at least 1")]):
+            image_tensor = tf.identity(image_tensor)
+        outputs = self.model(image_tensor, training=False)
+        size = tf.shape(image_tensor)[1:3]
+        sizes = tf.tile(size[None], [tf.shape(image_tensor)[0], 1])
+        return self._postprocess(outputs, sizes)
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name="encoded_image_string_tensor")])
+    def serve_encoded(self, encoded_image_string_tensor):
+        """encoded_image_string_tensor string [B] -> the dict of OUTPUT_KEYS.
+
+        Each image is decoded and detected on its own (map_fn), so one request may mix image
+        sizes; per-image outputs have the fixed shapes [D, ...] and stack into a batch.
+        """
+        d, m = self.detections_per_image, self.mask_size
+        encoded_image_string_tensor = tf.ensure_shape(
+            encoded_image_string_tensor, [None], name="check_encoded_image_shape")
+
+        def detect_one(encoded):
+            image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8,
+                                       expand_animations=False)
+            out = self.model(image[None], training=False)
+            return (out["boxes"][0], out["class_ids"][0], out["scores"][0], out["masks"][0],
+                    out["num_detections"][0], tf.shape(image)[0:2])
+
+        boxes, class_ids, scores, masks, num, sizes = tf.map_fn(
+            detect_one, encoded_image_string_tensor,
+            fn_output_signature=(tf.TensorSpec([d, 4], tf.float32),
+                                 tf.TensorSpec([d], tf.int32),
+                                 tf.TensorSpec([d], tf.float32),
+                                 tf.TensorSpec([d, m, m], tf.float32),
+                                 tf.TensorSpec([], tf.int32),
+                                 tf.TensorSpec([2], tf.int32)))
+        outputs = {"boxes": boxes, "class_ids": class_ids, "scores": scores, "masks": masks,
+                   "num_detections": num}
+        return self._postprocess(outputs, sizes)
+
+    # -- shared output formatting ----------------------------------------------------------
+    def _postprocess(self, outputs, sizes):
+        """Model outputs (pixels, contiguous ids) -> TF Object Detection API outputs.
+
+        Args:
+          outputs: the dict of `MaskRCNN.call`: boxes [B, D, 4] original pixels, class_ids
+            [B, D] int32 1..K (0 padding), scores [B, D], masks [B, D, m, m], num_detections [B].
+          sizes: int32 [B, 2] original (height, width) of each image.
+        """
+        boxes = outputs["boxes"]
+        # max(.., 1) is a no-op for real images (decode and the signature give sizes >= 1) but
+        # keeps the division finite if an empty image ever reached here.
+        hw = tf.cast(tf.maximum(sizes, 1), tf.float32)
+        normalized = boxes / tf.tile(hw, [1, 2])[:, None, :]
+        masks = outputs["masks"]
+        if self.full_image_masks:
+            masks = self._paste(masks, boxes, sizes)
+        return {
+            "num_detections": tf.cast(outputs["num_detections"], tf.float32),
+            "detection_boxes": normalized,
+            "detection_scores": outputs["scores"],
+            "detection_classes": tf.gather(self.dataset_ids, outputs["class_ids"]),
+            "detection_masks": masks,
+        }
+
+    def _paste(self, masks, boxes, sizes):
+        """Box-relative masks [B, D, m, m] -> full-image masks [B, D, Hmax, Wmax].
+
+        Images of one serve_encoded request may differ in size: all are pasted into the
+        largest (Hmax, Wmax) and zeroed beyond their own height and width. A pasted pixel
+        depends only on its box and its own position, so inside each image the values equal
+        paste_masks(masks, boxes, H, W) exactly.
+        """
+        batch, d = tf.shape(masks)[0], tf.shape(masks)[1]
+        m = tf.shape(masks)[2]
+        max_h, max_w = tf.reduce_max(sizes[:, 0]), tf.reduce_max(sizes[:, 1])
+        flat = mask_ops.paste_masks(tf.reshape(masks, tf.stack([batch * d, m, m])),
+                                    tf.reshape(boxes, tf.stack([batch * d, 4])), max_h, max_w)
+        pasted = tf.reshape(flat, tf.stack([batch, d, max_h, max_w]))
+        rows = tf.range(max_h)[None, :] < sizes[:, 0:1]  # [B, Hmax]
+        cols = tf.range(max_w)[None, :] < sizes[:, 1:2]  # [B, Wmax]
+        inside = tf.cast(rows[:, :, None] & cols[:, None, :], tf.float32)
+        return pasted * inside[:, None]
+
+
+def next_version(export_dir: str) -> int:
+    """1 + the largest integer-named folder in export_dir (1 if there is none)."""
+    if not os.path.isdir(export_dir):
+        return 1
+    versions = [int(n) for n in os.listdir(export_dir)
+                if _VERSION_RE.match(n) and os.path.isdir(os.path.join(export_dir, n))]
+    return max(versions, default=0) + 1
+
+
+def export_saved_model(model, export_dir: str, full_image_masks: bool = False) -> str:
+    """Exports a MaskRCNN as a versioned SavedModel for TF Serving.
+
+    The SavedModel is written to a temporary folder beside the version folder
+    (`export_dir/.tmp-<version>-*`, a name TF Serving ignores) and renamed to
+    `export_dir/<version>` only when complete, so a server polling export_dir never loads a
+    half-written version.
+
+    Args:
+      model: a built or unbuilt `mrcnn_tf.modeling.mask_rcnn.MaskRCNN`.
+      export_dir: the model's base path (TF Serving's `base_path`); created if missing.
+      full_image_masks: output masks pasted into the image, [B, D, H, W], instead of the
+        box-relative [B, D, m, m]. Costs B * D * H * W floats per request.
+    Returns:
+      the path of the new version folder, `export_dir/<version>`.
+    """
+    for attr in ("config", "category_ids", "label_map"):
+        if not hasattr(model, attr):
+            raise TypeError(f"export_saved_model: expected a MaskRCNN model, got "
+                            f"{type(model).__name__} (no .{attr})")
+    if not model.built:
+        model.build()
+    os.makedirs(export_dir, exist_ok=True)
+    version = next_version(export_dir)
+    final = os.path.join(export_dir, str(version))
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
+    try:
+        with tempfile.TemporaryDirectory() as asset_dir:
+            # The Asset objects copy these files into <version>/assets/ at save time.
+            with open(os.path.join(asset_dir, LABEL_MAP_ASSET), "w") as f:
+                json.dump(model.label_map.to_dict(), f, indent=1)
+            with open(os.path.join(asset_dir, CONFIG_ASSET), "w") as f:
+                json.dump(model.config.to_dict(), f, indent=1)
+            module = _ServingModule(model, full_image_masks, asset_dir)
+            signatures = {
+                "serving_default": module.serve_images.get_concrete_function(),
+                "serve_encoded": module.serve_encoded.get_concrete_function(),
+            }
+            tf.saved_model.save(module, tmp, signatures=signatures)
+        # os.rename is atomic on one filesystem, and tmp is a sibling of final; it fails
+        # rather than merge into a non-empty version another exporter wrote meanwhile.
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
