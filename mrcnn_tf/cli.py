@@ -4,6 +4,7 @@ Subcommands:
   demo             train shapes_tiny on synthetic shapes, evaluate, draw, save
   make-tfrecords   stream a COCO-format dataset into sharded TFRecords
   evaluate         COCO metrics of a saved model on a COCO-format dataset
+  export           SavedModel for TF Serving, or a builtin-ops TFLite file
 
 A user error (bad flag value, missing file, malformed input) ends with one line on stderr and
 exit code 2, not a traceback.
@@ -19,7 +20,8 @@ from absl import app, flags  # noqa: E402
 FLAGS = flags.FLAGS
 # demo
 flags.DEFINE_string("out", None, "demo: output folder (default runs/demo); make-tfrecords: "
-                    "output prefix PATH/NAME of the shards.")
+                    "output prefix PATH/NAME of the shards; export: the model folder "
+                    "(saved_model, versions go inside) or the .tflite file.")
 flags.DEFINE_integer("steps", None, "demo: training steps (default: the config's total_steps).")
 flags.DEFINE_integer("train_images", 2000, "demo: distinct synthetic training images.")
 flags.DEFINE_integer("eval_images", 200, "demo: held-out synthetic images for COCO evaluation.")
@@ -33,14 +35,20 @@ flags.DEFINE_boolean("strict", False, "Stop at the first bad image or annotation
                      "skipping it with a warning.")
 flags.DEFINE_boolean("drop_empty_images", False, "Drop images without annotations.")
 flags.DEFINE_integer("shards", 8, "make-tfrecords: number of shards.")
-# evaluate
-flags.DEFINE_string("weights", None, "evaluate: a model saved as .keras.")
+# evaluate, export
+flags.DEFINE_string("weights", None, "evaluate, export: a model saved as .keras.")
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "export: artifact kind.")
+flags.DEFINE_boolean("full_image_masks", False, "export saved_model: full-image masks "
+                     "[B, N, H, W] instead of 28x28 box-relative ones.")
+flags.DEFINE_enum("quantization", "float32", ["float32", "float16", "int8_dynamic"],
+                  "export tflite: weight type.")
 flags.DEFINE_string("results", None, "evaluate: also write the COCO results JSON here.")
 
 USAGE = """usage: mrcnn-tf SUBCOMMAND [flags]   (mrcnn-tf SUBCOMMAND --helpfull lists every flag)
   demo            [--out runs/demo] [--steps N] [--batch_size N] [--train_images N] ...
   make-tfrecords  --annotations FILE --images DIR --out PREFIX [--shards N] [--strict]
-  evaluate        --annotations FILE --images DIR --weights MODEL.keras [--results FILE]"""
+  evaluate        --annotations FILE --images DIR --weights MODEL.keras [--results FILE]
+  export          --weights MODEL.keras --out exports/NAME [--format saved_model|tflite] ..."""
 
 
 class UsageError(ValueError):
@@ -77,15 +85,10 @@ def _make_tfrecords():
 
 
 def _evaluate():
-    import keras  # noqa: PLC0415
-
     from mrcnn_tf.evaluation import evaluator  # noqa: PLC0415
-    from mrcnn_tf.modeling import mask_rcnn  # noqa: PLC0415,F401 (registers MaskRCNN)
     _require("annotations", "images", "weights")
-    if not os.path.isfile(FLAGS.weights):
-        raise UsageError(f"--weights={FLAGS.weights}: no such file (expected a .keras model)")
+    model = _load_model()
     dataset = _coco_dataset()
-    model = keras.models.load_model(FLAGS.weights)
     unknown = sorted(set(model.category_ids) - set(dataset.label_map.dataset_ids))
     if unknown:
         raise UsageError(
@@ -98,7 +101,32 @@ def _evaluate():
     print(dataset.report())
 
 
-COMMANDS = {"demo": _demo, "make-tfrecords": _make_tfrecords, "evaluate": _evaluate}
+def _load_model():
+    import keras  # noqa: PLC0415
+
+    from mrcnn_tf.modeling import mask_rcnn  # noqa: PLC0415,F401 (registers MaskRCNN)
+    _require("weights")
+    if not os.path.isfile(FLAGS.weights):
+        raise UsageError(f"--weights={FLAGS.weights}: no such file (expected a .keras model)")
+    return keras.models.load_model(FLAGS.weights)
+
+
+def _export():
+    _require("weights", "out")
+    model = _load_model()
+    if FLAGS.format == "saved_model":
+        from mrcnn_tf.export.saved_model import export_saved_model  # noqa: PLC0415
+        path = export_saved_model(model, FLAGS.out, full_image_masks=FLAGS.full_image_masks)
+        print(f"SavedModel written to {path}")
+    else:
+        from mrcnn_tf.export.tflite import export_tflite  # noqa: PLC0415
+        info = export_tflite(model, FLAGS.out, quantization=FLAGS.quantization)
+        print(f"TFLite ({FLAGS.quantization}) written to {info['path']}: "
+              f"{info['size_bytes'] / 1e6:.2f} MB")
+
+
+COMMANDS = {"demo": _demo, "make-tfrecords": _make_tfrecords, "evaluate": _evaluate,
+            "export": _export}
 
 
 def main(argv):

@@ -12,6 +12,9 @@ import math
 from typing import Any, Optional, Tuple
 
 BACKBONES = ("resnet50", "resnet101", "tiny")
+# Kept in step with mrcnn_tf.layers.pyramid_roi_align.IMPLEMENTATIONS (not imported: config.py
+# stays free of TensorFlow).
+ROI_ALIGN_IMPLEMENTATIONS = ("crop_and_resize", "builtin")
 NORMS = ("bn", "frozen_bn", "gn")
 
 
@@ -76,6 +79,10 @@ class Config:
     mask_size: int = 28
     roi_sampling_ratio: int = 2
     roi_aligned: bool = True
+    # "crop_and_resize": fast, pools each box on its own level only (training and serving).
+    # "builtin": gather-only RoIAlign (same numbers) that converts to TFLite builtin ops; the
+    # TFLite export switches to it by itself.
+    roi_align_implementation: str = "crop_and_resize"
     box_coder_weights: Tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
     box_head_fc_dim: int = 1024
     mask_head_conv_dim: int = 256
@@ -160,6 +167,8 @@ class Config:
               "2 * mask_pool_size (the mask head upsamples once by 2)")
         check(self.roi_sampling_ratio >= 0, "roi_sampling_ratio",
               ">= 0 (0 = adaptive, as torchvision)")
+        check(self.roi_align_implementation in ROI_ALIGN_IMPLEMENTATIONS,
+              "roi_align_implementation", f"one of {ROI_ALIGN_IMPLEMENTATIONS}")
         check(len(self.box_coder_weights) == 4 and all(w > 0 for w in self.box_coder_weights),
               "box_coder_weights", "4 positive weights (wy, wx, wh, ww)")
         check(len(self.rpn_box_weights) == 4 and all(w > 0 for w in self.rpn_box_weights),

@@ -82,3 +82,37 @@ def test_missing_flag_is_named():
     result = run_cli("evaluate", "--images", "x")
     assert result.returncode == 2
     assert "--annotations" in result.stderr and "--weights" in result.stderr
+
+
+def test_export_saved_model_from_the_command_line(tmp_path):
+    import keras
+
+    from mrcnn_tf.config import get_config
+    from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
+
+    keras.utils.set_random_seed(0)
+    config = get_config("shapes_tiny", image_min_size=64, image_max_size=64)
+    MaskRCNN(config).save(str(tmp_path / "model.keras"))
+    out = tmp_path / "exports" / "shapes"
+    for version in ("1", "2"):
+        result = run_cli("export", "--weights", str(tmp_path / "model.keras"), "--out", str(out))
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert (out / version / "saved_model.pb").exists()
+    result = run_cli("export", "--weights", str(tmp_path / "missing.keras"), "--out", str(out))
+    assert result.returncode == 2 and "missing.keras" in result.stderr
+
+
+def test_export_tflite_from_the_command_line(tmp_path):
+    import keras
+
+    from mrcnn_tf.config import get_config
+    from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
+
+    keras.utils.set_random_seed(0)
+    config = get_config("shapes_tiny", image_min_size=64, image_max_size=64)
+    MaskRCNN(config).save(str(tmp_path / "model.keras"))
+    out = tmp_path / "model.tflite"
+    result = run_cli("export", "--weights", str(tmp_path / "model.keras"), "--out", str(out),
+                     "--format", "tflite", "--quantization", "float16")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert out.stat().st_size > 0 and "float16" in result.stdout

@@ -75,3 +75,10 @@ def test_config_is_frozen():
     config = get_config("shapes_tiny")
     with pytest.raises(Exception):
         config.num_classes = 5  # type: ignore[misc]
+
+
+def test_roi_align_implementation_is_checked():
+    assert get_config("shapes_tiny", roi_align_implementation="builtin").roi_align_implementation \
+        == "builtin"
+    with pytest.raises(ValueError, match="roi_align_implementation"):
+        get_config("shapes_tiny", roi_align_implementation="fast")

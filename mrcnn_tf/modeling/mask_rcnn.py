@@ -81,9 +81,13 @@ class MaskRCNN(keras.Model):
         self.detection_targets = DetectionTargetLayer.from_model_config(
             config, name="detection_targets")
         self.box_pooler = PyramidRoIAlign(config.box_pool_size, config.roi_sampling_ratio,
-                                          config.roi_aligned, name="box_roi_align")
+                                          config.roi_aligned,
+                                          implementation=config.roi_align_implementation,
+                                          name="box_roi_align")
         self.mask_pooler = PyramidRoIAlign(config.mask_pool_size, config.roi_sampling_ratio,
-                                           config.roi_aligned, name="mask_roi_align")
+                                           config.roi_aligned,
+                                           implementation=config.roi_align_implementation,
+                                           name="mask_roi_align")
         self.box_head = BoxHead(config.num_classes, config.box_head_fc_dim, name="box_head")
         self.mask_head = MaskHead(config.num_classes, config.mask_head_conv_dim,
                                   config.mask_head_num_convs, name="mask_head")

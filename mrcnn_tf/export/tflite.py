@@ -1,0 +1,225 @@
+"""TFLite export of a MaskRCNN: one fixed-size image in, padded detections out, builtin ops only.
+
+The exported graph is the model's own inference path (`MaskRCNN.call`: resize + pad +
+normalize, backbone, FPN, RPN, proposals, box head, per-class NMS, mask head) traced for a
+single uint8 image of a fixed size, with the RoIAlign switched to the gather-only
+implementation (`roi_align_implementation="builtin"`). It converts with
+`tf.lite.OpsSet.TFLITE_BUILTINS` alone: no Flex (SELECT_TF_OPS) and no custom ops, so the plain
+LiteRT interpreter runs it on phones. Ops it lowers to include CONV_2D, RESIZE_BILINEAR,
+TOPK_V2, GATHER, NON_MAX_SUPPRESSION_V4, WHILE (the batch map over NMS), SELECT_V2 and
+arithmetic.
+
+Signature "serving_default", input "images" uint8 [1, H, W, 3] RGB 0..255, outputs
+(D = config.detections_per_image; rows past num_detections are zero):
+  "num_detections"    float32 [1]
+  "detection_boxes"   float32 [1, D, 4] (y1, x1, y2, x2) normalized by the input H and W
+  "detection_scores"  float32 [1, D]
+  "detection_classes" float32 [1, D] the dataset's own category ids (`model.category_ids`;
+                      read only the first num_detections rows: 0 can be a real dataset id)
+  "detection_masks"   float32 [1, D, mask_size, mask_size] box-relative mask probabilities
+                      (paste into the image with `mrcnn_tf.ops.masks.paste_masks`)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
+
+QUANTIZATIONS = ("float32", "float16", "int8_dynamic")
+SIGNATURE_KEY = "serving_default"
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("num_detections", "detection_boxes", "detection_scores", "detection_classes",
+                "detection_masks")
+
+__all__ = ["export_tflite", "convert_tflite", "builtin_inference_model", "make_interpreter",
+           "run_tflite", "QUANTIZATIONS", "OUTPUT_NAMES", "SIGNATURE_KEY", "INPUT_NAME"]
+
+
+def builtin_inference_model(model):
+    """Returns `model` itself if it already uses the builtin RoIAlign, else a copy that does.
+
+    The copy is a new MaskRCNN built from `model.config` with
+    `roi_align_implementation="builtin"` and `model`'s weights; both implementations give the
+    same numbers (tests/ops/test_roi_align.py), so the copy detects what `model` detects.
+    """
+    _check_model(model)
+    model.build()
+    if model.config.roi_align_implementation == "builtin":
+        return model
+    clone = MaskRCNN(model.config.replace(roi_align_implementation="builtin"),
+                     class_names=model.class_names, category_ids=model.category_ids,
+                     name=model.name)
+    clone.build()
+    # The two models are built by the same code, so their weights come in the same order;
+    # check names and shapes anyway so a future divergence fails loudly instead of silently
+    # loading weights into the wrong layers.
+    source, target = model.weights, clone.weights
+    mismatch = [(s.path, t.path) for s, t in zip(source, target)
+                if s.path != t.path or tuple(s.shape) != tuple(t.shape)]
+    if len(source) != len(target) or mismatch:
+        raise RuntimeError(f"export_tflite: the builtin-RoIAlign copy has different weights "
+                           f"({len(source)} vs {len(target)}; first mismatches {mismatch[:3]})")
+    for s, t in zip(source, target):
+        t.assign(s)
+    return clone
+
+
+def _check_model(model):
+    if not isinstance(model, MaskRCNN):
+        raise TypeError(f"export_tflite model: expected a mrcnn_tf MaskRCNN, got "
+                        f"{type(model).__name__}")
+
+
+class _Detector(tf.Module):
+    """Wraps the model in the exported signature: uint8 [1, H, W, 3] -> the OUTPUT_NAMES dict."""
+
+    def __init__(self, model, input_size):
+        super().__init__()
+        self.model = model
+        self.input_size = input_size
+        # Row c holds the dataset id of model class c; row 0 (padding) maps to 0.
+        self.category_table = tf.constant([0] + list(model.category_ids), tf.int32)
+
+    def serve(self, images):
+        """images: uint8 [1, H, W, 3] -> dict of OUTPUT_NAMES (see the module docstring)."""
+        outputs = self.model(images, training=False)
+        height, width = self.input_size
+        # Python floats: the normalization is folded into one constant multiply.
+        boxes = outputs["boxes"] * tf.constant([1.0 / height, 1.0 / width] * 2, tf.float32)
+        return {
+            # float32, as in the SavedModel and the TF Object Detection API convention.
+            "num_detections": tf.cast(outputs["num_detections"], tf.float32),
+            "detection_boxes": boxes,
+            "detection_scores": outputs["scores"],
+            "detection_classes": tf.cast(
+                tf.gather(self.category_table, outputs["class_ids"]), tf.float32),
+            "detection_masks": outputs["masks"],
+        }
+
+
+def _check_input_size(input_size, config):
+    if input_size is None:
+        return (config.image_max_size, config.image_max_size)
+    size = tuple(int(s) for s in input_size)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"export_tflite input_size={input_size!r}: expected (height, width), "
+                         "two positive ints")
+    return size
+
+
+def convert_tflite(model, quantization: str = "float32",
+                   input_size: Optional[Sequence[int]] = None) -> bytes:
+    """Converts `model` to TFLite flatbuffer bytes; see `export_tflite` for the arguments."""
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"export_tflite quantization={quantization!r}: expected one of "
+                         f"{QUANTIZATIONS}")
+    _check_model(model)
+    # Arguments are checked before the (slow) copy and trace.
+    height, width = _check_input_size(input_size, model.config)
+    inference_model = builtin_inference_model(model)
+    detector = _Detector(inference_model, (height, width))
+    function = tf.function(detector.serve, input_signature=[
+        tf.TensorSpec([1, height, width, 3], tf.uint8, name=INPUT_NAME)])
+    # Weights become constants. Left as resource variables (TF 2.21), they convert to
+    # VAR_HANDLE / READ_VARIABLE ops and the weight values are missing from the file; constants
+    # are also what batch-norm folding and weight quantization work on.
+    concrete = function.get_concrete_function()
+    frozen = convert_variables_to_constants_v2(concrete)
+    # The converter names the signature and its outputs only when given a trackable object
+    # (it then round-trips through a SavedModel); a variable-free module holding the frozen
+    # function gives it one without bringing the variables back. The frozen function returns
+    # a flat list, so the output dict (hence the output names) is rebuilt around it.
+    holder = tf.Module()
+    holder.serve = tf.function(
+        lambda images: tf.nest.pack_sequence_as(concrete.structured_outputs,
+                                                tf.nest.flatten(frozen(images))),
+        input_signature=[tf.TensorSpec([1, height, width, 3], tf.uint8, name=INPUT_NAME)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [holder.serve.get_concrete_function()], holder)
+    # Builtins only: a Flex op would need the TF-ops delegate, which the plain interpreter
+    # (and most phone builds) do not have. An op without a builtin kernel fails conversion
+    # here rather than at load time on the device.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8_dynamic":
+        # No representative dataset: weights are stored as int8, activations stay float
+        # (dynamic-range quantization).
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter.convert()
+
+
+def export_tflite(model, path: str, quantization: str = "float32",
+                  input_size: Optional[Sequence[int]] = None) -> dict:
+    """Writes `model` as a TFLite file that runs with builtin ops only.
+
+    Args:
+      model: a built (or buildable) `MaskRCNN`; left unchanged (a copy with the builtin
+        RoIAlign is exported when it uses crop_and_resize).
+      path: the .tflite file to write; written to a temporary file in the same folder and
+        renamed, so a reader never sees a partial file.
+      quantization: "float32"; "float16" (weights stored as float16, computed in float32 by
+        the CPU interpreter); "int8_dynamic" (dynamic-range: int8 weights, float activations,
+        no calibration data).
+      input_size: (H, W) of the one image the file accepts; default
+        (config.image_max_size, config.image_max_size). Images of another size must be
+        resized by the caller (the outputs are normalized, so they map back to any size).
+    Returns:
+      dict "path" (str), "size_bytes" (int).
+    """
+    content = convert_tflite(model, quantization, input_size)
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tflite-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return {"path": path, "size_bytes": len(content)}
+
+
+def make_interpreter(model_path=None, model_content=None):
+    """A LiteRT interpreter for an exported file (ai_edge_litert, else tf.lite's deprecated one).
+
+    Returns an allocated interpreter; run it with `run_tflite`.
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # the standalone runtime is optional; TF still ships one
+        Interpreter = tf.lite.Interpreter
+    interpreter = Interpreter(model_path=model_path, model_content=model_content)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def run_tflite(interpreter, image) -> dict:
+    """Runs the exported signature on one image.
+
+    Args:
+      interpreter: from `make_interpreter`.
+      image: uint8 [H, W, 3] or [1, H, W, 3] at the exported input size.
+    Returns:
+      dict of NumPy arrays keyed by OUTPUT_NAMES, with the batch dimension of 1.
+    """
+    runner = interpreter.get_signature_runner(SIGNATURE_KEY)
+    image = np.asarray(image)
+    if image.ndim == 3:
+        image = image[None]
+    expected = tuple(runner.get_input_details()[INPUT_NAME]["shape"])
+    if image.shape != expected or image.dtype != np.uint8:
+        raise ValueError(f"run_tflite image: expected uint8 {expected}, got {image.dtype} "
+                         f"{image.shape}")
+    return runner(**{INPUT_NAME: image})
