@@ -22,6 +22,10 @@ setup(
     packages=find_packages(include=["mrcnn_tf", "mrcnn_tf.*"]),
     python_requires=">=3.10",
     install_requires=read_requirements(),
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={
+        # gRPC client for TF Serving (REST needs nothing extra).
+        "serving": ["tensorflow-serving-api>=2.21,<2.22"],
+        "test": ["pytest>=8", "tensorflow-serving-api>=2.21,<2.22"],
+    },
     entry_points={"console_scripts": ["mrcnn-tf=mrcnn_tf.cli:run"]},
 )

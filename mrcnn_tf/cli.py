@@ -5,6 +5,7 @@ Subcommands:
   make-tfrecords   stream a COCO-format dataset into sharded TFRecords
   evaluate         COCO metrics of a saved model on a COCO-format dataset
   export           SavedModel for TF Serving, or a builtin-ops TFLite file
+  serve-client     send images to TF Serving (REST or gRPC), print and draw the detections
 
 A user error (bad flag value, missing file, malformed input) ends with one line on stderr and
 exit code 2, not a traceback.
@@ -21,7 +22,8 @@ FLAGS = flags.FLAGS
 # demo
 flags.DEFINE_string("out", None, "demo: output folder (default runs/demo); make-tfrecords: "
                     "output prefix PATH/NAME of the shards; export: the model folder "
-                    "(saved_model, versions go inside) or the .tflite file.")
+                    "(saved_model, versions go inside) or the .tflite file; serve-client: "
+                    "folder for overlay PNGs.")
 flags.DEFINE_integer("steps", None, "demo: training steps (default: the config's total_steps).")
 flags.DEFINE_integer("train_images", 2000, "demo: distinct synthetic training images.")
 flags.DEFINE_integer("eval_images", 200, "demo: held-out synthetic images for COCO evaluation.")
@@ -44,11 +46,22 @@ flags.DEFINE_enum("quantization", "float32", ["float32", "float16", "int8_dynami
                   "export tflite: weight type.")
 flags.DEFINE_string("results", None, "evaluate: also write the COCO results JSON here.")
 
+# serve-client
+flags.DEFINE_string("url", "http://localhost:8501", "serve-client: TF Serving REST URL, or the "
+                    "gRPC target host:port with --protocol=grpc.")
+flags.DEFINE_string("model_name", "mrcnn", "serve-client: the served model's name.")
+flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"], "serve-client: how to call the server.")
+flags.DEFINE_list("inputs", None, "serve-client: image files, folders or globs.")
+flags.DEFINE_string("label_map", None, "serve-client: the export's assets/label_map.json, for "
+                    "class names.")
+flags.DEFINE_float("score_threshold", 0.5, "serve-client: detections below are not shown.")
+
 USAGE = """usage: mrcnn-tf SUBCOMMAND [flags]   (mrcnn-tf SUBCOMMAND --helpfull lists every flag)
   demo            [--out runs/demo] [--steps N] [--batch_size N] [--train_images N] ...
   make-tfrecords  --annotations FILE --images DIR --out PREFIX [--shards N] [--strict]
   evaluate        --annotations FILE --images DIR --weights MODEL.keras [--results FILE]
-  export          --weights MODEL.keras --out exports/NAME [--format saved_model|tflite] ..."""
+  export          --weights MODEL.keras --out exports/NAME [--format saved_model|tflite] ...
+  serve-client    --inputs IMAGES [--url http://localhost:8501] [--model_name mrcnn] [--out DIR]"""
 
 
 class UsageError(ValueError):
@@ -125,8 +138,38 @@ def _export():
               f"{info['size_bytes'] / 1e6:.2f} MB")
 
 
+def _expand_inputs(patterns):
+    """Files, folders (their images) and globs -> sorted list of image paths."""
+    import glob  # noqa: PLC0415
+    paths = []
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            paths += [os.path.join(pattern, name) for name in sorted(os.listdir(pattern))
+                      if name.lower().endswith((".jpg", ".jpeg", ".png", ".bmp"))]
+        else:
+            matched = sorted(glob.glob(pattern))
+            if not matched:
+                raise UsageError(f"--inputs: {pattern!r} matches no file")
+            paths += matched
+    return paths
+
+
+def _serve_client():
+    import json  # noqa: PLC0415
+
+    from mrcnn_tf import serving_client  # noqa: PLC0415
+    _require("inputs")
+    names = None
+    if FLAGS.label_map:
+        with open(FLAGS.label_map) as f:
+            names = {int(c["dataset_id"]): c["name"] for c in json.load(f)["categories"]}
+    serving_client.run_client(FLAGS.url, FLAGS.model_name, _expand_inputs(FLAGS.inputs),
+                              protocol=FLAGS.protocol, out_dir=FLAGS.out,
+                              score_threshold=FLAGS.score_threshold, label_map=names)
+
+
 COMMANDS = {"demo": _demo, "make-tfrecords": _make_tfrecords, "evaluate": _evaluate,
-            "export": _export}
+            "export": _export, "serve-client": _serve_client}
 
 
 def main(argv):

@@ -116,3 +116,9 @@ def test_export_tflite_from_the_command_line(tmp_path):
                      "--format", "tflite", "--quantization", "float16")
     assert result.returncode == 0, result.stderr[-2000:]
     assert out.stat().st_size > 0 and "float16" in result.stdout
+
+
+def test_serve_client_names_inputs_that_match_nothing(tmp_path):
+    result = run_cli("serve-client", "--inputs", str(tmp_path / "nothing-*.png"))
+    assert result.returncode == 2
+    assert "matches no file" in result.stderr and "Traceback" not in result.stderr
