@@ -63,7 +63,7 @@ def save_model(model, path):
 
 
 def run(out_dir, steps=None, train_images=2000, eval_images=200, batch_size=None,
-        seed=TRAIN_SEED, config_overrides=None):
+        seed=TRAIN_SEED, config=None, config_overrides=None):
     """Trains, evaluates, draws and saves. Returns the evaluation metrics dict.
 
     Args:
@@ -72,8 +72,10 @@ def run(out_dir, steps=None, train_images=2000, eval_images=200, batch_size=None
       train_images: distinct synthetic training images (cached in memory).
       eval_images: held-out images for COCO evaluation.
       batch_size: images per step (default: config.batch_size).
+      config: the model's Config (default: the `shapes_tiny` preset); config_overrides: fields
+        to replace in it.
     """
-    config = get_config("shapes_tiny", **(config_overrides or {}))
+    config = (config or get_config("shapes_tiny")).replace(**(config_overrides or {}))
     steps = config.total_steps if steps is None else steps
     batch_size = config.batch_size if batch_size is None else batch_size
     for name, value in (("steps", steps), ("batch_size", batch_size),
