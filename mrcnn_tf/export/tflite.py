@@ -4,8 +4,8 @@ The exported graph is the model's own inference path (`MaskRCNN.call`: resize + 
 normalize, backbone, FPN, RPN, proposals, box head, per-class NMS, mask head) traced for a
 single uint8 image of a fixed size, with the RoIAlign switched to the gather-only
 implementation (`roi_align_implementation="builtin"`). It converts with
-`tf.lite.OpsSet.TFLITE_BUILTINS` alone: no Flex (select TensorFlow) ops and no custom ops, so the plain
-LiteRT interpreter runs it on phones. Ops it lowers to include CONV_2D, RESIZE_BILINEAR,
+`tf.lite.OpsSet.TFLITE_BUILTINS` alone: no Flex (select TensorFlow) ops and no custom ops,
+so the plain LiteRT interpreter runs it on phones. Ops it lowers to include CONV_2D, RESIZE_BILINEAR,
 TOPK_V2, GATHER, NON_MAX_SUPPRESSION_V4, WHILE (the batch map over NMS), SELECT_V2 and
 arithmetic.
 
