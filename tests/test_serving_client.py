@@ -2,7 +2,6 @@
 request building (and an in-process gRPC server when the TF Serving protos are installed),
 pixel detections for drawing, run_client's output, and an optional real-server check."""
 
-import base64
 import http.server
 import importlib
 import json
@@ -17,22 +16,17 @@ import pytest
 import tensorflow as tf
 
 from mrcnn_tf import io_utils, serving_client
-from mrcnn_tf.config import get_config
 from mrcnn_tf.export import export_saved_model
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
 from mrcnn_tf.ops import masks as mask_ops
+
+from helpers import box_iou, rest_body_inputs, small_model_config  # noqa: E402
 
 CATEGORY_IDS = [5, 0, 9]
 OUTPUTS = serving_client.OUTPUT_KEYS
 D = 10
 
 
-def tiny_config(**overrides):
-    values = dict(image_min_size=64, image_max_size=64, score_threshold=0.0,
-                  detections_per_image=D, fpn_channels=32, box_head_fc_dim=64,
-                  mask_head_conv_dim=32)
-    values.update(overrides)
-    return get_config("shapes_tiny", **values)
 
 
 def textured_image(height, width, seed):
@@ -53,7 +47,7 @@ def png(image):
 @pytest.fixture(scope="module")
 def model():
     keras.utils.set_random_seed(0)
-    return MaskRCNN(tiny_config(), class_names=["square", "circle", "triangle"],
+    return MaskRCNN(small_model_config(), class_names=["square", "circle", "triangle"],
                     category_ids=CATEGORY_IDS)
 
 
@@ -68,23 +62,6 @@ def call_signature(loaded, name, encoded):
     return {k: v.numpy() for k, v in out.items()}
 
 
-def request_tensor(body):
-    """TF Serving's documented JSON rules for a single-input string signature: row format
-    ("instances", one entry per batch element, bare or {input_name: value}) or columnar
-    ("inputs"); {"b64": "..."} holds the base64 of a DT_STRING element."""
-    def value(v):
-        if isinstance(v, dict) and set(v) == {"b64"}:
-            return base64.b64decode(v["b64"])
-        if isinstance(v, dict) and len(v) == 1:
-            return value(next(iter(v.values())))
-        raise ValueError(f"cannot decode instance {str(v)[:80]}")
-
-    if "instances" in body:
-        return [value(v) for v in body["instances"]]
-    inputs = body["inputs"]
-    if isinstance(inputs, dict):
-        (inputs,) = inputs.values()
-    return [value(v) for v in inputs]
 
 
 class FakeServing:
@@ -117,7 +94,7 @@ class FakeServing:
                     signature = parsed.get("signature_name", "serving_default")
                     if signature not in loaded.signatures:
                         raise ValueError(f"Serving signature name: \"{signature}\" not found")
-                    out = call_signature(loaded, signature, request_tensor(parsed))
+                    out = call_signature(loaded, signature, rest_body_inputs(parsed))
                 except (tf.errors.OpError, ValueError, KeyError) as e:
                     # TF Serving reports INVALID_ARGUMENT as HTTP 400 {"error": message}.
                     return self.answer(400, {"error": getattr(e, "message", str(e))})
@@ -143,12 +120,6 @@ def server(loaded):
     fake.close()
 
 
-def box_iou(a, b):
-    y1, x1 = max(a[0], b[0]), max(a[1], b[1])
-    y2, x2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(y2 - y1, 0) * max(x2 - x1, 0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / max(union, 1e-9)
 
 
 # -- REST ------------------------------------------------------------------------------------

@@ -13,23 +13,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn_tf.config import get_config
 from mrcnn_tf.export import export_saved_model
 from mrcnn_tf.export import saved_model as saved_model_lib
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
 from mrcnn_tf.ops import masks as mask_ops
+
+from helpers import box_iou, rest_body_inputs, small_model_config  # noqa: E402
 
 CATEGORY_IDS = [5, 0, 9]
 OUTPUTS = ("num_detections", "detection_boxes", "detection_scores", "detection_classes",
            "detection_masks")
 
 
-def tiny_config(**overrides):
-    values = dict(image_min_size=64, image_max_size=64, score_threshold=0.0,
-                  detections_per_image=10, fpn_channels=32, box_head_fc_dim=64,
-                  mask_head_conv_dim=32)
-    values.update(overrides)
-    return get_config("shapes_tiny", **values)
 
 
 def textured_images(batch, height, width, seed):
@@ -47,7 +42,7 @@ def textured_images(batch, height, width, seed):
 @pytest.fixture(scope="module")
 def model():
     keras.utils.set_random_seed(0)
-    return MaskRCNN(tiny_config(), class_names=["square", "circle", "triangle"],
+    return MaskRCNN(small_model_config(), class_names=["square", "circle", "triangle"],
                     category_ids=CATEGORY_IDS)
 
 
@@ -66,13 +61,6 @@ def loaded(exported):
     return tf.saved_model.load(exported)
 
 
-def box_iou(a, b):
-    """IoU of two (y1, x1, y2, x2) boxes."""
-    y1, x1 = max(a[0], b[0]), max(a[1], b[1])
-    y2, x2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(y2 - y1, 0) * max(x2 - x1, 0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / max(union, 1e-9)
 
 
 def assert_same_detections(served, reference, height, width, mask_atol=1e-3):
@@ -102,28 +90,6 @@ def row(outputs, i):
     return {k: np.asarray(v)[i] for k, v in outputs.items()}
 
 
-def rest_body_to_tensor(body):
-    """Decodes a TF Serving REST predict body into the signature's one input tensor.
-
-    TF Serving's JSON rules: row format, "instances": [...], one entry per batch element,
-    each either the bare value (single-input signatures) or {input_name: value}; columnar
-    format, "inputs": value or {input_name: value}. A {"b64": "..."} object is the base64 of
-    a DT_STRING element's bytes.
-    """
-    def value(v):
-        if isinstance(v, dict) and set(v) == {"b64"}:
-            return base64.b64decode(v["b64"])
-        if isinstance(v, dict):
-            (v,) = v.values()  # {input_name: value}
-            return value(v)
-        return v
-
-    if "instances" in body:
-        return tf.constant([value(inst) for inst in body["instances"]], tf.string)
-    inputs = body["inputs"]
-    if isinstance(inputs, dict) and "b64" not in inputs:
-        (inputs,) = inputs.values()
-    return tf.constant([value(v) for v in inputs], tf.string)
 
 
 FRESH_PROCESS_SCRIPT = r"""
@@ -206,7 +172,7 @@ def test_rest_b64_body_matches_decoded_pixels(loaded):
     body = json.loads(json.dumps({"signature_name": "serve_encoded", "instances": [
         {"b64": base64.b64encode(tf.io.encode_png(image).numpy()).decode("ascii")}
         for image in images]}))
-    request = rest_body_to_tensor(body)
+    request = tf.constant(rest_body_inputs(body), tf.string)
     assert request.shape == (2,) and request.dtype == tf.string
     encoded = loaded.signatures[body["signature_name"]](encoded_image_string_tensor=request)
     default = loaded.signatures["serving_default"](image_tensor=tf.constant(images))
@@ -223,7 +189,7 @@ def test_rest_decoding_handles_named_and_columnar_bodies():
                  {"instances": [{"encoded_image_string_tensor": {"b64": b64}}]},
                  {"inputs": [{"b64": b64}]},
                  {"inputs": {"encoded_image_string_tensor": [{"b64": b64}]}}):
-        assert rest_body_to_tensor(body).numpy().tolist() == [payload], body
+        assert rest_body_inputs(body) == [payload], body
 
 
 def test_saved_model_cli_lists_both_signatures(exported):
@@ -316,7 +282,7 @@ def test_corrupt_bytes_raise_invalid_argument(loaded):
 def test_no_detections_gives_valid_empty_outputs(tmp_path):
     # Softmax scores of a 3-class untrained head stay far below 0.99.
     keras.utils.set_random_seed(0)
-    strict = MaskRCNN(tiny_config(score_threshold=0.99), category_ids=CATEGORY_IDS)
+    strict = MaskRCNN(small_model_config(score_threshold=0.99), category_ids=CATEGORY_IDS)
     path = export_saved_model(strict, str(tmp_path))
     serve = tf.saved_model.load(path).signatures["serving_default"]
     out = serve(image_tensor=tf.constant(textured_images(2, 40, 50, seed=5)))

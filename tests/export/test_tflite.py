@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn_tf.config import get_config
 from mrcnn_tf.data.shapes import generate_shapes_example
 from mrcnn_tf.export import tflite
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
+
+from helpers import box_iou, small_model_config  # noqa: E402
 
 SIZE = 64
 # Dataset ids for classes 1..3, 0 among them: checks the class -> dataset id mapping, and that
@@ -25,9 +26,7 @@ CATEGORY_IDS = [7, 0, 42]
 @pytest.fixture(scope="module")
 def model():
     keras.utils.set_random_seed(0)
-    config = get_config("shapes_tiny", image_min_size=SIZE, image_max_size=SIZE,
-                        score_threshold=0.0, detections_per_image=10, fpn_channels=32,
-                        box_head_fc_dim=64, mask_head_conv_dim=32)
+    config = small_model_config(SIZE)
     net = MaskRCNN(config, category_ids=CATEGORY_IDS)
     net.build()
     return net
@@ -57,13 +56,6 @@ def _run(path, images):
     return [tflite.run_tflite(interpreter, image) for image in images]
 
 
-def _box_iou(a, b):
-    """Row-wise IoU of [N, 4] (y1, x1, y2, x2) boxes."""
-    inter_h = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    inter_w = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = inter_h * inter_w
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
 
 
 def _mask_iou(a, b):
@@ -128,7 +120,7 @@ def test_float32_matches_keras(model, images, float32_export):
         np.testing.assert_allclose(lite["detection_scores"][0, :n], ref["scores"][:n],
                                    atol=1e-3)
         boxes = lite["detection_boxes"][0, :n] * SIZE  # normalized -> pixels of the input
-        assert _box_iou(boxes, ref["boxes"][:n]).min() >= 0.99
+        assert box_iou(boxes, ref["boxes"][:n]).min() >= 0.99
         assert _mask_iou(lite["detection_masks"][0, :n], ref["masks"][:n]).min() >= 0.98
         # Padding rows are zero.
         assert not lite["detection_scores"][0, n:].any()

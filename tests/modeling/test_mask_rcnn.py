@@ -9,6 +9,8 @@ from mrcnn_tf.config import get_config
 from mrcnn_tf.data import pipeline, shapes
 from mrcnn_tf.modeling.mask_rcnn import LOSS_NAMES, MaskRCNN
 
+from helpers import box_iou  # noqa: E402
+
 SIZE = 64
 
 
@@ -34,12 +36,6 @@ def model():
     return MaskRCNN(tiny_config(), class_names=list(shapes.CLASS_NAMES), category_ids=[0, 7, 3])
 
 
-def box_iou(a, b):
-    y1, x1 = np.maximum(a[0], b[0]), np.maximum(a[1], b[1])
-    y2, x2 = np.minimum(a[2], b[2]), np.minimum(a[3], b[3])
-    inter = max(y2 - y1, 0) * max(x2 - x1, 0)
-    area = lambda t: (t[2] - t[0]) * (t[3] - t[1])  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
 
 
 def test_inference_outputs_have_documented_shapes(model):

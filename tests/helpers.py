@@ -1,0 +1,56 @@
+"""Pieces several test modules share: the small model config, box IoU, and TF Serving's
+REST JSON decoding rules. Test modules import them as `from helpers import ...`."""
+
+import base64
+
+import numpy as np
+
+from mrcnn_tf.config import get_config
+
+
+def small_model_config(size=64, **overrides):
+    """A `shapes_tiny` model small enough to export and run in seconds; score threshold 0 so
+    an untrained model still answers with detections to compare."""
+    values = dict(image_min_size=size, image_max_size=size, score_threshold=0.0,
+                  detections_per_image=10, fpn_channels=32, box_head_fc_dim=64,
+                  mask_head_conv_dim=32)
+    values.update(overrides)
+    return get_config("shapes_tiny", **values)
+
+
+def box_iou(a, b):
+    """IoU of (y1, x1, y2, x2) boxes, elementwise over leading dimensions ([4] or [N, 4])."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    inter_h = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0,
+                      None)
+    inter_w = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0,
+                      None)
+    inter = inter_h * inter_w
+    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
+    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
+
+
+def rest_body_inputs(body):
+    """The values of a single-input signature from a TF Serving REST predict body.
+
+    TF Serving's JSON rules: row format, "instances": [...], one entry per batch element,
+    each either the bare value or {input_name: value}; columnar format, "inputs": value or
+    {input_name: value}. A {"b64": "..."} object is the base64 of a DT_STRING element's bytes.
+    """
+    def value(v):
+        if isinstance(v, dict) and set(v) == {"b64"}:
+            return base64.b64decode(v["b64"])
+        if isinstance(v, dict) and len(v) == 1:
+            (v,) = v.values()  # {input_name: value}
+            return value(v)
+        if isinstance(v, dict):
+            raise ValueError(f"cannot decode instance {str(v)[:80]}")
+        return v
+
+    if "instances" in body:
+        return [value(inst) for inst in body["instances"]]
+    inputs = body["inputs"]
+    if isinstance(inputs, dict) and "b64" not in inputs:
+        (inputs,) = inputs.values()
+    return [value(v) for v in inputs]
