@@ -106,10 +106,16 @@ def run(out_dir, steps=None, train_images=2000, eval_images=200, batch_size=None
     examples = shapes.make_shapes_arrays(eval_images, seed=EVAL_SEED,
                                          image_size=config.image_max_size)
     start = time.time()
-    metrics = evaluator.evaluate_model(model, examples, label_map)
+    shown = []  # the first few (example, prediction) pairs, drawn below
+
+    def keep_for_drawing(example, prediction):
+        if len(shown) < 8:
+            shown.append((example, prediction))
+
+    metrics = evaluator.evaluate_model(model, examples, label_map,
+                                       on_prediction=keep_for_drawing)
     eval_seconds = time.time() - start
-    shown = examples[:8]
-    grid = draw_predictions(shown, model.predict_images([ex["image"] for ex in shown]),
+    grid = draw_predictions([ex for ex, _ in shown], [p for _, p in shown],
                             list(shapes.CLASS_NAMES), os.path.join(out_dir, "predictions"))
     save_model(model, os.path.join(out_dir, "model.keras"))
 

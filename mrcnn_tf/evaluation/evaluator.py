@@ -29,7 +29,7 @@ def predict_examples(model, examples):
 
 
 def evaluate_model(model, examples, label_map, coco_gt=None, iou_types=("bbox", "segm"),
-                   print_summary=True, results_path=None):
+                   print_summary=True, results_path=None, on_prediction=None):
     """COCO metrics of `model` on `examples`.
 
     Args:
@@ -39,6 +39,8 @@ def evaluate_model(model, examples, label_map, coco_gt=None, iou_types=("bbox", 
       coco_gt: the ground truth as a pycocotools COCO; None builds it from `examples` (which
         must then be a re-iterable sequence carrying boxes, class_ids, masks and is_crowd).
       results_path: also write the COCO results JSON there (atomically).
+      on_prediction: optional callable(example, prediction) seeing each image's prediction
+        (e.g. to draw some) without running the model a second time.
     Returns:
       the flat metrics dict of `coco_eval.evaluate_coco` over the images run, plus
       "num_images".
@@ -49,6 +51,8 @@ def evaluate_model(model, examples, label_map, coco_gt=None, iou_types=("bbox", 
     results = []
     image_ids = []
     for example, prediction in predict_examples(model, examples):
+        if on_prediction is not None:
+            on_prediction(example, prediction)
         results.extend(coco_eval.predictions_to_coco_results(
             int(example["image_id"]), prediction, label_map))
         image_ids.append(int(example["image_id"]))

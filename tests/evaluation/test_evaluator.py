@@ -47,6 +47,11 @@ def test_perfect_answers_score_one_and_results_are_written(examples, tmp_path):
     assert metrics["bbox/AP"] == pytest.approx(1.0)
     assert metrics["segm/AP"] == pytest.approx(1.0)
     assert metrics["num_images"] == 6
+    seen = []
+    model = AnsweringModel(examples)
+    evaluator.evaluate_model(model, examples, LABELS, print_summary=False,
+                             on_prediction=lambda ex, p: seen.append(int(ex["image_id"])))
+    assert seen == [int(ex["image_id"]) for ex in examples] and model.calls == len(examples)
     with open(path) as f:
         results = json.load(f)
     assert len(results) == sum(len(ex["boxes"]) for ex in examples)
