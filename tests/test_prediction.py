@@ -1,0 +1,286 @@
+"""Tests for mrcnn_tf.prediction: input expansion, image ids, overlays and COCO results."""
+
+import contextlib
+import io
+import json
+import logging
+import os
+
+import keras
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+
+from helpers import small_model_config  # noqa: E402
+from mrcnn_tf import prediction, visualize
+from mrcnn_tf.data.shapes import CLASS_NAMES, generate_shapes_example
+from mrcnn_tf.evaluation import coco_eval
+from mrcnn_tf.io_utils import read_image_rgb, write_png_atomic
+from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
+
+# Dataset ids that are not 1..K (0 included), so a results file with contiguous ids fails.
+CATEGORY_IDS = [7, 0, 42]
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(0)
+    return MaskRCNN(small_model_config(SIZE), class_names=list(CLASS_NAMES),
+                    category_ids=CATEGORY_IDS)
+
+
+def _touch(path, data=b"x"):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    return str(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# expand_inputs
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = str(tmp_path)
+    for name in ("a/x.png", "a/Y.JPG", "a/notes.txt", "a/sub/z.png", "b/w.bmp", "b/v.jpeg",
+                 "b/u.Png", "c.png", "d.tif"):
+        _touch(os.path.join(root, name))
+    os.makedirs(os.path.join(root, "empty"))
+    return root
+
+
+def test_expand_inputs_files_folders_globs_sorted_and_unique(tree):
+    j = lambda *p: os.path.join(tree, *p)  # noqa: E731
+    got = prediction.expand_inputs([
+        j("c.png"),
+        j("a"),                       # folder: images only, any case, not recursive
+        j("b", "*.bmp"),              # glob
+        j("a", "x.png"),              # duplicate of a folder member
+        j("b", "..", "a", "x.png"),   # same file, another spelling
+        j("d.tif"),                   # named explicitly: taken whatever the extension
+    ])
+    assert got == sorted([j("a", "Y.JPG"), j("a", "x.png"), j("b", "w.bmp"), j("c.png"),
+                          j("d.tif")])
+
+
+def test_expand_inputs_glob_filters_extensions_and_recurses(tree):
+    j = lambda *p: os.path.join(tree, *p)  # noqa: E731
+    assert prediction.expand_inputs(j("b", "*")) == [j("b", "u.Png"), j("b", "v.jpeg"),
+                                                      j("b", "w.bmp")]
+    assert prediction.expand_inputs(j("**", "*.png")) == [j("a", "sub", "z.png"),
+                                                           j("a", "x.png"), j("c.png")]
+    # A glob matching a folder gives that folder's images; a single string is one pattern.
+    assert prediction.expand_inputs(j("a*")) == [j("a", "Y.JPG"), j("a", "x.png")]
+
+
+@pytest.mark.parametrize("bad", ["*.gif", os.path.join("nope", "x.png"), "empty"])
+def test_expand_inputs_names_the_pattern_that_matches_nothing(tree, bad):
+    pattern = os.path.join(tree, bad)
+    with pytest.raises(ValueError, match="matches no image|no such file|no image files") as e:
+        prediction.expand_inputs([os.path.join(tree, "c.png"), pattern])
+    assert pattern in str(e.value)
+
+
+def test_expand_inputs_rejects_no_inputs():
+    with pytest.raises(ValueError, match="no inputs"):
+        prediction.expand_inputs([])
+
+
+# ---------------------------------------------------------------------------------------------
+# image ids
+# ---------------------------------------------------------------------------------------------
+
+
+def test_image_ids_from_annotations(tmp_path):
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps({"images": [
+        {"id": 11, "file_name": "val/img1.png", "width": 4, "height": 4},
+        {"id": 0, "file_name": "img2.png"},
+        {"id": 5, "file_name": "x/dup.png"},
+        {"id": 6, "file_name": "y/dup.png"},
+    ], "annotations": [], "categories": []}))
+    ids = prediction.image_ids_from_annotations(path)
+    assert ids["val/img1.png"] == 11 and ids["img1.png"] == 11
+    assert ids["img2.png"] == 0
+    assert ids["x/dup.png"] == 5 and ids["y/dup.png"] == 6
+    assert "dup.png" not in ids  # ambiguous basename: never guessed
+    assert prediction.resolve_image_ids(
+        ["/data/val/img1.png", "img2.png", "/data/y/dup.png"], ids) == [11, 0, 6]
+    with pytest.raises(ValueError, match="dup.png"):
+        prediction.resolve_image_ids(["/data/z/dup.png"], ids)
+
+
+@pytest.mark.parametrize("content, match", [
+    ("[1, 2]", "not a COCO annotations file"),
+    ('{"annotations": []}', "not a COCO annotations file"),
+    ('{"images": [{"file_name": "a.png"}]}', r"images\[0\]"),
+    ('{"images": [{"id": "seven", "file_name": "a.png"}]}', "'id' must be an integer"),
+    ("{not json", "not a JSON file"),
+])
+def test_image_ids_from_annotations_rejects_non_coco_files(tmp_path, content, match):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=match) as e:
+        prediction.image_ids_from_annotations(path)
+    assert str(path) in str(e.value)
+
+
+def test_overlay_names_are_unique_and_deterministic():
+    names = prediction.overlay_names(["a/img.png", "b/img.jpg", "img_2.png", "c/IMG.bmp"])
+    assert names == ["img.png", "img_2.png", "img_2_2.png", "IMG_3.png"]
+
+
+# ---------------------------------------------------------------------------------------------
+# predict_files with the real (untrained) model
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory):
+    """Three shapes images (two sharing a stem) and two unreadable files, in input order."""
+    root = tmp_path_factory.mktemp("images")
+    examples, paths = [], []
+    for index, rel in [(0, "one/shape.png"), (1, "two/shape.png"), (2, "third.png")]:
+        ex = generate_shapes_example(index, seed=3, image_size=SIZE)
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_png_atomic(path, ex["image"])
+        examples.append(ex)
+        paths.append(path)
+    corrupt = _touch(os.path.join(root, "corrupt.png"), b"\x89PNG\r\n\x1a\n garbage")
+    empty = _touch(os.path.join(root, "empty.jpg"), b"")
+    return {"examples": examples, "paths": paths, "corrupt": corrupt, "empty": empty}
+
+
+def test_predict_files_writes_overlays_and_loadable_coco_results(model, image_files, tmp_path,
+                                                                 caplog):
+    p = image_files["paths"]
+    inputs = [p[0], image_files["corrupt"], p[1], p[2], image_files["empty"]]
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        summary = prediction.predict_files(model, inputs, out, score_threshold=0.0)
+
+    assert summary["images"] == 3 and summary["skipped"] == 2
+    assert summary["skipped_files"] == [image_files["corrupt"], image_files["empty"]]
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert image_files["corrupt"] in warned and image_files["empty"] in warned
+    # One overlay per readable input, named after it (the shared stem disambiguated), with
+    # the input's size.
+    assert summary["overlays"] == [str(out / "shape.png"), str(out / "shape_2.png"),
+                                   str(out / "third.png")]
+    for path, ex in zip(summary["overlays"], image_files["examples"]):
+        assert read_image_rgb(path).shape == ex["image"].shape
+    assert sorted(os.listdir(out)) == ["results.json", "shape.png", "shape_2.png", "third.png"]
+
+    with open(summary["results_path"]) as f:
+        results = json.load(f)
+    assert summary["results_path"] == str(out / "results.json")
+    assert len(results) == summary["detections"] > 0  # score threshold 0: untrained answers
+    # Ids are 1-based positions in the input list: the skipped file keeps its number.
+    assert {r["image_id"] for r in results} <= {1, 3, 4}
+    assert {r["file_name"] for r in results} <= set(p)
+    assert {r["category_id"] for r in results} <= set(CATEGORY_IDS)
+    for r in results:
+        assert {"bbox", "score", "segmentation"} <= set(r)
+
+    # The file scores against ground truth of the same images with pycocotools.
+    gt_examples = [dict(ex, image_id=i) for ex, i in zip(image_files["examples"], (1, 3, 4))]
+    coco_gt = coco_eval.build_coco_ground_truth(gt_examples, model.label_map)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_dt = coco_gt.loadRes(summary["results_path"])
+    assert len(coco_dt.getAnnIds()) == len(results)
+    metrics = coco_eval.evaluate_coco(coco_gt, summary["results_path"], print_summary=False)
+    assert 0.0 <= metrics["bbox/AP"] <= 1.0
+
+
+def test_predict_files_takes_image_ids_from_the_mapping(model, image_files, tmp_path):
+    p = image_files["paths"]
+    examples = [dict(ex, image_id=i, file_name=os.path.relpath(path, os.path.dirname(
+        os.path.dirname(path)))) for ex, i, path in zip(image_files["examples"], (70, 0, 9), p)]
+    ann_path = tmp_path / "instances.json"
+    coco_eval.write_coco_json(examples, model.label_map, ann_path)
+    ids = prediction.image_ids_from_annotations(ann_path)
+    results_path = tmp_path / "res" / "detections.json"
+    summary = prediction.predict_files(model, p, tmp_path / "out", score_threshold=0.0,
+                                       results_path=results_path, image_ids=ids)
+    assert summary["results_path"] == str(results_path)
+    results = json.loads(results_path.read_text())
+    by_file = {r["file_name"]: r["image_id"] for r in results}
+    assert by_file == {p[0]: 70, p[1]: 0, p[2]: 9}
+    with contextlib.redirect_stdout(io.StringIO()):
+        COCO(str(ann_path)).loadRes(str(results_path))
+
+
+def test_predict_files_checks_the_mapping_before_reading_anything(model, image_files, tmp_path):
+    p = image_files["paths"]
+    with pytest.raises(ValueError, match="third.png"):
+        prediction.predict_files(model, p, tmp_path / "out",
+                                 image_ids={"one/shape.png": 1, "two/shape.png": 2})
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+# ---------------------------------------------------------------------------------------------
+# overlay pixels, with a known detection
+# ---------------------------------------------------------------------------------------------
+
+
+def _known_prediction(height, width):
+    """Detection A (class 2, score 0.9) top-left, detection B (class 1, score 0.3)
+    bottom-right; full-image masks inside their boxes."""
+    boxes = np.asarray([[24, 8, 56, 40], [76, 60, 92, 90]], np.float32)
+    masks = np.zeros([2, height, width], bool)
+    masks[0, 28:52, 12:36] = True
+    masks[1, 80:90, 64:86] = True
+    return {"boxes": boxes, "class_ids": np.asarray([2, 1], np.int32),
+            "scores": np.asarray([0.9, 0.3], np.float32), "masks": masks,
+            "category_ids": np.asarray([0, 7]), "class_names": ["circle", "square"]}
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.2])
+def test_overlay_changes_exactly_where_detections_pass_the_threshold(model, tmp_path,
+                                                                   monkeypatch, threshold):
+    h, w = 96, 96
+    image = np.full([h, w, 3], 128, np.uint8)
+    path = str(tmp_path / "grey.png")
+    write_png_atomic(path, image)
+    calls = []
+
+    def fake_predict_images(images):
+        calls.append(images[0].shape)
+        return [_known_prediction(*images[0].shape[:2])]
+
+    monkeypatch.setattr(model, "predict_images", fake_predict_images)
+    summary = prediction.predict_files(model, [path], tmp_path / "out",
+                                       score_threshold=threshold)
+    assert calls == [(h, w, 3)]
+    overlay = read_image_rgb(summary["overlays"][0])
+    changed = np.any(overlay != image, axis=-1)
+
+    pred = _known_prediction(h, w)
+    # Detection A: its whole mask is tinted.
+    assert changed[pred["masks"][0]].all()
+    # Nothing changes outside A's box and its label band just above the box...
+    allowed = np.zeros([h, w], bool)
+    allowed[24 - 20:56, 8:] = True  # label: above the box's top-left, extending right
+    kept = [0]
+    if threshold > 0.3:
+        assert not changed[~allowed].any()
+        # ...and B, below the threshold, is not drawn at all.
+        assert not changed[76:92, 60:90].any()
+    else:
+        assert changed[pred["masks"][1]].all()
+        kept = [0, 1]
+    # Exactly the drawing of the detections that pass, nothing else.
+    expected = visualize.draw_instances(image, pred["boxes"][kept], pred["class_ids"][kept],
+                                        pred["scores"][kept], pred["masks"][kept],
+                                        model.label_map.class_names)
+    np.testing.assert_array_equal(overlay, expected)
+
+    results = json.loads(open(summary["results_path"]).read())
+    expected_ids = [0] if threshold > 0.3 else [0, 7]  # dataset ids of classes 2 and 1
+    assert [r["category_id"] for r in results] == expected_ids
+    assert results[0]["bbox"] == [8.0, 24.0, 32.0, 32.0]  # COCO x, y, w, h
+    assert summary["detections"] == len(expected_ids)
