@@ -299,8 +299,9 @@ PRESETS = {
 }
 
 
-def get_config(name: str, **overrides: Any) -> Config:
-    """Returns preset `name` with `overrides` applied."""
+def get_config(name: str, /, **overrides: Any) -> Config:
+    """Returns preset `name` with `overrides` applied (`name` is positional-only, so the
+    config's own `name` field can be overridden too: get_config("coco_r50_fpn", name="mine"))."""
     if name not in PRESETS:
         raise ValueError(f"unknown config preset {name!r}; expected one of {sorted(PRESETS)}")
     config = PRESETS[name]()

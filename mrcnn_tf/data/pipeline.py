@@ -139,10 +139,15 @@ def _augment_draws(seed, image_id: tf.Tensor) -> tf.Tensor:
     """
     if seed is None:
         return tf.random.uniform([2])
+    return tf.random.stateless_uniform([2], seed=_stateless_seed(seed, image_id))
+
+
+def _stateless_seed(seed, image_id: tf.Tensor) -> tf.Tensor:
+    """An int scalar seed keyed by image_id, or an int [2] seed as it is -> int64 [2]."""
     seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
     if seed.shape.rank == 0:
         seed = tf.stack([seed, tf.cast(image_id, tf.int64)])
-    return tf.random.stateless_uniform([2], seed=seed)
+    return seed
 
 
 # -- training --------------------------------------------------------------------------------
@@ -165,7 +170,8 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
       dict: images float32 [P, P, 3], image_shape int32 [2], gt_boxes float32 [M, 4],
       gt_classes int32 [M], gt_masks uint8 [M, P, P] (or [M, S, S] mini-masks, S =
       config.mini_mask_size > 0), gt_is_crowd bool [M], image_id int64 [],
-      scale float32 [2], original_shape int32 [2]. Instances beyond M are dropped (the first M
+      scale float32 [2], original_shape int32 [2], and with a seed, sample_seed int64 [2] (the
+      model's per-image sampling seed). Instances beyond M are dropped (the first M
       are kept); boxes are scaled by the exact per-axis ratios (new_h / h, new_w / w).
     """
     p = config.max_padded_size
@@ -231,7 +237,7 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
     boxes = tf.ensure_shape(boxes, [m, 4])
     class_ids = tf.ensure_shape(class_ids, [m])
     is_crowd = tf.ensure_shape(is_crowd, [m])
-    return {
+    output = {
         "images": image,
         "image_shape": tf.stack([new_h, new_w]),
         "gt_boxes": boxes,
@@ -242,6 +248,11 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
         "scale": tf.stack([scale_y, scale_x]),
         "original_shape": tf.cast(image_size, tf.int32),
     }
+    if seed is not None:
+        # The model draws this image's RPN and RoI samples from it (MaskRCNN.compute_losses),
+        # so training is reproducible whatever the batch layout, replica count or restart.
+        output["sample_seed"] = _stateless_seed(seed, image_id)
+    return output
 
 
 def make_training_dataset(dataset: tf.data.Dataset, config: Config, batch_size: int,
@@ -269,7 +280,8 @@ def make_training_dataset(dataset: tf.data.Dataset, config: Config, batch_size: 
       dimension B = batch_size (None if drop_remainder is False): images float32 [B, P, P, 3],
       image_shape int32 [B, 2], gt_boxes float32 [B, M, 4], gt_classes int32 [B, M],
       gt_masks uint8 [B, M, P, P], gt_is_crowd bool [B, M], image_id int64 [B],
-      scale float32 [B, 2], original_shape int32 [B, 2].
+      scale float32 [B, 2], original_shape int32 [B, 2], and with a seed sample_seed int64
+      [B, 2].
     """
     if batch_size < 1:
         raise ValueError(f"make_training_dataset: batch_size={batch_size}: expected >= 1")

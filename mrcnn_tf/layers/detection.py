@@ -19,12 +19,16 @@ class DetectionLayer(keras.layers.Layer):
     Returns a dict, D = detections_per_image:
       "boxes" [B, D, 4], "scores" [B, D], "class_ids" [B, D] int32 in 1..K (0 on padding),
       "num_detections" [B] int32; padding rows are zero.
+
+    Precision: the layer's dtype policy is "float32" unless `dtype` is given, so under a mixed
+    global policy softmax, box decoding and NMS run in float32 and the outputs are float32.
     """
 
     def __init__(self, num_classes, detections_per_image=100, score_threshold=0.05,
                  nms_threshold=0.5, pre_nms_topk=5000, min_size=0.0,
                  box_weights=(10.0, 10.0, 5.0, 5.0), delta_clip=box_ops.DEFAULT_DELTA_CLIP,
                  **kwargs):
+        kwargs.setdefault("dtype", "float32")  # box arithmetic in float32 (class docstring)
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
         self.detections_per_image = int(detections_per_image)
@@ -46,6 +50,7 @@ class DetectionLayer(keras.layers.Layer):
         batch = tf.shape(rois)[0]
         num_rois = tf.shape(rois)[1]
         k = self.num_classes
+        rois = tf.cast(rois, tf.float32)
         probs = tf.nn.softmax(tf.cast(class_logits, tf.float32), axis=-1)[:, :, 1:]  # [B,R,K]
         deltas = tf.reshape(tf.cast(box_deltas, tf.float32),
                             tf.stack([batch, num_rois, k + 1, 4]))[:, :, 1:]

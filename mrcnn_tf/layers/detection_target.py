@@ -21,18 +21,24 @@ class DetectionTargetLayer(keras.layers.Layer):
       gt_boxes: [B, M, 4]; gt_classes: [B, M] int32 (0 = padding); gt_is_crowd: [B, M] bool;
       gt_masks: [B, M, H, W] full-canvas binary masks, or [B, M, m, m] mini-masks (each inside
         its gt box) when the layer was made with mini_masks=True.
+      seeds: optional [B, 2] per-image stateless sampling seeds (reproducible whatever the
+        batch layout); None samples with the layer's op seed.
     Returns a dict:
       "rois" [B, S, 4], "valid" [B, S], "is_positive" [B, S], "class_targets" [B, S],
       "box_targets" [B, S, 4], "matched_gt" [B, S] for S = batch_size_per_image; and for the
       first P = int(S * positive_fraction) slots (which hold every positive):
       "mask_rois" [B, P, 4], "mask_classes" [B, P] int32, "mask_valid" [B, P] bool,
       "mask_targets" [B, P, mask_size, mask_size] float32 in {0, 1}.
+
+    Precision: the layer's dtype policy is "float32" unless `dtype` is given, so under a mixed
+    global policy the boxes are never rounded to float16 / bfloat16 and the targets are float32.
     """
 
     def __init__(self, batch_size_per_image=512, positive_fraction=0.25, fg_iou_threshold=0.5,
                  bg_iou_threshold=0.5, crowd_ioa_threshold=0.5,
                  box_coder_weights=(10.0, 10.0, 5.0, 5.0), mask_size=28, mini_masks=False,
-                 seed=None, **kwargs):
+                 seed=None, mask_crop_implementation="crop_and_resize", **kwargs):
+        kwargs.setdefault("dtype", "float32")  # box arithmetic in float32 (class docstring)
         super().__init__(**kwargs)
         self.batch_size_per_image = int(batch_size_per_image)
         self.positive_fraction = float(positive_fraction)
@@ -43,26 +49,32 @@ class DetectionTargetLayer(keras.layers.Layer):
         self.mask_size = int(mask_size)
         self.mini_masks = bool(mini_masks)
         self.seed = seed
+        # "builtin" crops mask targets with gathers, which XLA compiles (see ops/masks.py).
+        self.mask_crop_implementation = mask_crop_implementation
 
     @classmethod
     def from_model_config(cls, config, **kwargs):
         return cls(config.roi_batch_size_per_image, config.roi_positive_fraction,
                    config.roi_fg_iou_threshold, config.roi_bg_iou_threshold,
                    config.crowd_ioa_threshold, config.box_coder_weights, config.mask_size,
-                   config.mini_mask_size > 0, **kwargs)
+                   config.mini_mask_size > 0,
+                   mask_crop_implementation=config.roi_align_implementation, **kwargs)
 
     @property
     def max_positives(self):
         return sampling.max_positives(self.batch_size_per_image, self.positive_fraction)
 
-    def call(self, proposals, proposal_valid, gt_boxes, gt_classes, gt_is_crowd, gt_masks):
+    def call(self, proposals, proposal_valid, gt_boxes, gt_classes, gt_is_crowd, gt_masks,
+             seeds=None):
+        proposals = tf.cast(proposals, tf.float32)
+        gt_boxes = tf.cast(gt_boxes, tf.float32)
         targets = target_ops.detection_targets(
             proposals, proposal_valid, gt_boxes, tf.cast(gt_classes, tf.int32),
             tf.cast(gt_is_crowd, tf.bool), batch_size_per_image=self.batch_size_per_image,
             positive_fraction=self.positive_fraction, fg_iou_threshold=self.fg_iou_threshold,
             bg_iou_threshold=self.bg_iou_threshold,
             crowd_ioa_threshold=self.crowd_ioa_threshold,
-            box_coder_weights=self.box_coder_weights, seed=self.seed)
+            box_coder_weights=self.box_coder_weights, seed=self.seed, seeds=seeds)
         p = self.max_positives
         mask_rois = targets["rois"][:, :p]
         targets["mask_rois"] = mask_rois
@@ -71,10 +83,12 @@ class DetectionTargetLayer(keras.layers.Layer):
         matched = targets["matched_gt"][:, :p]
         if self.mini_masks:
             targets["mask_targets"] = mask_ops.crop_mini_mask_targets(
-                gt_masks, gt_boxes, mask_rois, matched, self.mask_size)
+                gt_masks, gt_boxes, mask_rois, matched, self.mask_size,
+                implementation=self.mask_crop_implementation)
         else:
             targets["mask_targets"] = mask_ops.crop_mask_targets(
-                gt_masks, mask_rois, matched, self.mask_size)
+                gt_masks, mask_rois, matched, self.mask_size,
+                implementation=self.mask_crop_implementation)
         return targets
 
     def get_config(self):
@@ -89,5 +103,6 @@ class DetectionTargetLayer(keras.layers.Layer):
             "mask_size": self.mask_size,
             "mini_masks": self.mini_masks,
             "seed": self.seed,
+            "mask_crop_implementation": self.mask_crop_implementation,
         })
         return config

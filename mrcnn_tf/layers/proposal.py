@@ -23,12 +23,17 @@ class ProposalLayer(keras.layers.Layer):
     Returns:
       proposals [B, post_nms_topk, 4] (y1, x1, y2, x2), no gradient; and
       valid [B, post_nms_topk] bool (False on padding slots).
+
+    Precision: the layer's dtype policy is "float32" unless `dtype` is given, so under a mixed
+    global policy the (float16 / bfloat16) RPN outputs are cast to float32 and box decoding,
+    clipping, top-k and NMS all run in float32.
     """
 
     def __init__(self, pre_nms_topk_train=2000, pre_nms_topk_test=1000,
                  post_nms_topk_train=1000, post_nms_topk_test=1000, nms_threshold=0.7,
                  min_box_size=0.0, box_weights=(1.0, 1.0, 1.0, 1.0),
                  delta_clip=box_ops.DEFAULT_DELTA_CLIP, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # box arithmetic in float32 (class docstring)
         super().__init__(**kwargs)
         self.pre_nms_topk_train = pre_nms_topk_train
         self.pre_nms_topk_test = pre_nms_topk_test
@@ -59,7 +64,7 @@ class ProposalLayer(keras.layers.Layer):
             k = tf.minimum(pre_k, tf.shape(scores)[1])
             top_scores, top_idx = tf.math.top_k(scores, k=k, sorted=False)
             top_deltas = tf.gather(level_deltas, top_idx, batch_dims=1)
-            top_anchors = tf.gather(level_anchors, top_idx)
+            top_anchors = tf.gather(tf.cast(level_anchors, tf.float32), top_idx)
             boxes = box_ops.decode(top_deltas, top_anchors, self.box_weights, self.delta_clip)
             boxes = box_ops.clip(boxes, image_shape)
             heights, widths = box_ops.sizes(boxes)

@@ -36,10 +36,16 @@ class PyramidRoIAlign(keras.layers.Layer):
     by level and stitched back in order); `"builtin"` uses the gather-only RoIAlign, which
     converts to TFLite builtin ops, and pools every box on every level and selects (simpler
     static graph for TFLite, 4x the pooling work).
+
+    Precision: the layer's dtype policy is "float32" unless `dtype` is given. Under a mixed
+    global policy the float16 / bfloat16 feature maps are cast to float32 on the way in (box
+    coordinates, level assignment and the bilinear sums are float32; so is the output), and
+    the box / mask heads cast the pooled features back to their compute dtype.
     """
 
     def __init__(self, output_size, sampling_ratio=2, aligned=True, min_level=2, max_level=5,
                  implementation="crop_and_resize", **kwargs):
+        kwargs.setdefault("dtype", "float32")  # RoIAlign in float32 (class docstring)
         super().__init__(**kwargs)
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"PyramidRoIAlign implementation={implementation!r}: expected one "
@@ -50,10 +56,17 @@ class PyramidRoIAlign(keras.layers.Layer):
         self.min_level = int(min_level)
         self.max_level = int(max_level)
         self.implementation = implementation
+        # CropAndResize has no XLA kernel: Keras then resolves compile(jit_compile="auto") to
+        # False (it would be True on a GPU) and answers jit_compile=True with a warning
+        # instead of failing in the first step. Use "builtin" (training.precision.jit_config).
+        self.supports_jit = implementation != "crop_and_resize"
 
     def call(self, features, boxes):
         batch = tf.shape(boxes)[0]
         num_boxes = tf.shape(boxes)[1]
+        # Pooling is float32 whatever the policy (Keras already casts the inputs under the
+        # default float32 policy; this also covers direct .call()s).
+        features = [tf.cast(f, tf.float32) for f in features]
         channels = features[0].shape[-1]
         flat_boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
         box_indices = tf.repeat(tf.range(batch), num_boxes)

@@ -78,7 +78,9 @@ def build_backbone(config, input_shape: Tuple[Optional[int], Optional[int], int]
     Returns:
         A `keras.Model` mapping float32 images [B, H, W, 3] (RGB, already normalized with
         `config.pixel_mean/std`) to the list [C2, C3, C4, C5], Ck of shape
-        [B, H / 2^k, W / 2^k, backbone_channels(config)[k - 2]].
+        [B, H / 2^k, W / 2^k, backbone_channels(config)[k - 2]], in the compute dtype of the
+        global dtype policy when the model was built (float16 / bfloat16 under a mixed policy,
+        see `mrcnn_tf.training.precision`; the weights are float32 either way).
 
     Raises:
         ValueError: unknown backbone, pretrained weights with norm="gn" or with "tiny", or a

@@ -1,4 +1,12 @@
-"""The three heads: RPN (shared over FPN levels), box head and mask head."""
+"""The three heads: RPN (shared over FPN levels), box head and mask head.
+
+Precision: under a mixed global policy the hidden convs / dense layers compute in float16 or
+bfloat16, while every head returns float32: the last layers of the RPN and box heads (1x1
+convs / dense layers with few outputs, a small share of the work) have the "float32" policy,
+so the scores ranked by top-k / NMS and the deltas decoded into boxes keep float32 precision;
+the mask head's logits are cast to float32 (its 1x1 predictor stays in the compute dtype,
+which spares a float32 copy of the upsampled 28x28 maps; a mask is thresholded at 0.5 anyway).
+"""
 
 import keras
 import tensorflow as tf
@@ -12,7 +20,8 @@ class RPNHead(keras.layers.Layer):
     """3x3 conv + ReLU shared over levels, then 1x1 convs for objectness and box deltas.
 
     Call args: features, list of [B, H_l, W_l, C].
-    Returns: (objectness list of [B, H_l, W_l, A], deltas list of [B, H_l, W_l, A * 4]).
+    Returns: (objectness list of [B, H_l, W_l, A], deltas list of [B, H_l, W_l, A * 4]),
+      float32.
     """
 
     def __init__(self, num_anchors, channels, **kwargs):
@@ -23,9 +32,9 @@ class RPNHead(keras.layers.Layer):
         self.conv = keras.layers.Conv2D(channels, 3, padding="same", activation="relu",
                                         kernel_initializer=_normal(0.01), name="conv")
         self.objectness = keras.layers.Conv2D(num_anchors, 1, kernel_initializer=_normal(0.01),
-                                              name="objectness")
+                                              dtype="float32", name="objectness")
         self.deltas = keras.layers.Conv2D(num_anchors * 4, 1, kernel_initializer=_normal(0.01),
-                                          name="deltas")
+                                          dtype="float32", name="deltas")
 
     def build(self, input_shape):
         shape = input_shape[0] if isinstance(input_shape, (list, tuple)) and isinstance(
@@ -54,7 +63,7 @@ class BoxHead(keras.layers.Layer):
     """Two fully connected layers, then class logits and per-class box deltas.
 
     Call args: pooled [B, N, 7, 7, C].
-    Returns: class_logits [B, N, K + 1], box_deltas [B, N, (K + 1) * 4].
+    Returns: class_logits [B, N, K + 1], box_deltas [B, N, (K + 1) * 4], float32.
     """
 
     def __init__(self, num_classes, fc_dim=1024, **kwargs):
@@ -64,9 +73,10 @@ class BoxHead(keras.layers.Layer):
         self.fc1 = keras.layers.Dense(fc_dim, activation="relu", name="fc1")
         self.fc2 = keras.layers.Dense(fc_dim, activation="relu", name="fc2")
         self.class_logits = keras.layers.Dense(num_classes + 1, kernel_initializer=_normal(0.01),
-                                               name="class_logits")
+                                               dtype="float32", name="class_logits")
         self.box_deltas = keras.layers.Dense((num_classes + 1) * 4,
-                                             kernel_initializer=_normal(0.001), name="box_deltas")
+                                             kernel_initializer=_normal(0.001), dtype="float32",
+                                             name="box_deltas")
 
     def build(self, input_shape):
         flat = int(input_shape[-1] * input_shape[-2] * input_shape[-3])
@@ -97,7 +107,7 @@ class MaskHead(keras.layers.Layer):
     with one mask logit map per class (masks and classes do not compete).
 
     Call args: pooled [B, N, 14, 14, C].
-    Returns: mask logits [B, N, 28, 28, K + 1].
+    Returns: mask logits [B, N, 28, 28, K + 1] float32.
     """
 
     def __init__(self, num_classes, conv_dim=256, num_convs=4, **kwargs):
@@ -131,7 +141,7 @@ class MaskHead(keras.layers.Layer):
         x = tf.reshape(pooled, tf.concat([[batch * num], tf.shape(pooled)[2:]], axis=0))
         for conv in self.convs:
             x = conv(x)
-        x = self.predictor(self.upsample(x))
+        x = tf.cast(self.predictor(self.upsample(x)), tf.float32)
         return tf.reshape(x, tf.concat([[batch, num], tf.shape(x)[1:]], axis=0))
 
     def get_config(self):

@@ -54,6 +54,9 @@ class MaskRCNN(keras.Model):
     """
 
     def __init__(self, config, class_names=None, category_ids=None, **kwargs):
+        # Images reach `call` as given: under a mixed policy Keras would otherwise round float
+        # pixel values to float16 / bfloat16 before the in-graph resize and normalization.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         if isinstance(config, dict):
             config = Config.from_dict(config)
@@ -226,8 +229,11 @@ class MaskRCNN(keras.Model):
         flat_objectness = tf.concat(
             [tf.reshape(o, tf.stack([batch, -1])) for o in objectness], axis=1)
         flat_deltas = tf.concat([tf.reshape(d, tf.stack([batch, -1, 4])) for d in deltas], 1)
+        # Per-image sampling seeds from the pipeline make sampling independent of the batch
+        # layout (replicas, restarts); without them sampling uses stateful randomness.
+        seeds = data.get("sample_seed")
         rpn = target_ops.rpn_targets(tf.concat(anchors, axis=0), gt_boxes, gt_classes,
-                                     gt_is_crowd, config)
+                                     gt_is_crowd, config, seeds=seeds)
         result = {
             "rpn_class_loss": losses.rpn_class_loss(
                 flat_objectness, rpn["labels"], config.rpn_batch_size_per_image),
@@ -239,7 +245,7 @@ class MaskRCNN(keras.Model):
         proposals, valid = self.proposals(objectness, deltas, anchors, image_shape,
                                           training=True)
         targets = self.detection_targets(proposals, valid, gt_boxes, gt_classes, gt_is_crowd,
-                                         data["gt_masks"])
+                                         data["gt_masks"], seeds=seeds)
         class_logits, box_deltas = self.box_head(self.box_pooler(features[:4], targets["rois"]))
         result["class_loss"] = losses.class_loss(class_logits, targets["class_targets"],
                                                  targets["valid"])
@@ -272,9 +278,17 @@ class MaskRCNN(keras.Model):
         return self._update_trackers(self.compute_losses(x, training=False))
 
     def _update_trackers(self, result):
+        """Updates the loss means and returns them as the step's logs."""
         for name, tracker in self.loss_trackers.items():
             tracker.update_state(result[name])
-        return {name: tracker.result() for name, tracker in self.loss_trackers.items()}
+        logs = {name: tracker.result() for name, tracker in self.loss_trackers.items()}
+        strategy = tf.distribute.get_strategy()
+        if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                and strategy.extended._in_multi_worker_mode()):
+            # Keras averages logs across workers with reduce(MEAN, axis=0), which needs
+            # rank >= 1; the average of these [1] values comes back as a scalar.
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
 
     @property
     def metrics(self):
@@ -287,7 +301,23 @@ class MaskRCNN(keras.Model):
             return
         side = self.config.size_divisibility
         self.detect(tf.zeros([1, side, side, 3]), tf.constant([[side, side]], tf.int32))
+        # The target layer runs only in training and has no weights; marked built so Keras
+        # sees a fully built model (fit under a tf.distribute strategy checks every layer).
+        self.detection_targets.built = True
         self.built = True
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Builds the model and optimizer before fit/evaluate without touching the data.
+
+        Keras' default, under a tf.distribute strategy, averages one distributed input batch
+        over the replicas to trace the model on it; that fails on dict batches under
+        MultiWorkerMirroredStrategy and on boolean fields. `build` needs no data.
+        """
+        del iterator, data_batch
+        with self.distribute_strategy.scope():
+            self.build()
+            if self.optimizer is not None and not self.optimizer.built:
+                self.optimizer.build(self.trainable_variables)
 
     @property
     def label_map(self):

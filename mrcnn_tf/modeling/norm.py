@@ -1,7 +1,8 @@
 """Normalization layers for the backbone and FPN, chosen by `Config.norm`.
 
-- "bn": ordinary `keras.layers.BatchNormalization` (epsilon 1e-5, momentum 0.9, i.e. PyTorch's
-  momentum 0.1), trained with batch statistics. Sensible only with a few images per replica.
+- "bn": `keras.layers.BatchNormalization` (epsilon 1e-5, momentum 0.9, i.e. PyTorch's
+  momentum 0.1), trained with batch statistics synchronized across tf.distribute replicas
+  (SyncBN). Sensible only with several images per step.
 - "frozen_bn": `FrozenBatchNormalization`, a fixed per-channel affine transform built from the
   four BatchNorm arrays. Detection trains with 1-2 images per GPU, too few for batch statistics,
   so Detectron2 / torchvision keep the ImageNet statistics frozen; this is that layer.
@@ -102,7 +103,10 @@ def make_norm(kind: str, name: str, groups: int = 32,
         ValueError: unknown `kind`, or "gn" without `channels`.
     """
     if kind == "bn":
-        return keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=name)
+        # synchronized: under tf.distribute the batch statistics are those of the global batch,
+        # so N replicas train exactly like one replica on the whole batch.
+        return keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, synchronized=True,
+                                               name=name)
     if kind == "frozen_bn":
         return FrozenBatchNormalization(epsilon=1e-5, name=name)
     if kind == "gn":

@@ -2,6 +2,8 @@
 
 import tensorflow as tf
 
+from mrcnn_tf.ops import roi_align as roi_align_ops
+
 
 def _sample_box(start, size, num_samples, extent):
     """crop_and_resize box ends that place `num_samples` samples at the centres of equal
@@ -18,7 +20,8 @@ def _sample_box(start, size, num_samples, extent):
     return first / denom, last / denom
 
 
-def sample_masks(images, boxes, box_indices, size, sampling_ratio=2, edge_pad=False):
+def sample_masks(images, boxes, box_indices, size, sampling_ratio=2, edge_pad=False,
+                 implementation="crop_and_resize"):
     """Mean of sampling_ratio^2 bilinear samples per output pixel of each box (RoIAlign,
     aligned, on one-channel mask images).
 
@@ -29,9 +32,14 @@ def sample_masks(images, boxes, box_indices, size, sampling_ratio=2, edge_pad=Fa
       size: output side.
       edge_pad: read the edge pixel for samples within one pixel outside the mask image (as
         RoIAlign does for a map); otherwise samples outside read 0.
+      implementation: "crop_and_resize" (fast on CPU and GPU) or "builtin" (gathers the
+        bilinear neighbours, the same numbers to ~1e-5; compiles with XLA, which has no
+        CropAndResize kernel).
     Returns:
       [N, size, size] float32 in [0, 1].
     """
+    if implementation == "builtin":
+        return _sample_masks_gather(images, boxes, box_indices, size, sampling_ratio, edge_pad)
     images = images[..., None]
     h = tf.shape(images)[1]
     w = tf.shape(images)[2]
@@ -54,7 +62,31 @@ def sample_masks(images, boxes, box_indices, size, sampling_ratio=2, edge_pad=Fa
     return crops[..., 0]
 
 
-def crop_mask_targets(gt_masks, rois, matched_gt, mask_size, sampling_ratio=2):
+def _sample_masks_gather(images, boxes, box_indices, size, sampling_ratio, edge_pad):
+    """`sample_masks` with RoIAlign's gather sampler instead of crop_and_resize."""
+    images = tf.cast(images, tf.float32)[..., None]
+    h = tf.shape(images)[1]
+    w = tf.shape(images)[2]
+    y1, x1, y2, x2 = tf.unstack(tf.reshape(tf.cast(boxes, tf.float32), [-1, 4]), 4, axis=-1)
+    n = size * sampling_ratio
+    sub = (tf.range(n, dtype=tf.float32) + 0.5)[None, :]
+    # Sample centres in pixel-index coordinates (pixel i's centre is at index i).
+    ys = y1[:, None] + sub * ((y2 - y1) / n)[:, None] - 0.5
+    xs = x1[:, None] + sub * ((x2 - x1) / n)[:, None] - 0.5
+    if edge_pad:
+        y_keep = x_keep = None  # RoIAlign's rule: [-1, H] reads the clamped edge, beyond 0
+    else:  # crop_and_resize's rule: outside [0, H - 1] reads 0
+        y_keep = (ys >= 0.0) & (ys <= tf.cast(h - 1, tf.float32))
+        x_keep = (xs >= 0.0) & (xs <= tf.cast(w - 1, tf.float32))
+    crops = roi_align_ops._gather_sampler(images, tf.cast(box_indices, tf.int32))(
+        ys, y_keep, xs, x_keep)  # [N, n, n, 1]
+    if sampling_ratio > 1:
+        crops = tf.nn.avg_pool2d(crops, sampling_ratio, sampling_ratio, "VALID")
+    return crops[..., 0]
+
+
+def crop_mask_targets(gt_masks, rois, matched_gt, mask_size, sampling_ratio=2,
+                      implementation="crop_and_resize"):
     """Crops each RoI's matched ground-truth mask to mask_size x mask_size.
 
     Each output pixel averages sampling_ratio^2 samples of the binary mask at the centres of
@@ -75,7 +107,8 @@ def crop_mask_targets(gt_masks, rois, matched_gt, mask_size, sampling_ratio=2):
     p = tf.shape(rois)[1]
     images = tf.reshape(gt_masks, tf.concat([[b * m], tf.shape(gt_masks)[2:]], axis=0))
     box_indices = tf.reshape(tf.range(b)[:, None] * m + matched_gt, [-1])
-    crops = sample_masks(images, rois, box_indices, mask_size, sampling_ratio, edge_pad=True)
+    crops = sample_masks(images, rois, box_indices, mask_size, sampling_ratio, edge_pad=True,
+                         implementation=implementation)
     targets = tf.cast(crops >= 0.5, tf.float32)
     return tf.reshape(targets, tf.stack([b, p, mask_size, mask_size]))
 
@@ -99,7 +132,7 @@ def make_mini_masks(masks, boxes, size):
 
 
 def crop_mini_mask_targets(mini_masks, gt_boxes, rois, matched_gt, mask_size,
-                           sampling_ratio=2):
+                           sampling_ratio=2, implementation="crop_and_resize"):
     """`crop_mask_targets` for ground truth stored as mini-masks.
 
     Each RoI is expressed in its matched box's mini-mask pixels, u = (y - box_y1) / box_h * m,
@@ -124,7 +157,8 @@ def crop_mini_mask_targets(mini_masks, gt_boxes, rois, matched_gt, mask_size,
     local = tf.stack([(y1 - by1) * sy, (x1 - bx1) * sx, (y2 - by1) * sy, (x2 - bx1) * sx], -1)
     images = tf.reshape(mini_masks, tf.concat([[b * m], tf.shape(mini_masks)[2:]], axis=0))
     box_indices = tf.reshape(tf.range(b)[:, None] * m + matched_gt, [-1])
-    crops = sample_masks(images, local, box_indices, mask_size, sampling_ratio)
+    crops = sample_masks(images, local, box_indices, mask_size, sampling_ratio,
+                         implementation=implementation)
     targets = tf.cast(crops >= 0.5, tf.float32)
     return tf.reshape(targets, tf.stack([b, p, mask_size, mask_size]))
 

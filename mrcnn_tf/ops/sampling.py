@@ -24,7 +24,30 @@ def _top_k_eligible(eligible, keys, k):
     return indices, values >= 0.0
 
 
-def sample_balanced(positive, negative, num_samples, positive_fraction, seed=None):
+def per_image_uniform(seeds, num, salt):
+    """Uniform [0, 1) keys drawn from each image's own stateless seed.
+
+    The keys of an image depend only on its seed and `salt`, not on which other images share
+    its batch or replica: a batch split across replicas samples exactly what a single replica
+    samples for the whole batch, and a resumed run samples what the unbroken run did.
+
+    Args:
+      seeds: [B, 2] integer stateless seeds, one per image.
+      num: N, keys per image (int or scalar tensor).
+      salt: python int telling apart the draws made from the same seed (RPN, RoIs, ...).
+    Returns:
+      [B, N] float32.
+    """
+    def draw(seed):
+        seed = tf.random.experimental.stateless_fold_in(seed, salt)
+        return tf.random.stateless_uniform(tf.reshape(num, [1]), seed=seed)
+
+    seeds = tf.cast(seeds, tf.int64)
+    return tf.map_fn(draw, seeds, fn_output_signature=tf.TensorSpec([None], tf.float32))
+
+
+def sample_balanced(positive, negative, num_samples, positive_fraction, seed=None,
+                    seeds=None, salt=0):
     """Samples up to `num_samples` entries per image, at most a fraction of them positive.
 
     If there are too few positives, negatives fill the rest; if too few of both, the output
@@ -34,14 +57,20 @@ def sample_balanced(positive, negative, num_samples, positive_fraction, seed=Non
       positive: [B, N] bool, eligible positives; negative: [B, N] bool, eligible negatives
         (disjoint from positives).
       num_samples: python int S; positive_fraction: float in (0, 1].
-      seed: optional op seed for reproducible sampling.
+      seed: optional op seed for reproducible (stateful) sampling.
+      seeds: optional [B, 2] per-image stateless seeds; when given, `seed` is unused and each
+        image's sample depends only on its own seed and `salt` (see `per_image_uniform`).
     Returns:
       indices [B, S] int32 into N: sampled positives first, then negatives, then padding;
       is_positive [B, S] bool; valid [B, S] bool.
       The positives all sit in the first `max_positives(num_samples, positive_fraction)` slots.
     """
     max_pos = max_positives(num_samples, positive_fraction)
-    keys = tf.random.uniform(tf.shape(positive), seed=seed)
+    if seeds is None:
+        keys = tf.random.uniform(tf.shape(positive), seed=seed)
+    else:
+        keys = per_image_uniform(seeds, tf.shape(positive)[1], salt)
+        keys.set_shape(positive.shape)
     pos_idx, pos_ok = _top_k_eligible(positive, keys, max_pos)
     num_pos = tf.reduce_sum(tf.cast(pos_ok, tf.int32), axis=1, keepdims=True)  # [B, 1]
     neg_idx, neg_ok = _top_k_eligible(negative, keys, num_samples)

@@ -56,13 +56,19 @@ def _ignore_crowd(candidates, labels, gt_boxes, crowd, crowd_ioa_threshold):
     return tf.where(in_crowd & (labels != POSITIVE), IGNORE, labels)
 
 
-def rpn_targets(anchors, gt_boxes, gt_classes, gt_is_crowd, config, seed=None):
+# Salts telling apart the per-image draws made from one stateless seed.
+RPN_SAMPLING_SALT = 1
+ROI_SAMPLING_SALT = 2
+
+
+def rpn_targets(anchors, gt_boxes, gt_classes, gt_is_crowd, config, seed=None, seeds=None):
     """Objectness and box targets for every anchor, with balanced sampling.
 
     Args:
       anchors: [A, 4] all levels concatenated, in image pixels.
       gt_boxes: [B, M, 4]; gt_classes: [B, M] (0 = padding); gt_is_crowd: [B, M] bool.
       config: `Config` (rpn_* fields).
+      seed: optional op seed; seeds: optional [B, 2] per-image stateless sampling seeds.
     Returns:
       dict with
         "labels": [B, A] int32: 1 sampled positive, 0 sampled negative, -1 not sampled;
@@ -79,7 +85,7 @@ def rpn_targets(anchors, gt_boxes, gt_classes, gt_is_crowd, config, seed=None):
     labels = _ignore_crowd(anchors_b, labels, gt_boxes, crowd, config.crowd_ioa_threshold)
     indices, is_pos, ok = sampling.sample_balanced(
         labels == POSITIVE, labels == NEGATIVE, config.rpn_batch_size_per_image,
-        config.rpn_positive_fraction, seed=seed)
+        config.rpn_positive_fraction, seed=seed, seeds=seeds, salt=RPN_SAMPLING_SALT)
     num_anchors = tf.shape(anchors)[0]
     sampled_pos = sampling.indices_to_mask(indices, ok & is_pos, num_anchors)
     sampled_neg = sampling.indices_to_mask(indices, ok & tf.logical_not(is_pos), num_anchors)
@@ -91,7 +97,8 @@ def rpn_targets(anchors, gt_boxes, gt_classes, gt_is_crowd, config, seed=None):
 
 def detection_targets(proposals, proposal_valid, gt_boxes, gt_classes, gt_is_crowd, *,
                       batch_size_per_image, positive_fraction, fg_iou_threshold,
-                      bg_iou_threshold, crowd_ioa_threshold, box_coder_weights, seed=None):
+                      bg_iou_threshold, crowd_ioa_threshold, box_coder_weights, seed=None,
+                      seeds=None):
     """Samples RoIs from the proposals and gives each a class and box target.
 
     The valid non-crowd ground-truth boxes are added to the proposals first, so every object
@@ -103,6 +110,7 @@ def detection_targets(proposals, proposal_valid, gt_boxes, gt_classes, gt_is_cro
       batch_size_per_image: S, RoIs sampled per image; positive_fraction: at most this
         fraction of them positive; fg/bg_iou_threshold: IoU >= fg is positive, < bg negative;
         crowd_ioa_threshold: see the module docstring; box_coder_weights: (wy, wx, wh, ww).
+      seed: optional op seed; seeds: optional [B, 2] per-image stateless sampling seeds.
     Returns:
       dict with, for S = batch_size_per_image sampled RoIs per image (positives first):
         "rois": [B, S, 4]; "valid": [B, S] bool (padding slots are False);
@@ -123,7 +131,7 @@ def detection_targets(proposals, proposal_valid, gt_boxes, gt_classes, gt_is_cro
     labels = tf.where(candidate_valid, labels, IGNORE)
     indices, is_pos, ok = sampling.sample_balanced(
         labels == POSITIVE, labels == NEGATIVE, batch_size_per_image, positive_fraction,
-        seed=seed)
+        seed=seed, seeds=seeds, salt=ROI_SAMPLING_SALT)
     is_pos = is_pos & ok
     rois = tf.gather(candidates, indices, batch_dims=1)
     matched_gt = tf.gather(matched, indices, batch_dims=1)

@@ -101,6 +101,32 @@ def test_sample_balanced_seed_reproducible():
     assert not np.array_equal(first[0], other[0])
 
 
+def test_per_image_seeds_independent_of_batch_layout():
+    """Each image's sample depends only on its own seed: a batch sampled at once equals its
+    halves sampled apart (what two replicas do), in any order; another salt differs."""
+    rng = np.random.default_rng(6)
+    positive = tf.constant(rng.random((4, 300)) < 0.2)
+    negative = tf.logical_not(positive)
+    seeds = tf.constant([[0, 10], [0, 11], [0, 12], [0, 13]], tf.int64)
+
+    def run(pos, neg, s, salt=1):
+        return [t.numpy() for t in sampling.sample_balanced(pos, neg, 32, 0.25, seeds=s,
+                                                            salt=salt)]
+
+    whole = run(positive, negative, seeds)
+    tf.random.set_seed(99)  # stateful randomness must not matter
+    halves = [run(positive[i:i + 2], negative[i:i + 2], seeds[i:i + 2]) for i in (2, 0)]
+    for k in range(3):
+        np.testing.assert_array_equal(whole[k], np.concatenate([halves[1][k], halves[0][k]]))
+    assert len({tuple(row) for row in whole[0]}) == 4  # different seeds, different samples
+    assert not np.array_equal(run(positive, negative, seeds, salt=2)[0], whole[0])
+    # Still a valid balanced sample: 8 positives at most, all eligible.
+    indices, is_pos, valid = whole
+    assert np.all(is_pos.sum(1) <= 8)
+    picked_pos = np.take_along_axis(positive.numpy(), indices, 1)
+    assert np.all(picked_pos[is_pos]) and not np.any(picked_pos[valid & ~is_pos])
+
+
 def test_max_positives():
     assert sampling.max_positives(512, 0.25) == 128
     assert sampling.max_positives(256, 0.5) == 128

@@ -1,0 +1,103 @@
+"""Mixed precision and XLA for training and inference (`--mixed_precision`, `--jit_compile`).
+
+Mixed precision. `set_precision("mixed_float16" | "mixed_bfloat16")` sets the Keras global
+dtype policy, which every layer built afterwards takes as its own: variables stay float32, the
+convolutions and dense layers of the backbone, FPN and heads compute in float16 / bfloat16.
+What must stay float32 does so whatever the global policy:
+
+- the layers that handle box coordinates (ProposalLayer: box decoding, clipping and NMS;
+  PyramidRoIAlign: level assignment and the bilinear arithmetic of both RoIAlign
+  implementations; DetectionTargetLayer; DetectionLayer) have the "float32" policy, so Keras
+  casts their floating inputs to float32 (pixel coordinates up to ~1333 are off by up to 4 px
+  in bfloat16, 0.5 px in float16);
+- anchors are float32 constants, and the heads' last layers (RPN objectness and deltas, class
+  logits and box deltas) are float32; the mask head's logits are cast to float32;
+- batch / group normalization compute their statistics in float32 (Keras does this for
+  mixed policies; FrozenBatchNormalization reads its arrays in float32);
+- the losses cast their inputs to float32, and the mask sigmoid runs on float32 logits;
+- the loss trackers (keras.metrics.Mean) are float32.
+
+float16 needs dynamic loss scaling (its smallest normal number is 6e-5, so small gradients
+underflow); bfloat16 has float32's exponent range and does not. `wrap_optimizer` gives a
+`keras.optimizers.LossScaleOptimizer` for mixed_float16. Note that `Model.compile` already wraps
+the optimizer itself when the *model's* dtype policy is mixed_float16 (Keras 3,
+`auto_scale_loss=True`), and it never wraps a LossScaleOptimizer twice; `wrap_optimizer` makes
+the wrapping explicit (e.g. for a custom loop or a model built before the policy was set) and
+is a no-op on an already wrapped optimizer. MaskRCNN.train_step calls
+`optimizer.scale_loss(loss)` and `apply_gradients`, which unscales the gradients and skips a
+step (halving the scale) when any gradient is not finite.
+
+XLA. `jit_config(config)` returns the Config to build a model that will be compiled with
+`model.compile(jit_compile=True)`: the gather-only RoIAlign ("builtin"), since
+tf.image.crop_and_resize has no XLA kernel. What compiles (TF 2.21, XLA_CPU_JIT, fixed image
+sizes, so every top-k count and padded length is static):
+
+- inference, whole: resize and pad, backbone, FPN, RPN, ProposalLayer (top-k, the map_fn of
+  NonMaxSuppressionV4, which has an XLA kernel), builtin RoIAlign, heads, DetectionLayer;
+- training: the same plus anchor / RoI sampling (stateless random + top-k), the losses, the
+  gradients and the optimizer update, *except* the mask targets: `ops.masks.sample_masks`
+  crops the ground-truth masks with tf.image.crop_and_resize, so a jit-compiled train step
+  fails with "No registered 'CropAndResize' OpKernel for XLA_CPU_JIT" until that function
+  gathers its bilinear samples instead.
+
+Two things to know: XLA's stateless random ops return other numbers than TensorFlow's kernels
+for the same seed (even with alg="philox"), so a jit-compiled run samples other anchors and
+RoIs than an uncompiled one from the same seeds; and Keras silently turns `jit_compile` off
+(with a warning) while `tf.config.experimental.enable_op_determinism()` is in effect.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from mrcnn_tf.config import Config
+
+POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def set_precision(policy: str) -> keras.DTypePolicy:
+    """Sets the Keras global dtype policy for `--mixed_precision`.
+
+    Must be called *before* the model is built: each layer takes the global policy when it is
+    constructed, so a model built earlier keeps computing in its old dtype. Call
+    `set_precision("float32")` to go back to full precision.
+
+    Args:
+      policy: "float32", "mixed_float16" or "mixed_bfloat16".
+    Returns:
+      the new global `keras.DTypePolicy`.
+    Raises:
+      ValueError: any other value.
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"--mixed_precision={policy!r}: expected one of {POLICIES}")
+    keras.mixed_precision.set_global_policy(policy)
+    return keras.mixed_precision.global_policy()
+
+
+def wrap_optimizer(optimizer: keras.optimizers.Optimizer, policy: str):
+    """The optimizer to train with under `policy` (see `set_precision`).
+
+    mixed_float16: `keras.optimizers.LossScaleOptimizer(optimizer)` (dynamic loss scaling,
+    initial scale 2^15, doubled after 2000 finite steps, halved and the step skipped on a
+    non-finite gradient), unless `optimizer` already is one. Other policies: `optimizer`
+    itself. `Model.compile` leaves a LossScaleOptimizer as it is, so there is no double
+    wrapping when the model is mixed_float16 too.
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"--mixed_precision={policy!r}: expected one of {POLICIES}")
+    if policy == "mixed_float16" and not isinstance(optimizer,
+                                                    keras.optimizers.LossScaleOptimizer):
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def jit_config(config: Config) -> Config:
+    """The Config to build a model compiled with `jit_compile=True`.
+
+    RoIAlign switches to the gather-only implementation ("builtin", same numbers), because
+    tf.image.crop_and_resize (the default) has no XLA kernel.
+    """
+    if config.roi_align_implementation == "builtin":
+        return config
+    return config.replace(roi_align_implementation="builtin")

@@ -1,0 +1,320 @@
+"""Mixed precision (mixed_bfloat16 / mixed_float16) and XLA (jit_compile) for MaskRCNN.
+
+Every test leaves the Keras global policy at float32 (autouse fixture): the rest of the suite
+runs in the same process and assumes it.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mrcnn_tf.data import pipeline, shapes
+from mrcnn_tf.modeling import losses
+from mrcnn_tf.modeling.mask_rcnn import LOSS_NAMES, MaskRCNN
+from mrcnn_tf.ops import targets as target_ops
+from mrcnn_tf.training import precision
+
+from helpers import box_iou, small_model_config  # noqa: E402
+
+SIZE = 64
+
+
+def tiny_config(**overrides):
+    values = dict(anchor_sizes=(8., 16., 32., 64., 128.), rpn_pre_nms_topk_train=200,
+                  rpn_post_nms_topk_train=64, rpn_pre_nms_topk_test=200,
+                  rpn_post_nms_topk_test=64, roi_batch_size_per_image=32, max_instances=4)
+    values.update(overrides)
+    return small_model_config(SIZE, **values)
+
+
+def batches(config, num_images=8, batch_size=2, seed=3):
+    raw = shapes.shapes_dataset(num_images, seed=seed, image_size=SIZE)
+    return pipeline.make_training_dataset(raw, config, batch_size, shuffle=False,
+                                          augment=False, seed=seed)
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def build_model(config, policy, weights=None):
+    """A MaskRCNN built under `policy` (the global policy is float32 again on return)."""
+    precision.set_precision(policy)
+    try:
+        model = MaskRCNN(config)
+        model.build()
+    finally:
+        precision.set_precision("float32")
+    if weights is not None:
+        model.set_weights(weights)
+    return model
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A float32 model fitted for 60 steps on two images: its top detections are confident
+    (score > 0.9) and on the objects, so comparisons between precisions / compilers do not
+    hinge on near-ties in the scores of an untrained model."""
+    keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(2)
+    config = tiny_config(roi_align_implementation="builtin")
+    examples = shapes.make_shapes_arrays(2, seed=11, image_size=SIZE, min_shapes=1,
+                                         max_shapes=2)
+    raw = tf.data.Dataset.from_generator(
+        lambda: iter(examples), output_signature=shapes.shapes_output_signature(SIZE))
+    data = pipeline.make_training_dataset(raw.cache(), config, 2, shuffle=False,
+                                          augment=False, seed=0)
+    model = MaskRCNN(config)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3, global_clipnorm=10.0),
+                  jit_compile=False)
+    model.fit(data, steps_per_epoch=60, epochs=1, verbose=0)
+    images = tf.constant(np.stack([ex["image"] for ex in examples]))
+    return model, images, next(iter(data))
+
+
+def assert_finite_losses(history):
+    for name in LOSS_NAMES + ("loss",):
+        values = history[name]
+        assert len(values) == 1 and np.isfinite(values[0]), (name, values)
+
+
+def _determinism_enabled():
+    """Whether tf.config.experimental.enable_op_determinism() ran in this process (Keras then
+    turns jit_compile off)."""
+    from tensorflow.python.framework import config as tf_config  # noqa: PLC0415
+    return tf_config.is_op_determinism_enabled()
+
+
+# -- the flag helpers -------------------------------------------------------------------------
+def test_set_precision_sets_the_global_policy_and_rejects_unknown_names():
+    policy = precision.set_precision("mixed_bfloat16")
+    assert policy.compute_dtype == "bfloat16" and policy.variable_dtype == "float32"
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert precision.set_precision("float32").name == "float32"
+    with pytest.raises(ValueError, match=r"--mixed_precision='fp16'.*mixed_float16"):
+        precision.set_precision("fp16")
+    with pytest.raises(ValueError, match="--mixed_precision"):
+        precision.wrap_optimizer(keras.optimizers.SGD(), "bfloat16")
+
+
+def test_wrap_optimizer_scales_losses_for_float16_only_and_never_twice():
+    sgd = keras.optimizers.SGD(0.01)
+    assert precision.wrap_optimizer(sgd, "float32") is sgd
+    assert precision.wrap_optimizer(sgd, "mixed_bfloat16") is sgd  # bf16 has fp32's range
+    wrapped = precision.wrap_optimizer(sgd, "mixed_float16")
+    assert isinstance(wrapped, keras.optimizers.LossScaleOptimizer)
+    assert wrapped.inner_optimizer is sgd
+    assert precision.wrap_optimizer(wrapped, "mixed_float16") is wrapped
+
+
+def test_jit_config_uses_the_gather_roi_align():
+    config = tiny_config()
+    assert config.roi_align_implementation == "crop_and_resize"
+    jit = precision.jit_config(config)
+    assert jit.roi_align_implementation == "builtin"
+    assert jit.replace(roi_align_implementation="crop_and_resize") == config
+    assert precision.jit_config(jit) == jit
+
+
+def test_jit_compile_needs_the_builtin_roi_align():
+    # crop_and_resize has no XLA kernel: Keras falls back (with a warning) rather than failing
+    # in the first step, and "auto" would not pick XLA on a GPU.
+    model = MaskRCNN(tiny_config())
+    with pytest.warns(UserWarning, match="jit_compile"):
+        model.compile(optimizer="sgd", jit_compile=True)
+    assert model.jit_compile is False
+    model = MaskRCNN(precision.jit_config(tiny_config()))
+    model.compile(optimizer="sgd", jit_compile=True)
+    assert model.jit_compile is True or _determinism_enabled()
+
+
+# -- (a) mixed_bfloat16 -------------------------------------------------------------------------
+def test_mixed_bfloat16_computes_convs_in_bfloat16_boxes_and_losses_in_float32():
+    keras.utils.set_random_seed(0)
+    config = tiny_config()
+    precision.set_precision("mixed_bfloat16")
+    model = MaskRCNN(config)
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+    assert not isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    data = batches(config)
+    batch = next(iter(data))
+    image_shape = batch["image_shape"]
+
+    # Activations of the backbone, FPN and hidden head layers are bfloat16 ...
+    c_features = model.backbone(model._normalize(batch["images"], image_shape))
+    assert [c.dtype for c in c_features] == [tf.bfloat16] * 4
+    features, objectness, deltas, anchors = model._pyramid(batch["images"], image_shape,
+                                                           training=False)
+    assert [p.dtype for p in features] == [tf.bfloat16] * 5
+    # ... while the heads' outputs, anchors, proposals, RoIAlign and detections are float32.
+    assert {t.dtype for t in objectness + deltas + anchors} == {tf.float32}
+    proposals, _ = model.proposals(objectness, deltas, anchors, image_shape)
+    assert proposals.dtype == tf.float32
+    # Even when handed bfloat16 RPN outputs directly, the proposal layer decodes in float32.
+    proposals_bf16, _ = model.proposals([tf.cast(o, tf.bfloat16) for o in objectness],
+                                        [tf.cast(d, tf.bfloat16) for d in deltas], anchors,
+                                        image_shape)
+    assert proposals_bf16.dtype == tf.float32
+    pooled = model.box_pooler(features[:4], proposals)
+    assert pooled.dtype == tf.float32
+    class_logits, box_deltas = model.box_head(pooled)
+    assert class_logits.dtype == tf.float32 and box_deltas.dtype == tf.float32
+    assert model.box_head.fc1.compute_dtype == "bfloat16"
+    detections = model.detect(batch["images"], image_shape)
+    for key in ("boxes", "scores", "masks"):
+        assert detections[key].dtype == tf.float32, key
+    mask_pooled = model.mask_pooler(features[:4], detections["boxes"])
+    assert mask_pooled.dtype == tf.float32
+    assert model.mask_head(mask_pooled).dtype == tf.float32
+
+    # Variables, the conv kernels included, stay float32; layers compute in bfloat16.
+    conv = model.backbone.get_layer("conv1_conv")
+    assert conv.compute_dtype == "bfloat16" and conv.kernel.dtype == "float32"
+    assert {v.dtype for v in model.weights} == {"float32"}
+    assert model.proposals.compute_dtype == "float32"
+    assert model.detection_targets.compute_dtype == "float32"
+
+    result = model.compute_losses(batch)
+    assert {result[name].dtype for name in result} == {tf.float32}
+
+    before = [w.numpy() for w in model.trainable_weights]
+    history = model.fit(data, steps_per_epoch=3, epochs=1, verbose=0).history
+    assert_finite_losses(history)
+    after = model.trainable_weights
+    assert all(np.all(np.isfinite(w.numpy())) for w in after)
+    changed = sum(not np.array_equal(b, a.numpy()) for b, a in zip(before, after))
+    assert changed >= 0.9 * len(before), (changed, len(before))
+
+
+# -- (b) mixed_float16 ----------------------------------------------------------------------
+def test_mixed_float16_trains_with_dynamic_loss_scaling():
+    keras.utils.set_random_seed(0)
+    config = tiny_config()
+    precision.set_precision("mixed_float16")
+    model = MaskRCNN(config)
+    optimizer = precision.wrap_optimizer(keras.optimizers.SGD(0.01, momentum=0.9),
+                                         "mixed_float16")
+    model.compile(optimizer=optimizer)
+    # compile() wraps a plain optimizer of a mixed_float16 model itself; it keeps ours as is.
+    assert model.optimizer is optimizer
+    assert not isinstance(model.optimizer.inner_optimizer, keras.optimizers.LossScaleOptimizer)
+    data = batches(config)
+    batch = next(iter(data))
+    features, objectness, _, _ = model._pyramid(batch["images"], batch["image_shape"], False)
+    assert features[0].dtype == tf.float16 and objectness[0].dtype == tf.float32
+
+    history = model.fit(data, steps_per_epoch=2, epochs=1, verbose=0).history
+    assert_finite_losses(history)
+    assert all(np.all(np.isfinite(w.numpy())) for w in model.trainable_weights)
+    scale = float(model.optimizer.dynamic_scale.numpy())
+    assert np.isfinite(scale) and scale >= 1.0
+
+
+# -- (c) XLA -------------------------------------------------------------------------------------
+def _losses_for_fixed_targets(model, batch, rpn, targets):
+    """The trainable part of MaskRCNN.compute_losses (backbone, FPN, RPN, RoIAlign, heads,
+    losses) for targets sampled beforehand: XLA's stateless RNG draws other samples than
+    TensorFlow's kernels from the same seeds, so sampling is kept out of the comparison."""
+    config = model.config
+    features, objectness, deltas, _ = model._pyramid(batch["images"], batch["image_shape"],
+                                                      True)
+    batch_size = tf.shape(batch["images"])[0]
+    flat_objectness = tf.concat([tf.reshape(o, [batch_size, -1]) for o in objectness], 1)
+    flat_deltas = tf.concat([tf.reshape(d, [batch_size, -1, 4]) for d in deltas], 1)
+    class_logits, box_deltas = model.box_head(model.box_pooler(features[:4], targets["rois"]))
+    mask_logits = model.mask_head(model.mask_pooler(features[:4], targets["mask_rois"]))
+    result = {
+        "rpn_class_loss": losses.rpn_class_loss(flat_objectness, rpn["labels"],
+                                                config.rpn_batch_size_per_image),
+        "rpn_box_loss": losses.rpn_box_loss(flat_deltas, rpn["box_targets"], rpn["labels"],
+                                            config.rpn_batch_size_per_image,
+                                            config.rpn_smooth_l1_beta),
+        "class_loss": losses.class_loss(class_logits, targets["class_targets"],
+                                        targets["valid"]),
+        "box_loss": losses.box_loss(box_deltas, targets["box_targets"],
+                                    targets["class_targets"], targets["is_positive"],
+                                    targets["valid"], config.box_smooth_l1_beta),
+        "mask_loss": losses.mask_loss(mask_logits, targets["mask_targets"],
+                                      targets["mask_classes"], targets["mask_valid"]),
+    }
+    result["loss"] = tf.add_n(list(result.values()))
+    return result
+
+
+def test_jit_compiled_losses_and_gradients_match_graph_mode(trained):
+    model, _, batch = trained
+    image_shape = batch["image_shape"]
+    gt_crowd = tf.cast(batch["gt_is_crowd"], tf.bool)
+    _, objectness, deltas, anchors = model._pyramid(batch["images"], image_shape, True)
+    rpn = target_ops.rpn_targets(tf.concat(anchors, 0), batch["gt_boxes"],
+                                 batch["gt_classes"], gt_crowd, model.config,
+                                 seeds=batch["sample_seed"])
+    proposals, valid = model.proposals(objectness, deltas, anchors, image_shape,
+                                       training=True)
+    targets = model.detection_targets(proposals, valid, batch["gt_boxes"], batch["gt_classes"],
+                                      gt_crowd, batch["gt_masks"], seeds=batch["sample_seed"])
+    variables = model.trainable_variables
+
+    def step(batch, rpn, targets):
+        with tf.GradientTape() as tape:
+            result = _losses_for_fixed_targets(model, batch, rpn, targets)
+        return result, tape.gradient(result["loss"], variables)
+
+    graph, graph_grads = tf.function(step)(batch, rpn, targets)
+    xla, xla_grads = tf.function(step, jit_compile=True)(batch, rpn, targets)
+    # float32 with XLA's fusion and reduction order: measured differences are <= 3e-6
+    # relative on the losses and <= 6e-6 of the largest entry of each gradient; 1e-4 / 1e-3
+    # leave a wide margin while a wrong op (a shifted sample, a lost cast) is off by far more.
+    for name in LOSS_NAMES + ("loss",):
+        np.testing.assert_allclose(float(xla[name]), float(graph[name]), rtol=1e-4,
+                                   atol=1e-6, err_msg=name)
+    for v, g, x in zip(variables, graph_grads, xla_grads):
+        g, x = g.numpy(), x.numpy()
+        np.testing.assert_allclose(x, g, rtol=0, atol=1e-3 * max(np.abs(g).max(), 1e-6),
+                                   err_msg=v.path)
+
+
+def test_jit_compiled_inference_matches(trained):
+    model, images, _ = trained
+    expected = model(images)
+    got = tf.function(lambda x: model(x), jit_compile=True)(images)
+    assert np.array_equal(got["num_detections"].numpy(), expected["num_detections"].numpy())
+    assert np.array_equal(got["class_ids"].numpy(), expected["class_ids"].numpy())
+    # Same kept detections (confident, well separated scores): only float rounding differs.
+    np.testing.assert_allclose(got["scores"].numpy(), expected["scores"].numpy(), atol=1e-4)
+    np.testing.assert_allclose(got["boxes"].numpy(), expected["boxes"].numpy(), atol=1e-2)
+    np.testing.assert_allclose(got["masks"].numpy(), expected["masks"].numpy(), atol=1e-3)
+
+
+def test_jit_compiled_fit_runs_the_whole_train_step():
+    keras.utils.set_random_seed(0)
+    config = precision.jit_config(tiny_config())
+    model = MaskRCNN(config)
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=True)
+    assert model.jit_compile  # Keras turns it off (with a warning) when an op cannot compile
+    history = model.fit(batches(config), steps_per_epoch=2, epochs=1, verbose=0).history
+    assert model.jit_compile
+    assert_finite_losses(history)
+
+
+# -- (d) mixed_bfloat16 inference vs float32 ----------------------------------------------------
+def test_mixed_bfloat16_inference_matches_float32(trained):
+    model, images, _ = trained
+    expected = model(images)
+    bf16 = build_model(model.config, "mixed_bfloat16", model.get_weights())
+    got = bf16(images)
+    for key in ("boxes", "scores", "masks"):
+        assert got[key].dtype == tf.float32
+    for b in range(images.shape[0]):
+        # The float32 model's best detection is confident; bfloat16's best is the same object.
+        assert float(expected["scores"][b, 0]) > 0.9
+        assert int(got["class_ids"][b, 0]) == int(expected["class_ids"][b, 0])
+        assert abs(float(got["scores"][b, 0]) - float(expected["scores"][b, 0])) < 0.05
+        assert box_iou(got["boxes"][b, 0].numpy(), expected["boxes"][b, 0].numpy()) > 0.9
+        agree = np.mean((got["masks"][b, 0].numpy() >= 0.5)
+                        == (expected["masks"][b, 0].numpy() >= 0.5))
+        assert agree > 0.95, agree
