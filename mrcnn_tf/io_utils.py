@@ -128,3 +128,21 @@ def read_image_rgb(path: PathLike) -> np.ndarray:
     if image is None:
         raise FileNotFoundError(f"cannot read image {os.fspath(path)!r}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def check_writable_folder(path: PathLike, flag: str) -> str:
+    """Creates folder `path` if needed and checks a file can be written in it.
+
+    Raises:
+      ValueError naming `flag` (e.g. "--run_dir") and the reason, in one line.
+    """
+    path = os.fspath(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".write-test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise ValueError(f"{flag}={path}: not a writable folder ({error.strerror})") from None
+    return path

@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from mrcnn_tf import visualize
 from mrcnn_tf.evaluation import coco_eval
 from mrcnn_tf.io_utils import write_json_atomic
 
@@ -71,7 +72,8 @@ class COCOEvalCallback(keras.callbacks.Callback):
     Adds "<type>_AP", "<type>_AP50", "<type>_AP75" (type bbox or segm) to the epoch logs, so
     they show in the History, CSV logs and checkpoint callbacks that monitor them (e.g.
     ModelCheckpoint(monitor="segm_AP", mode="max")); with `log_dir`, also writes them as
-    TensorBoard scalars under "eval/".
+    TensorBoard scalars under "eval/", with the predicted masks and boxes drawn on the first
+    `image_summaries` evaluation images.
 
     Args:
       examples: a re-iterable of example dicts (list, CocoDataset) to evaluate on.
@@ -79,10 +81,13 @@ class COCOEvalCallback(keras.callbacks.Callback):
       coco_gt: optional pycocotools COCO ground truth (built from `examples` when None).
       every_n_epochs: evaluation period.
       log_dir: optional TensorBoard folder.
+      image_summaries: images with predictions drawn written to TensorBoard at each
+        evaluation (needs log_dir).
+      score_threshold: detections drawn on those images.
     """
 
     def __init__(self, examples, label_map, coco_gt=None, every_n_epochs=1, log_dir=None,
-                 iou_types=("bbox", "segm")):
+                 iou_types=("bbox", "segm"), image_summaries=4, score_threshold=0.5):
         super().__init__()
         if every_n_epochs < 1:
             raise ValueError(f"COCOEvalCallback every_n_epochs={every_n_epochs}: expected >= 1")
@@ -94,6 +99,8 @@ class COCOEvalCallback(keras.callbacks.Callback):
         self.writer = (tf.summary.create_file_writer(os.path.join(log_dir, "eval"))
                        if log_dir else None)
         self.history = []
+        self.image_summaries = int(image_summaries)
+        self.score_threshold = float(score_threshold)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_n_epochs:
@@ -101,8 +108,17 @@ class COCOEvalCallback(keras.callbacks.Callback):
         if self.coco_gt is None:
             self.examples = list(self.examples)
             self.coco_gt = coco_eval.build_coco_ground_truth(self.examples, self.label_map)
+        drawn = []
+
+        def draw(example, prediction):
+            if self.writer is not None and len(drawn) < self.image_summaries:
+                drawn.append(visualize.draw_instances(
+                    example["image"], prediction["boxes"], prediction["class_ids"],
+                    prediction["scores"], prediction["masks"], list(self.label_map.names),
+                    score_threshold=self.score_threshold))
+
         metrics = evaluate_model(self.model, self.examples, self.label_map, self.coco_gt,
-                                 self.iou_types, print_summary=False)
+                                 self.iou_types, print_summary=False, on_prediction=draw)
         values = {f"{t}_{s}": metrics[f"{t}/{s}"] for t in self.iou_types for s in LOGGED_STATS}
         self.history.append({"epoch": epoch + 1, **values})
         logging.info("epoch %d COCO evaluation: %s", epoch + 1,
@@ -113,4 +129,6 @@ class COCOEvalCallback(keras.callbacks.Callback):
             with self.writer.as_default():
                 for name, value in values.items():
                     tf.summary.scalar(name, value, step=epoch + 1)
+                for i, image in enumerate(drawn):
+                    tf.summary.image(f"predictions/{i}", image[None], step=epoch + 1)
             self.writer.flush()

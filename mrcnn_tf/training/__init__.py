@@ -1,0 +1,1 @@
+"""Training runs: run folders, checkpoints, input streams, tf.distribute, mixed precision."""

@@ -1,0 +1,251 @@
+"""`train`: a whole training run in a run folder that survives being killed.
+
+The run folder (`run_dir`):
+  config.json, label_map.json, run.json   what was trained: config, classes, versions, schedule
+  backup/                                  the resumable state (weights, optimizer, epoch)
+  checkpoints/epoch-NNNN.keras             the model after each epoch, the last N kept
+  best.keras, best.json                    the model with the best mask AP (segm_AP)
+  model.keras                              the final model
+  tensorboard/                             losses, learning rate, COCO APs, prediction images
+  metrics.json                             the final evaluation and the per-epoch history
+
+Running the same command again after a kill (SIGTERM, SIGKILL, a lost machine) resumes after
+the last completed epoch and ends with the same weights as an unbroken run: the input stream
+restarts at the right element (training/input.py), sampling draws from per-image seeds, and
+TensorFlow's ops run deterministically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+import time
+from typing import Any, Optional, Sequence
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+import mrcnn_tf
+from mrcnn_tf.config import Config
+from mrcnn_tf.evaluation.coco_eval import LabelMap
+from mrcnn_tf.evaluation.evaluator import COCOEvalCallback
+from mrcnn_tf.io_utils import check_writable_folder, write_json_atomic
+from mrcnn_tf.training import checkpoints, distribute, precision
+from mrcnn_tf.training import input as training_input
+from mrcnn_tf.training.weights import load_weights_into
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    """How to train (the `mrcnn-tf train` flags)."""
+
+    run_dir: str
+    epochs: int
+    steps_per_epoch: int
+    batch_size: int  # global: images per step over all replicas
+    seed: int = 0
+    strategy: str = "default"
+    tpu: Optional[str] = None
+    mixed_precision: str = "float32"
+    jit_compile: bool = False
+    deterministic: bool = True
+    eval_every: int = 1
+    keep_checkpoints: int = 3
+    init_weights: Optional[str] = None
+    tensorboard_images: int = 4
+    verbose: int = 1
+
+    def check(self):
+        for name in ("epochs", "steps_per_epoch", "batch_size", "eval_every",
+                     "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name}={getattr(self, name)}: expected an integer >= 1")
+        if self.tensorboard_images < 0:
+            raise ValueError(f"--tensorboard_images={self.tensorboard_images}: expected >= 0")
+
+    def schedule(self) -> dict:
+        """The options a resumed run must share with the run it resumes."""
+        return {"epochs": self.epochs, "steps_per_epoch": self.steps_per_epoch,
+                "batch_size": self.batch_size, "seed": self.seed,
+                "mixed_precision": self.mixed_precision, "jit_compile": self.jit_compile}
+
+
+def prepare_run_folder(run_dir: str, config: Config, label_map: LabelMap,
+                       options: TrainOptions) -> None:
+    """Creates or re-opens the run folder; refuses one that holds another run.
+
+    Writes config.json, label_map.json and run.json (package, TensorFlow and Keras versions,
+    the command, the schedule) atomically.
+    """
+    check_writable_folder(run_dir, "--run_dir")
+    config_path = os.path.join(run_dir, "config.json")
+    run_path = os.path.join(run_dir, "run.json")
+    if os.path.exists(config_path):
+        import json  # noqa: PLC0415
+        with open(config_path) as f:
+            previous = Config.from_dict(json.load(f))
+        changed = sorted(k for k, v in previous.to_dict().items() if config.to_dict()[k] != v)
+        if changed:
+            raise ValueError(f"--run_dir={run_dir} holds a run with another config (fields "
+                             f"{', '.join(changed)} differ); resume it with the same --config "
+                             "and --override flags, or use a new --run_dir")
+        if os.path.exists(run_path):
+            with open(run_path) as f:
+                before = json.load(f).get("schedule", {})
+            different = sorted(k for k, v in options.schedule().items()
+                               if k in before and before[k] != v)
+            if different:
+                raise ValueError(
+                    f"--run_dir={run_dir} holds a run with another schedule ("
+                    + ", ".join(f"--{k}={before[k]} there, {options.schedule()[k]} now"
+                                for k in different)
+                    + "); resume with the same flags, or use a new --run_dir")
+    write_json_atomic(config_path, config.to_dict(), indent=2)
+    write_json_atomic(os.path.join(run_dir, "label_map.json"), label_map.to_dict(), indent=2)
+    write_json_atomic(run_path, {
+        "mrcnn_tf": mrcnn_tf.__version__, "tensorflow": tf.__version__,
+        "keras": keras.__version__, "python": platform.python_version(),
+        "command": sys.argv, "schedule": options.schedule(),
+        "options": dataclasses.asdict(options),
+    }, indent=2)
+
+
+class SkippedSamplesReport(keras.callbacks.Callback):
+    """Logs after each epoch and at the end what the datasets skipped (bad images or
+    annotations), so a long run's data problems are visible without reading every warning."""
+
+    def __init__(self, datasets: Sequence[Any]):
+        super().__init__()
+        self.datasets = [d for d in datasets if hasattr(d, "report")]
+
+    def on_epoch_end(self, epoch, logs=None):
+        for dataset in self.datasets:
+            logging.info("epoch %d data: %s", epoch + 1, dataset.report())
+
+    def on_train_end(self, logs=None):
+        for dataset in self.datasets:
+            print(dataset.report())
+
+
+def _compile(model, config: Config, options: TrainOptions):
+    from mrcnn_tf.modeling.optimizer import make_optimizer  # noqa: PLC0415
+    optimizer = make_optimizer(config, batch_size=options.batch_size)
+    optimizer = precision.wrap_optimizer(optimizer, options.mixed_precision)
+    model.compile(optimizer=optimizer, jit_compile=options.jit_compile)
+
+
+def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
+          val_examples=None, val_coco_gt=None, datasets_to_report: Sequence[Any] = (),
+          callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict:
+    """Trains `config` on `source` in `options.run_dir`, resuming a killed run.
+
+    Args:
+      config: the model config.
+      source: a `training.input.IndexedSource` or `TFRecordSource`.
+      label_map: the classes 1..K (names and dataset ids), saved with the model.
+      options: the schedule and run settings.
+      val_examples, val_coco_gt: held-out examples (a CocoDataset or a list of example
+        dicts) and optionally their pycocotools ground truth; evaluated every
+        `options.eval_every` epochs (mask and box AP; best.keras follows segm_AP).
+      datasets_to_report: datasets with a `report()` (CocoDataset) whose skipped samples are
+        logged each epoch.
+      callbacks: extra Keras callbacks (run before the backup is written each epoch).
+    Returns:
+      dict: epochs run, the last evaluation's metrics and the paths written.
+    """
+    options.check()
+    if len(label_map.names) != config.num_classes:
+        raise ValueError(f"the dataset has {len(label_map.names)} classes but the config's "
+                         f"num_classes is {config.num_classes}; pass --override "
+                         f"num_classes={len(label_map.names)}")
+    keras.utils.set_random_seed(options.seed)
+    if options.deterministic and not options.jit_compile:
+        tf.config.experimental.enable_op_determinism()
+    elif options.deterministic:
+        # Keras does not compile with XLA while op determinism is on; --jit_compile wins.
+        logging.warning("--jit_compile: TensorFlow's op determinism stays off, so a resumed "
+                        "run matches an unbroken one only to float rounding")
+    precision.set_precision(options.mixed_precision)
+    strategy = distribute.make_strategy(options.strategy, options.tpu)
+    chief = distribute.is_chief(strategy)
+    run_dir = options.run_dir
+    backup_dir = os.path.join(run_dir, "backup")
+    if not chief:
+        backup_dir = os.path.join(backup_dir, distribute.worker_name(strategy))
+    if chief:
+        prepare_run_folder(run_dir, config, label_map, options)
+        if checkpoints.remove_unfinished(run_dir):
+            logging.info("removed files a kill left half-written in %s", run_dir)
+    if options.jit_compile:
+        # After the run folder recorded the config as given: the jit variant is derived.
+        config = precision.jit_config(config)
+    state = checkpoints.read_backup_state(backup_dir)
+    initial_epoch = int(state["epoch"]) if state else 0
+
+    from mrcnn_tf.modeling.mask_rcnn import MaskRCNN  # noqa: PLC0415
+    with strategy.scope():
+        model = MaskRCNN(config, class_names=list(label_map.names),
+                         category_ids=list(label_map.dataset_ids))
+        model.build()
+        if options.init_weights and initial_epoch == 0:
+            load_weights_into(model, options.init_weights, "--init_weights")
+        _compile(model, config, options)
+
+    start_step = initial_epoch * options.steps_per_epoch
+    training_input.log_stream(source, options.batch_size, start_step)
+
+    def dataset_fn(input_context=None):
+        return training_input.training_stream(source, config, options.batch_size,
+                                              options.seed, start_step, input_context)
+
+    if strategy.num_replicas_in_sync > 1 or not chief:
+        dataset = strategy.distribute_datasets_from_function(dataset_fn)
+    else:
+        dataset = dataset_fn()
+
+    run_callbacks = list(callbacks)
+    evaluator = None
+    if chief:
+        tensorboard_dir = os.path.join(run_dir, "tensorboard")
+        if val_examples is not None:
+            evaluator = COCOEvalCallback(val_examples, label_map, coco_gt=val_coco_gt,
+                                         every_n_epochs=options.eval_every,
+                                         log_dir=tensorboard_dir,
+                                         image_summaries=options.tensorboard_images)
+            run_callbacks += [evaluator,
+                              checkpoints.BestCheckpoint(os.path.join(run_dir, "best.keras"))]
+        run_callbacks += [
+            checkpoints.KeepLastCheckpoints(os.path.join(run_dir, "checkpoints"),
+                                            options.keep_checkpoints),
+            keras.callbacks.TensorBoard(tensorboard_dir,
+                                        update_freq=min(100, options.steps_per_epoch)),
+        ]
+    run_callbacks.append(SkippedSamplesReport(datasets_to_report))
+    # Last, so an epoch counts as done only once its evaluation and checkpoints are written.
+    run_callbacks.append(checkpoints.AtomicBackupAndRestore(backup_dir))
+
+    logging.info("training %s: %d epochs of %d steps, %d images per step on %d replica(s)%s",
+                 config.name, options.epochs, options.steps_per_epoch, options.batch_size,
+                 strategy.num_replicas_in_sync,
+                 f", resuming after epoch {initial_epoch}" if initial_epoch else "")
+    start = time.time()
+    history = model.fit(dataset, epochs=options.epochs, steps_per_epoch=options.steps_per_epoch,
+                        callbacks=run_callbacks, verbose=options.verbose, shuffle=False)
+    seconds = time.time() - start
+
+    summary = {"epochs": options.epochs, "resumed_after_epoch": initial_epoch,
+               "train_seconds": round(seconds, 1),
+               "history": {k: [float(x) for x in v] for k, v in history.history.items()}}
+    if chief:
+        model_path = os.path.join(run_dir, "model.keras")
+        checkpoints.save_model_atomic(model, model_path)
+        summary["model"] = model_path
+        if evaluator is not None and evaluator.history:
+            summary["evaluations"] = evaluator.history
+        write_json_atomic(os.path.join(run_dir, "metrics.json"), summary, indent=2)
+    summary["model_object"] = model
+    return summary
+

@@ -1,0 +1,107 @@
+"""Loading weights for a given config, with a one-line error when they were made for another.
+
+Accepted files: a `.keras` model (its config travels with it), a run folder (its best or
+final model), or a `.weights.h5` file (checked variable by variable against the model).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import h5py
+import keras
+
+from mrcnn_tf.config import Config
+
+# Config fields that change the shape or the meaning of weights.
+ARCHITECTURE_FIELDS = ("num_classes", "backbone", "norm", "stride_in_1x1", "tiny_widths",
+                       "fpn_channels", "anchor_ratios", "box_head_fc_dim", "mask_head_conv_dim",
+                       "mask_head_num_convs", "mask_pool_size", "box_pool_size")
+# A run folder's models, in order of preference.
+RUN_FOLDER_MODELS = ("best.keras", "model.keras")
+
+
+def resolve_model_path(path: str, flag: str = "--weights") -> str:
+    """A `.keras` / `.weights.h5` file as given, or a run folder's best (else final, else
+    newest epoch) model."""
+    if os.path.isdir(path):
+        for name in RUN_FOLDER_MODELS:
+            if os.path.isfile(os.path.join(path, name)):
+                return os.path.join(path, name)
+        folder = os.path.join(path, "checkpoints")
+        # By epoch number: epoch-10000.keras is newer than epoch-9999.keras.
+        epochs = sorted((int(n[6:-6]), n) for n in os.listdir(folder)
+                        if n.startswith("epoch-") and n.endswith(".keras") and n[6:-6].isdigit()
+                        ) if os.path.isdir(folder) else []
+        if epochs:
+            return os.path.join(folder, epochs[-1][1])
+        raise ValueError(f"{flag}={path}: a folder without {' or '.join(RUN_FOLDER_MODELS)} "
+                         "or checkpoints/epoch-*.keras; expected a run folder or a model file")
+    if not os.path.isfile(path):
+        raise ValueError(f"{flag}={path}: no such file (expected a .keras model, a "
+                         ".weights.h5 file or a run folder)")
+    if not path.endswith((".keras", ".weights.h5")):
+        raise ValueError(f"{flag}={path}: expected a .keras model, a .weights.h5 file or a "
+                         "run folder")
+    return path
+
+
+def load_model(path: str, flag: str = "--weights"):
+    """The MaskRCNN saved at `path` (a .keras file or a run folder)."""
+    from mrcnn_tf.modeling import mask_rcnn  # noqa: PLC0415,F401 (registers MaskRCNN)
+    path = resolve_model_path(path, flag)
+    if not path.endswith(".keras"):
+        raise ValueError(f"{flag}={path}: a .weights.h5 file has no config; pass --config "
+                         "with it, or give a .keras model")
+    try:
+        return keras.models.load_model(path)
+    except (ValueError, OSError, TypeError) as error:
+        raise ValueError(f"{flag}={path}: not a loadable mrcnn-tf model ({error})") from None
+
+
+def architecture_differences(saved: Config, wanted: Config) -> list:
+    """["num_classes=80 (this config: 3)", ...] for fields that make weights incompatible."""
+    return [f"{name}={getattr(saved, name)!r} (this config: {getattr(wanted, name)!r})"
+            for name in ARCHITECTURE_FIELDS if getattr(saved, name) != getattr(wanted, name)]
+
+
+def load_weights_into(model, path: str, flag: str = "--weights") -> None:
+    """Copies the weights at `path` into the built `model`, or raises a one-line ValueError
+    naming the flag and what differs (class count, backbone, ...)."""
+    path = resolve_model_path(path, flag)
+    if path.endswith(".keras"):
+        source = load_model(path, flag)
+        differences = architecture_differences(source.config, model.config)
+        if differences:
+            raise ValueError(f"{flag}={path}: made for another config: "
+                             f"{'; '.join(differences)}")
+        model.set_weights(source.get_weights())
+        return
+    mismatch = _h5_mismatch(model, path, flag)
+    if mismatch:
+        raise ValueError(f"{flag}={path}: made for another config: {mismatch}")
+    model.load_weights(path)
+
+
+def _h5_mismatch(model, path: str, flag: str = "--weights") -> Optional[str]:
+    """Compares a .weights.h5 file's arrays with the model's variables; None if they fit."""
+    shapes = []
+    try:
+        with h5py.File(path, "r") as f:
+            def visit(name, item):
+                # Layer variables sit under their attribute names (backbone/, fpn/, ...,
+                # layers/); a compiled model's file also holds optimizer/ variables.
+                if isinstance(item, h5py.Dataset) and not name.startswith("optimizer/"):
+                    shapes.append(tuple(item.shape))
+            f.visititems(visit)
+    except OSError as error:
+        raise ValueError(f"{flag}={path}: not an HDF5 weights file ({error})") from None
+    wanted = [tuple(v.shape) for v in model.weights]
+    if sorted(shapes) == sorted(wanted):
+        return None
+    missing = sorted(set(wanted) - set(shapes))
+    extra = sorted(set(shapes) - set(wanted))
+    return (f"{len(shapes)} arrays in the file, {len(wanted)} in the model; shapes only in "
+            f"the model: {missing[:3]}, only in the file: {extra[:3]} (check num_classes, "
+            "backbone and the head sizes)")
