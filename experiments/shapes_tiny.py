@@ -1,28 +1,18 @@
-"""Experiment: `shapes_tiny` on the synthetic shapes set, the demo's model.
+"""Experiment: `shapes_tiny` on synthetic shapes, the demo's model, trained from scratch.
 
-Run it with `python experiments/shapes_tiny.py [--out runs/shapes_tiny] [--steps N]`; it trains
-from scratch on a CPU, evaluates with pycocotools on held-out images, draws overlays and saves
-the model. `CONFIG` is the experiment's configuration, for reading or overriding.
+    mrcnn-tf train --config experiments/shapes_tiny.py     # or: python experiments/shapes_tiny.py
+
+2,000 steps of 8 images at 128x128 (about 7 minutes on a 2-core CPU), COCO evaluation on 200
+held-out images after each of the 10 epochs, run folder runs/shapes_tiny. Flags given on the
+command line win over DATA and TRAIN (e.g. --synthetic_train_images 200 --epochs 2).
 """
 
-import argparse
-
-from mrcnn_tf import demo
 from mrcnn_tf.config import get_config
 
 CONFIG = get_config("shapes_tiny")
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/shapes_tiny")
-    parser.add_argument("--steps", type=int, default=CONFIG.total_steps)
-    parser.add_argument("--train_images", type=int, default=2000)
-    parser.add_argument("--eval_images", type=int, default=200)
-    args = parser.parse_args()
-    demo.run(args.out, steps=args.steps, train_images=args.train_images,
-             eval_images=args.eval_images, config=CONFIG)
-
+DATA = {"synthetic_train_images": 2000, "synthetic_val_images": 200}
+TRAIN = {"steps_per_epoch": 200}
 
 if __name__ == "__main__":
-    main()
+    from mrcnn_tf.cli.main import run_experiment
+    run_experiment(__file__)

@@ -1,8 +1,10 @@
-"""The demo: train `shapes_tiny` on synthetic shapes, evaluate with COCO metrics, draw, save.
+"""The demo: train `shapes_tiny` on synthetic shapes, evaluate with COCO metrics, draw, save,
+export.
 
 Everything a first-time user needs to see the whole life of a model on a laptop CPU:
 train with `model.fit` (Keras progress bar), evaluate on a separate held-out shapes set with
-pycocotools, write overlay PNGs of the predictions, and save the model as a `.keras` file.
+pycocotools, write overlay PNGs of the predictions, save the model as a `.keras` file, and
+export it as a SavedModel for TF Serving and a builtin-ops TFLite file.
 """
 
 import os
@@ -16,6 +18,8 @@ from mrcnn_tf import visualize
 from mrcnn_tf.config import get_config
 from mrcnn_tf.data import pipeline, shapes
 from mrcnn_tf.evaluation import coco_eval, evaluator
+from mrcnn_tf.export.saved_model import export_saved_model
+from mrcnn_tf.export.tflite import export_tflite
 from mrcnn_tf.io_utils import write_json_atomic, write_png_atomic
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
 from mrcnn_tf.modeling.optimizer import make_optimizer
@@ -67,7 +71,8 @@ def run(out_dir, steps=None, train_images=2000, eval_images=200, batch_size=None
     """Trains, evaluates, draws and saves. Returns the evaluation metrics dict.
 
     Args:
-      out_dir: where model.keras, metrics.json and predictions/ are written.
+      out_dir: where model.keras, metrics.json, predictions/ and export/ (saved_model/N/,
+        model.tflite) are written.
       steps: training steps (default: config.total_steps).
       train_images: distinct synthetic training images (cached in memory).
       eval_images: held-out images for COCO evaluation.
@@ -118,10 +123,17 @@ def run(out_dir, steps=None, train_images=2000, eval_images=200, batch_size=None
     grid = draw_predictions([ex for ex, _ in shown], [p for _, p in shown],
                             list(shapes.CLASS_NAMES), os.path.join(out_dir, "predictions"))
     save_model(model, os.path.join(out_dir, "model.keras"))
+    start = time.time()
+    saved_model_dir = export_saved_model(model, os.path.join(out_dir, "export", "saved_model"))
+    tflite = export_tflite(model, os.path.join(out_dir, "export", "model.tflite"))
+    export_seconds = time.time() - start
 
     summary = {
         "train_seconds": round(train_seconds, 1),
         "eval_seconds": round(eval_seconds, 1),
+        "export_seconds": round(export_seconds, 1),
+        "saved_model": saved_model_dir,
+        "tflite": tflite["path"],
         "steps": steps,
         "batch_size": batch_size,
         **{k: v for k, v in metrics.items() if not k.endswith("per_category")},
@@ -132,4 +144,6 @@ def run(out_dir, steps=None, train_images=2000, eval_images=200, batch_size=None
     print(f"mask AP@[.5:.95] {metrics['segm/AP']:.3f}  AP@0.5 {metrics['segm/AP50']:.3f}")
     print(f"box  AP@[.5:.95] {metrics['bbox/AP']:.3f}  AP@0.5 {metrics['bbox/AP50']:.3f}")
     print(f"overlays: {grid}\nmodel: {os.path.join(out_dir, 'model.keras')}")
+    print(f"exported in {export_seconds:.0f} s: SavedModel {saved_model_dir}, TFLite "
+          f"{tflite['path']} ({tflite['size_bytes'] / 1e6:.1f} MB)")
     return summary

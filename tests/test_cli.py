@@ -37,6 +37,8 @@ def test_demo_writes_model_metrics_and_overlays(tmp_path):
         assert json.load(f)["steps"] == 2
     assert os.path.getsize(os.path.join(out, "model.keras")) > 0
     assert os.path.exists(os.path.join(out, "predictions", "grid.png"))
+    assert os.path.exists(os.path.join(summary["saved_model"], "saved_model.pb"))
+    assert os.path.getsize(os.path.join(out, "export", "model.tflite")) > 0
     # Nothing half-written is left behind.
     assert not [name for name in os.listdir(out) if ".tmp" in name]
 
@@ -121,4 +123,4 @@ def test_export_tflite_from_the_command_line(tmp_path):
 def test_serve_client_names_inputs_that_match_nothing(tmp_path):
     result = run_cli("serve-client", "--inputs", str(tmp_path / "nothing-*.png"))
     assert result.returncode == 2
-    assert "matches no file" in result.stderr and "Traceback" not in result.stderr
+    assert "matches no image file" in result.stderr and "Traceback" not in result.stderr

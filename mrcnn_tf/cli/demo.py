@@ -1,0 +1,18 @@
+"""`mrcnn-tf demo`: train shapes_tiny on synthetic shapes, evaluate, draw, save."""
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("steps", None, "demo: training steps (default: the config's total_steps).")
+flags.DEFINE_integer("train_images", 2000, "demo: distinct synthetic training images.")
+flags.DEFINE_integer("eval_images", 200, "demo: held-out synthetic images for COCO evaluation.")
+
+SUMMARY = "train shapes_tiny on synthetic shapes, COCO-evaluate, draw, save (runs/demo)"
+USAGE = "[--out runs/demo] [--steps N] [--batch_size N] [--train_images N] [--eval_images N]"
+FLAG_NAMES = ("out", "steps", "batch_size", "train_images", "eval_images", "seed")
+
+
+def main():
+    from mrcnn_tf import demo  # noqa: PLC0415
+    demo.run(FLAGS.out or "runs/demo", steps=FLAGS.steps, train_images=FLAGS.train_images,
+             eval_images=FLAGS.eval_images, batch_size=FLAGS.batch_size, seed=FLAGS.seed)
