@@ -158,12 +158,14 @@ def inspection_data(model, example: Mapping[str, Any]) -> dict[str, Any]:
     # Training canvas: what compute_losses sees (batch norm in inference mode, as in inspect
     # there is nothing to update).
     features, objectness, deltas, anchors = model._pyramid(images, image_shape, training=False)
+    # Sampling seeded by the image id: the same image shows the same samples every time.
+    seeds = tf.stack([tf.constant(0, tf.int64), tf.cast(data["image_id"], tf.int64)])[None]
     rpn = target_ops.rpn_targets(tf.concat(anchors, axis=0), gt_boxes, gt_classes, gt_is_crowd,
-                                 config)
+                                 config, seeds=seeds)
     train_proposals, train_valid = model.proposals(objectness, deltas, anchors, image_shape,
                                                    training=True)
     targets = model.detection_targets(train_proposals, train_valid, gt_boxes, gt_classes,
-                                      gt_is_crowd, gt_masks)
+                                      gt_is_crowd, gt_masks, seeds=seeds)
 
     # Inference input: padded to a multiple of size_divisibility rather than to the square
     # training canvas. When both are the same size the pixels are identical, so the pyramid
