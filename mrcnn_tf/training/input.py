@@ -14,8 +14,9 @@ s*G .. s*G + G - 1 (G the global batch). Hence:
 Sources:
 - `IndexedSource` (in-memory examples, a `CocoDataset`): element i is example
   `index_shuffle(i mod n)` of pass `i // n`, a fresh stateless permutation per pass.
-- `TFRecordSource`: no random access, so each pass shuffles the file order and the records
-  (seeded buffer), and a resumed run skips serialized records (cheap: nothing is decoded).
+- `TFRecordSource`: no random access, so each pass shuffles the file order and windows of
+  records (stateless keys), and a resumed run skips serialized records (cheap: nothing is
+  decoded).
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ class TFRecordSource:
     this replica's elements are picked, so skipping and sharding cost no decoding).
 
     Args:
-      files: the shard paths (see `tfrecords._match_files`); shuffle_buffer: records held for
-        shuffling within a pass.
+      files: the shard paths (see `tfrecords._match_files`); shuffle_buffer: records shuffled
+        together (a window of the interleaved files) within a pass.
     """
 
     def __init__(self, files: List[str], shuffle_buffer: int = 1024, name="tfrecords"):
@@ -119,17 +120,25 @@ class TFRecordSource:
     def elements(self, seed: int, first: int, stride: int) -> tf.data.Dataset:
         from mrcnn_tf.data.tfrecords import parse_example  # noqa: PLC0415
         files = tf.constant(self.files)
+        base = tf.constant(seed, tf.int64)
         cycle = min(len(self.files), 16)
         buffer = self.shuffle_buffer
 
         def one_pass(p):
-            pass_seed = tf.stack([tf.constant(seed, tf.int64), p])
+            pass_seed = tf.stack([base, p])
             order = tf.random.experimental.stateless_shuffle(files, pass_seed)
             # Sequential interleave: deterministic, and reading bytes is not the bottleneck.
             records = tf.data.Dataset.from_tensor_slices(order).interleave(
                 tf.data.TFRecordDataset, cycle_length=cycle, block_length=1)
-            return records.shuffle(buffer, seed=seed * 1_000_003 + p,
-                                   reshuffle_each_iteration=False)
+
+            # Shuffle windows of `buffer` records with stateless keys of (seed, pass, window):
+            # tf.data's shuffle cannot take a per-pass seed tensor once a global seed is set.
+            def shuffle_window(w, window):
+                window_seed = tf.stack([base, p * 1_000_003 + w])
+                keys = tf.random.stateless_uniform(tf.shape(window), seed=window_seed)
+                return tf.gather(window, tf.argsort(keys))
+
+            return records.batch(buffer).enumerate().map(shuffle_window).unbatch()
 
         stream = tf.data.Dataset.range(_ENDLESS).flat_map(one_pass).enumerate().skip(first)
         if stride > 1:

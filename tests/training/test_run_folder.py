@@ -43,7 +43,7 @@ def test_prepare_writes_config_labels_and_run(tmp_path):
     assert info["tensorflow"] == tf.__version__
     assert info["keras"] == keras.__version__
     assert info["schedule"] == {"epochs": 3, "steps_per_epoch": 5, "batch_size": 2, "seed": 4,
-                                "mixed_precision": "float32"}
+                                "mixed_precision": "float32", "jit_compile": False}
     assert info["schedule"] == opts.schedule()
     assert info["options"] == dataclasses.asdict(opts)
     assert isinstance(info["command"], list)
