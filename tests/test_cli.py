@@ -51,6 +51,7 @@ def test_make_tfrecords_and_evaluate_from_the_command_line(tmp_path):
     from mrcnn_tf.config import get_config
     from mrcnn_tf.data.shapes import write_shapes_coco
     from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
+    from mrcnn_tf.modeling.optimizer import make_optimizer
 
     annotations, images = write_shapes_coco(str(tmp_path / "data"), 4, seed=1, image_size=64)
     result = run_cli("make-tfrecords", "--annotations", annotations, "--images", images,
@@ -62,6 +63,8 @@ def test_make_tfrecords_and_evaluate_from_the_command_line(tmp_path):
                         score_threshold=0.0)
     keras.utils.set_random_seed(0)
     model = MaskRCNN(config, class_names=["square", "circle", "triangle"])
+    # Compiled, as after training: a fresh process must find the learning rate schedule.
+    model.compile(optimizer=make_optimizer(config))
     model.save(str(tmp_path / "model.keras"))
     result = run_cli("evaluate", "--annotations", annotations, "--images", images,
                      "--weights", str(tmp_path / "model.keras"),

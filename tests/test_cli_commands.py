@@ -48,10 +48,14 @@ def saved_model(tmp_path_factory):
     import keras
 
     from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
+    from mrcnn_tf.modeling.optimizer import make_optimizer
     folder = tmp_path_factory.mktemp("model")
     keras.utils.set_random_seed(0)
-    model = MaskRCNN(small_model_config(), class_names=list(shapes.CLASS_NAMES))
+    config = small_model_config()
+    model = MaskRCNN(config, class_names=list(shapes.CLASS_NAMES))
     model.build()
+    # Compiled, as a trained model is saved: its file then names the learning rate schedule.
+    model.compile(optimizer=make_optimizer(config))
     model.save(str(folder / "model.keras"))
     model.save_weights(str(folder / "model.weights.h5"))
     return folder

@@ -19,6 +19,9 @@ from mrcnn_tf.layers.detection_target import DetectionTargetLayer
 from mrcnn_tf.layers.proposal import ProposalLayer
 from mrcnn_tf.layers.pyramid_roi_align import PyramidRoIAlign
 from mrcnn_tf.modeling import losses
+# Registers WarmupStepDecay: a model saved after compile() carries it in its optimizer config,
+# and keras.models.load_model must find it wherever MaskRCNN itself is found.
+from mrcnn_tf.modeling import optimizer as _optimizer  # noqa: F401
 from mrcnn_tf.modeling.backbones import build_backbone
 from mrcnn_tf.modeling.fpn import FPN
 from mrcnn_tf.modeling.heads import BoxHead, MaskHead, RPNHead
