@@ -54,3 +54,18 @@ def rest_body_inputs(body):
     if isinstance(inputs, dict) and "b64" not in inputs:
         (inputs,) = inputs.values()
     return [value(v) for v in inputs]
+
+
+def two_image_training_set(config, size, seed=11):
+    """Two synthetic images with 1-2 shapes each, and the unshuffled, unaugmented training
+    dataset over them (batch 2): (examples, dataset), for overfitting checks."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    from mrcnn_tf.data import pipeline, shapes  # noqa: PLC0415
+    examples = shapes.make_shapes_arrays(2, seed=seed, image_size=size, min_shapes=1,
+                                         max_shapes=2)
+    raw = tf.data.Dataset.from_generator(
+        lambda: iter(examples), output_signature=shapes.shapes_output_signature(size))
+    data = pipeline.make_training_dataset(raw.cache(), config, 2, shuffle=False,
+                                          augment=False, seed=0)
+    return examples, data

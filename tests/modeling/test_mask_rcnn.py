@@ -9,7 +9,7 @@ from mrcnn_tf.config import get_config
 from mrcnn_tf.data import pipeline, shapes
 from mrcnn_tf.modeling.mask_rcnn import LOSS_NAMES, MaskRCNN
 
-from helpers import box_iou  # noqa: E402
+from helpers import box_iou, two_image_training_set  # noqa: E402
 
 SIZE = 64
 
@@ -105,12 +105,7 @@ def test_overfits_two_images():
     """Loss falls by >= 80% and the detections land on the ground truth (IoU > 0.8)."""
     keras.utils.set_random_seed(2)
     config = tiny_config(max_instances=4)
-    examples = shapes.make_shapes_arrays(2, seed=11, image_size=SIZE, min_shapes=1,
-                                         max_shapes=2)
-    raw = tf.data.Dataset.from_generator(
-        lambda: iter(examples), output_signature=shapes.shapes_output_signature(SIZE))
-    data = pipeline.make_training_dataset(raw.cache(), config, 2, shuffle=False,
-                                          augment=False, seed=0)
+    examples, data = two_image_training_set(config, SIZE)
     model = MaskRCNN(config)
     # A step down of the learning rate near the end lets the last small object settle
     # (with a constant rate, about 1 run in 5 ended with one object misclassified).

@@ -15,7 +15,7 @@ from mrcnn_tf.modeling.mask_rcnn import LOSS_NAMES, MaskRCNN
 from mrcnn_tf.ops import targets as target_ops
 from mrcnn_tf.training import precision
 
-from helpers import box_iou, small_model_config  # noqa: E402
+from helpers import box_iou, small_model_config, two_image_training_set  # noqa: E402
 
 SIZE = 64
 
@@ -62,12 +62,7 @@ def trained():
     keras.mixed_precision.set_global_policy("float32")
     keras.utils.set_random_seed(2)
     config = tiny_config(roi_align_implementation="builtin")
-    examples = shapes.make_shapes_arrays(2, seed=11, image_size=SIZE, min_shapes=1,
-                                         max_shapes=2)
-    raw = tf.data.Dataset.from_generator(
-        lambda: iter(examples), output_signature=shapes.shapes_output_signature(SIZE))
-    data = pipeline.make_training_dataset(raw.cache(), config, 2, shuffle=False,
-                                          augment=False, seed=0)
+    examples, data = two_image_training_set(config, SIZE)
     model = MaskRCNN(config)
     model.compile(optimizer=keras.optimizers.Adam(3e-3, global_clipnorm=10.0),
                   jit_compile=False)
