@@ -26,6 +26,9 @@ setup(
         # gRPC client for TF Serving (REST needs nothing extra).
         "serving": ["tensorflow-serving-api>=2.21,<2.22"],
         "test": ["pytest>=8", "tensorflow-serving-api>=2.21,<2.22"],
+        # Only to import torchvision's COCO weights (mrcnn-tf import-weights) and to run the
+        # parity tests against torchvision.
+        "torch": ["torch>=2.14,<2.15", "torchvision>=0.29,<0.30"],
     },
     entry_points={"console_scripts": ["mrcnn-tf=mrcnn_tf.cli:run"]},
 )

@@ -16,6 +16,7 @@ BACKBONES = ("resnet50", "resnet101", "tiny")
 # stays free of TensorFlow).
 ROI_ALIGN_IMPLEMENTATIONS = ("crop_and_resize", "builtin")
 NORMS = ("bn", "frozen_bn", "gn")
+RESIZE_RULES = ("detectron2", "torchvision")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +30,9 @@ class Config:
     # at most `image_max_size`, then pad to a multiple of `size_divisibility`.
     image_min_size: int = 800
     image_max_size: int = 1333
+    # How the resized size is rounded: "detectron2" rounds half up, "torchvision" floors (e.g.
+    # 480x640 -> 800x1066 there, 800x1067 here).
+    resize_rule: str = "detectron2"
     size_divisibility: int = 32
     # Normalization on 0..255 RGB: (x - mean) / std.
     pixel_mean: Tuple[float, float, float] = (123.675, 116.28, 103.53)
@@ -128,6 +132,7 @@ class Config:
               "an integer >= 1 (foreground classes, background excluded)")
         check(0 < self.image_min_size <= self.image_max_size, "image_min_size",
               "0 < image_min_size <= image_max_size")
+        check(self.resize_rule in RESIZE_RULES, "resize_rule", f"one of {RESIZE_RULES}")
         check(self.size_divisibility >= 32 and self.size_divisibility % 32 == 0,
               "size_divisibility", "a positive multiple of 32 (the coarsest backbone stride)")
         check(len(self.pixel_mean) == 3, "pixel_mean", "3 values (R, G, B)")
@@ -240,6 +245,7 @@ def torchvision_maskrcnn_r50_fpn() -> Config:
     return Config(
         name="torchvision_maskrcnn_r50_fpn",
         num_classes=90,
+        resize_rule="torchvision",
         stride_in_1x1=False,
         norm="frozen_bn",
         roi_aligned=False,

@@ -30,6 +30,9 @@ flags.DEFINE_integer("batch_size", None, "Images per step over all replicas (def
 flags.DEFINE_list("inputs", None, "Image files, folders or globs (comma-separated).")
 flags.DEFINE_string("results", None, "Also write the COCO results JSON here.")
 
+# Positional arguments after the subcommand, for subcommands that declare POSITIONAL_ARGS.
+POSITIONAL = []
+
 COCO_DATA_FLAGS = ("annotations", "images", "categories", "strict", "drop_empty_images")
 MODEL_FLAGS = ("weights", "config", "override")
 

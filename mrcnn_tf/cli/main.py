@@ -13,8 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from mrcnn_tf.cli import (data, demo, evaluate, export, inspect, predict,  # noqa: E402
-                          serve, train)
+from mrcnn_tf.cli import (common, data, demo, evaluate, export, inspect,  # noqa: E402
+                          predict, serve, train)
 
 FLAGS = flags.FLAGS
 COMMANDS = {
@@ -44,6 +44,11 @@ def command_help(name: str) -> str:
 
 
 def main(argv):
+    allowed = len(getattr(COMMANDS.get(argv[1]), "POSITIONAL_ARGS", ())) if len(argv) > 1 else 0
+    common.POSITIONAL[:] = []
+    if len(argv) > 1 and argv[1] in COMMANDS and 0 < len(argv) - 2 <= allowed:
+        common.POSITIONAL[:] = argv[2:]
+        argv = argv[:2]
     if len(argv) != 2 or argv[1] not in COMMANDS:
         if len(argv) > 2:
             problem = f"unexpected arguments {argv[2:]} (flags are written --name=value); "

@@ -47,6 +47,10 @@ def resize_shape_static(height: int, width: int, config: Config) -> Tuple[int, i
     if height <= 0 or width <= 0:
         raise ValueError(f"image size {height}x{width}: expected positive height and width")
     short, long = min(height, width), max(height, width)
+    if config.resize_rule == "torchvision":
+        # torchvision: floor(size * scale) in float64, never rounded up.
+        scale = min(config.image_min_size / short, config.image_max_size / long)
+        return (max(1, int(math.floor(height * scale))), max(1, int(math.floor(width * scale))))
     scale = config.image_min_size / short
     if long * scale > config.image_max_size:
         scale = config.image_max_size / long
@@ -64,6 +68,9 @@ def resize_params(height, width, config: Config, min_size=None
         scale = min_size / min(h, w);  if max(h, w) * scale > max_size: scale = max_size / max(h, w)
         new_h, new_w = round(h * scale), round(w * scale)      (round half up, at least 1)
 
+    With config.resize_rule "torchvision": scale = min(min_size / short, max_size / long) and
+    the sizes are floor(h * scale), floor(w * scale) (float64), as torchvision's transform.
+
     Args:
       height, width: int scalars (Python ints or int tensors; dynamic shapes are fine).
       config: supplies image_min_size and image_max_size.
@@ -80,6 +87,12 @@ def resize_params(height, width, config: Config, min_size=None
     short, long = tf.minimum(h, w), tf.maximum(h, w)
     if min_size is None:
         min_size = config.image_min_size
+    if config.resize_rule == "torchvision":
+        scale = tf.minimum(tf.cast(min_size, tf.float64) / short,
+                           float(config.image_max_size) / long)
+        new_h = tf.maximum(tf.cast(tf.floor(h * scale), tf.int32), 1)
+        new_w = tf.maximum(tf.cast(tf.floor(w * scale), tf.int32), 1)
+        return new_h, new_w, tf.cast(scale, tf.float32)
     scale = tf.cast(min_size, tf.float64) / short
     scale = tf.where(long * scale > float(config.image_max_size),
                      tf.constant(float(config.image_max_size), tf.float64) / long, scale)

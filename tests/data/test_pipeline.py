@@ -135,8 +135,35 @@ def test_resize_rule(h, w, expected):
     assert abs(float(scale) - min(800 / min(h, w), 1333 / max(h, w))) < 1e-6
 
 
-def test_resize_rule_in_graph_matches_static():
-    config = get_config("coco_r50_fpn", image_min_size=640, image_max_size=1000)
+@pytest.mark.parametrize("h, w, expected", [
+    (480, 640, (800, 1066)),   # 1066.67 floored, where the Detectron2 rule gives 1067
+    (315, 1224, (343, 1332)),  # 1224 * (1333 / 1224) = 1332.9999... in float64
+    (1479, 410, (1333, 369)),
+    (1054, 891, (946, 800)),
+])
+def test_torchvision_resize_rule_floors(h, w, expected):
+    config = get_config("torchvision_maskrcnn_r50_fpn")
+    assert resize_shape_static(h, w, config) == expected
+    assert tuple(int(v) for v in resize_params(h, w, config)[:2]) == expected
+
+
+def test_torchvision_resize_rule_matches_torchvision_if_available():
+    try:
+        import torch
+        from torchvision.models.detection.transform import GeneralizedRCNNTransform
+    except ImportError:
+        pytest.skip("torch / torchvision are not installed; the fixed cases above stand in")
+    transform = GeneralizedRCNNTransform(800, 1333, [0.0] * 3, [1.0] * 3)
+    config = get_config("torchvision_maskrcnn_r50_fpn")
+    rng = np.random.default_rng(1)
+    for h, w in rng.integers(60, 1600, size=(150, 2)):
+        resized = transform.resize(torch.zeros(3, int(h), int(w)), None)[0]
+        assert resize_shape_static(int(h), int(w), config) == tuple(resized.shape[-2:]), (h, w)
+
+
+@pytest.mark.parametrize("preset", ["coco_r50_fpn", "torchvision_maskrcnn_r50_fpn"])
+def test_resize_rule_in_graph_matches_static(preset):
+    config = get_config(preset, image_min_size=640, image_max_size=1000)
     fn = tf.function(lambda h, w: resize_params(h, w, config)[:2],
                      input_signature=[tf.TensorSpec([], tf.int32)] * 2)
     rng = np.random.default_rng(0)
