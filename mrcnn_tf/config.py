@@ -57,6 +57,9 @@ class Config:
     anchor_sizes: Tuple[float, ...] = (32.0, 64.0, 128.0, 256.0, 512.0)
     anchor_ratios: Tuple[float, ...] = (0.5, 1.0, 2.0)
     anchor_round_to_int: bool = False  # torchvision rounds anchor corners; Detectron2 does not
+    # torchvision spaces a level's anchors by (padded image size // feature map size) per axis,
+    # which is not the nominal stride on P6 when P5 has an odd size (e.g. 800 // 13 = 61).
+    anchor_stride_from_grid: bool = False
 
     # RPN.
     rpn_batch_size_per_image: int = 256
@@ -251,6 +254,7 @@ def torchvision_maskrcnn_r50_fpn() -> Config:
         roi_aligned=False,
         roi_sampling_ratio=2,
         anchor_round_to_int=True,
+        anchor_stride_from_grid=True,
         rpn_min_box_size=1e-3,
         min_detection_size=1e-2,
         rpn_smooth_l1_beta=1.0 / 9,

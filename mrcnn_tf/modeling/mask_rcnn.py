@@ -118,7 +118,10 @@ class MaskRCNN(keras.Model):
                                           training=training))
         objectness, deltas = self.rpn_head(features)
         shapes = [(tf.shape(p)[1], tf.shape(p)[2]) for p in features]
-        anchors = anchor_ops.pyramid_anchors(shapes, RPN_STRIDES, self.config.anchor_sizes,
+        strides = RPN_STRIDES
+        if self.config.anchor_stride_from_grid:
+            strides = [(tf.shape(images)[1] // h, tf.shape(images)[2] // w) for h, w in shapes]
+        anchors = anchor_ops.pyramid_anchors(shapes, strides, self.config.anchor_sizes,
                                              self.config.anchor_ratios,
                                              round_to_int=self.config.anchor_round_to_int)
         return features, objectness, deltas, anchors

@@ -23,15 +23,17 @@ def base_anchors(size, ratios, round_to_int=False):
 def level_anchors(height, width, stride, size, ratios, offset=0.0, round_to_int=False):
     """Anchors for one feature map of height x width locations.
 
-    Location (i, j) is centred at ((i + offset) * stride, (j + offset) * stride) in image pixels.
+    Location (i, j) is centred at ((i + offset) * stride_y, (j + offset) * stride_x) in image
+    pixels; `stride` is one number for both axes or a (stride_y, stride_x) pair.
 
     Returns:
       [height * width * A, 4] float32, ordered (row, column, ratio), the order in which
       the RPN head's [B, H, W, A * k] output is flattened.
     """
     base = base_anchors(size, ratios, round_to_int)  # [A, 4]
-    ys = (tf.cast(tf.range(height), tf.float32) + offset) * stride
-    xs = (tf.cast(tf.range(width), tf.float32) + offset) * stride
+    stride_y, stride_x = stride if isinstance(stride, (tuple, list)) else (stride, stride)
+    ys = (tf.cast(tf.range(height), tf.float32) + offset) * tf.cast(stride_y, tf.float32)
+    xs = (tf.cast(tf.range(width), tf.float32) + offset) * tf.cast(stride_x, tf.float32)
     cy, cx = tf.meshgrid(ys, xs, indexing="ij")  # [H, W]
     shifts = tf.stack([cy, cx, cy, cx], axis=-1)[:, :, None, :]  # [H, W, 1, 4]
     return tf.reshape(shifts + base[None, None], [-1, 4])

@@ -65,3 +65,35 @@ def test_pyramid_anchors_counts():
         cy, cx, _, _ = _centres_sizes(a[-3:])
         np.testing.assert_allclose(cy, (h - 1) * stride)
         np.testing.assert_allclose(cx, (w - 1) * stride)
+
+
+def test_level_anchors_take_a_stride_per_axis():
+    got = anchor_ops.level_anchors(2, 3, (61, 64), 512.0, [1.0]).numpy()
+    centres = (got[:, :2] + got[:, 2:]) / 2
+    np.testing.assert_allclose(centres[:, 0], [0, 0, 0, 61, 61, 61])
+    np.testing.assert_allclose(centres[:, 1], [0, 64, 128, 0, 64, 128])
+
+
+def test_torchvision_anchors_match_torchvision_if_available():
+    """The torchvision preset's anchors (rounded corners, strides from the grid: 800 // 13 =
+    61 on P6) equal torchvision's AnchorGenerator's, in the same order."""
+    try:
+        import torch
+        from torchvision.models.detection.anchor_utils import AnchorGenerator
+        from torchvision.models.detection.image_list import ImageList
+    except ImportError:
+        pytest.skip("torch / torchvision are not installed")
+    from mrcnn_tf.config import get_config
+    config = get_config("torchvision_maskrcnn_r50_fpn")
+    height, width = 800, 1088
+    shapes = [(200, 272), (100, 136), (50, 68), (25, 34), (13, 17)]
+    strides = [(height // h, width // w) for h, w in shapes]
+    ours = anchor_ops.pyramid_anchors(shapes, strides, config.anchor_sizes, config.anchor_ratios,
+                                   round_to_int=True)
+    generator = AnchorGenerator(tuple((int(s),) for s in config.anchor_sizes),
+                                (tuple(config.anchor_ratios),) * 5)
+    features = [torch.zeros(1, 1, h, w) for h, w in shapes]
+    theirs = generator(ImageList(torch.zeros(1, 3, height, width), [(height, width)]),
+                       features)[0].numpy()  # (x1, y1, x2, y2), levels concatenated
+    ours = np.concatenate([a.numpy() for a in ours])[:, [1, 0, 3, 2]]
+    np.testing.assert_array_equal(ours, theirs)
