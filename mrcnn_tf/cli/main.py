@@ -13,13 +13,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from mrcnn_tf.cli import (common, data, demo, evaluate, export, inspect,  # noqa: E402
-                          predict, serve, train)
+from mrcnn_tf.cli import (common, data, demo, evaluate, export,  # noqa: E402
+                          import_weights, inspect, predict, serve, train)
 
 FLAGS = flags.FLAGS
 COMMANDS = {
     "train": train, "evaluate": evaluate, "predict": predict, "export": export,
-    "inspect": inspect, "demo": demo, "make-tfrecords": data, "serve-client": serve,
+    "inspect": inspect, "import-weights": import_weights, "demo": demo,
+    "make-tfrecords": data, "serve-client": serve,
 }
 HELP_FLAGS = ("--help", "-h", "--helpshort", "-help")
 
