@@ -34,6 +34,10 @@ flags.DEFINE_integer("eval_every", 1, "train: evaluate every N epochs.")
 flags.DEFINE_integer("keep_checkpoints", 3, "train: epoch checkpoints kept (the newest).")
 flags.DEFINE_string("init_weights", None, "train: start from these weights (.keras, run "
                     "folder or .weights.h5 of the same architecture).")
+flags.DEFINE_boolean("init_new_classes", False, "train: with --init_weights made for other "
+                     "classes (e.g. COCO weights, your own dataset): load everything but the "
+                     "class-specific output layers (class logits, box deltas, mask predictor), "
+                     "which start fresh.")
 flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
                   "train: compute dtype policy (losses, RoIAlign, box decoding and NMS stay "
                   "float32; mixed_float16 adds dynamic loss scaling).")
@@ -52,8 +56,8 @@ USAGE = ("--config PRESET|experiments/X.py [--override k=v] [--run_dir DIR] "
 DATA_FLAGS = ("train_annotations", "train_image_dir", "train_tfrecords", "val_annotations",
               "val_image_dir", "synthetic_train_images", "synthetic_val_images")
 SCHEDULE_FLAGS = ("run_dir", "epochs", "steps_per_epoch", "batch_size", "seed", "eval_every",
-                  "keep_checkpoints", "init_weights", "mixed_precision", "jit_compile",
-                  "strategy", "tpu", "deterministic", "tensorboard_images")
+                  "keep_checkpoints", "init_weights", "init_new_classes", "mixed_precision",
+                  "jit_compile", "strategy", "tpu", "deterministic", "tensorboard_images")
 FLAG_NAMES = ("config", "override") + DATA_FLAGS + SCHEDULE_FLAGS + common.COCO_DATA_FLAGS[2:]
 # Synthetic shapes: training and evaluation images come from different seeds.
 SYNTHETIC_TRAIN_SEED = 0
@@ -164,6 +168,7 @@ def main():
         mixed_precision=values["mixed_precision"], jit_compile=values["jit_compile"],
         deterministic=values["deterministic"], eval_every=values["eval_every"],
         keep_checkpoints=values["keep_checkpoints"], init_weights=values["init_weights"],
+        init_new_classes=values["init_new_classes"],
         tensorboard_images=values["tensorboard_images"])
     options.check()
     source, label_map, val_examples, val_gt, report = training_data(values, config)

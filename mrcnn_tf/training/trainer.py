@@ -55,6 +55,7 @@ class TrainOptions:
     eval_every: int = 1
     keep_checkpoints: int = 3
     init_weights: Optional[str] = None
+    init_new_classes: bool = False  # fine-tune init_weights on other classes (fresh heads)
     tensorboard_images: int = 4
     verbose: int = 1
 
@@ -191,7 +192,8 @@ def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
                          category_ids=list(label_map.dataset_ids))
         model.build()
         if options.init_weights and initial_epoch == 0:
-            load_weights_into(model, options.init_weights, "--init_weights")
+            load_weights_into(model, options.init_weights, "--init_weights",
+                              new_classes=options.init_new_classes)
         _compile(model, config, options)
 
     start_step = initial_epoch * options.steps_per_epoch

@@ -66,22 +66,53 @@ def architecture_differences(saved: Config, wanted: Config) -> list:
             for name in ARCHITECTURE_FIELDS if getattr(saved, name) != getattr(wanted, name)]
 
 
-def load_weights_into(model, path: str, flag: str = "--weights") -> None:
+# Layers whose shapes depend on the class count: re-initialized when fine-tuning on new classes.
+CLASS_SPECIFIC_LAYERS = ("box_head/class_logits/", "box_head/box_deltas/", "mask_head/predictor/")
+
+
+def load_weights_into(model, path: str, flag: str = "--weights",
+                      new_classes: bool = False) -> None:
     """Copies the weights at `path` into the built `model`, or raises a one-line ValueError
-    naming the flag and what differs (class count, backbone, ...)."""
+    naming the flag and what differs (class count, backbone, ...).
+
+    new_classes: the model has other classes than the weights (fine-tuning on another
+    dataset): everything is copied except the class-specific output layers
+    (`CLASS_SPECIFIC_LAYERS`), which keep their fresh initialization. Only the class count may
+    differ; needs a .keras model or run folder.
+    """
     path = resolve_model_path(path, flag)
     if path.endswith(".keras"):
         source = load_model(path, flag)
         differences = architecture_differences(source.config, model.config)
+        if new_classes:
+            differences = [d for d in differences if not d.startswith("num_classes=")]
         if differences:
             raise ValueError(f"{flag}={path}: made for another config: "
                              f"{'; '.join(differences)}")
-        model.set_weights(source.get_weights())
+        if new_classes:
+            _copy_all_but_class_layers(source, model)
+        else:
+            model.set_weights(source.get_weights())
         return
+    if new_classes:
+        raise ValueError(f"{flag}={path}: loading for new classes needs a .keras model or a run "
+                         "folder (a .weights.h5 file does not say which layers are which)")
     mismatch = _h5_mismatch(model, path, flag)
     if mismatch:
         raise ValueError(f"{flag}={path}: made for another config: {mismatch}")
     model.load_weights(path)
+
+
+def _copy_all_but_class_layers(source, model) -> None:
+    """Copies variable by variable (both models list them in the same order, being the same
+    architecture), leaving the class-specific output layers of `model` as they are."""
+    for theirs, ours in zip(source.weights, model.weights, strict=True):
+        if any(layer in ours.path for layer in CLASS_SPECIFIC_LAYERS):
+            continue
+        if tuple(theirs.shape) != tuple(ours.shape):
+            raise ValueError(f"{ours.path}: shape {tuple(theirs.shape)} in the weights, "
+                             f"{tuple(ours.shape)} in the model")
+        ours.assign(theirs)
 
 
 def _h5_mismatch(model, path: str, flag: str = "--weights") -> Optional[str]:

@@ -164,6 +164,33 @@ def test_keras_file_of_another_config(saved, fresh, kind, field):
         np.testing.assert_array_equal(x, y)
 
 
+def test_new_classes_keep_everything_but_the_class_layers(saved, fresh):
+    """Fine-tuning weights of 5 classes on 3: backbone, FPN, RPN and the heads' hidden layers
+    come from the weights; the class-specific output layers keep their fresh values."""
+    models, paths = saved
+    source = models["classes"]
+    initial = {v.path: v.numpy() for v in fresh.weights}
+    weights.load_weights_into(fresh, paths["classes"], "--init_weights", new_classes=True)
+    kept = fresh_count = 0
+    for theirs, ours in zip(source.weights, fresh.weights):
+        if any(layer in ours.path for layer in weights.CLASS_SPECIFIC_LAYERS):
+            np.testing.assert_array_equal(ours.numpy(), initial[ours.path])
+            fresh_count += 1
+        else:
+            np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+            kept += 1
+    assert fresh_count == 6 and kept > 50  # kernel + bias of the three output layers
+
+
+def test_new_classes_still_refuses_another_architecture(saved, fresh):
+    _, paths = saved
+    with pytest.raises(ValueError, match="tiny_widths"):
+        weights.load_weights_into(fresh, paths["widths"], "--init_weights", new_classes=True)
+    with pytest.raises(ValueError, match="needs a .keras model"):
+        weights.load_weights_into(fresh, paths["classes_h5"], "--init_weights",
+                                  new_classes=True)
+
+
 @pytest.mark.parametrize("kind", ["classes_h5", "widths_h5"])
 def test_weights_file_of_another_config(saved, fresh, kind):
     _, paths = saved
