@@ -17,6 +17,7 @@ BACKBONES = ("resnet50", "resnet101", "tiny")
 ROI_ALIGN_IMPLEMENTATIONS = ("crop_and_resize", "builtin")
 NORMS = ("bn", "frozen_bn", "gn")
 RESIZE_RULES = ("detectron2", "torchvision")
+PASTE_RULES = ("detectron2", "torchvision")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +105,11 @@ class Config:
     detection_nms_threshold: float = 0.5
     detection_pre_nms_topk: int = 5000  # (RoI, class) candidates kept before per-class NMS
     min_detection_size: float = 0.0
+    # How predict_images pastes the m x m mask probabilities into the image: "detectron2"
+    # samples the mask at each pixel centre (continuous box); "torchvision" pads the mask by
+    # one, expands the box by (m + 2) / m, truncates it to integers and bilinear-resizes the
+    # padded mask onto [y1, y2] x [x1, x2] inclusive (paste_masks_in_image).
+    paste_rule: str = "detectron2"
 
     # Losses.
     loss_weight_rpn_class: float = 1.0
@@ -136,6 +142,7 @@ class Config:
         check(0 < self.image_min_size <= self.image_max_size, "image_min_size",
               "0 < image_min_size <= image_max_size")
         check(self.resize_rule in RESIZE_RULES, "resize_rule", f"one of {RESIZE_RULES}")
+        check(self.paste_rule in PASTE_RULES, "paste_rule", f"one of {PASTE_RULES}")
         check(self.size_divisibility >= 32 and self.size_divisibility % 32 == 0,
               "size_divisibility", "a positive multiple of 32 (the coarsest backbone stride)")
         check(len(self.pixel_mean) == 3, "pixel_mean", "3 values (R, G, B)")
@@ -249,6 +256,7 @@ def torchvision_maskrcnn_r50_fpn() -> Config:
         name="torchvision_maskrcnn_r50_fpn",
         num_classes=90,
         resize_rule="torchvision",
+        paste_rule="torchvision",
         stride_in_1x1=False,
         norm="frozen_bn",
         roi_aligned=False,

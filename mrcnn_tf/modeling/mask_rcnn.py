@@ -176,7 +176,8 @@ class MaskRCNN(keras.Model):
         Returns:
           list of dicts of NumPy arrays, one per image, with only the real detections:
           "boxes" [n, 4] (y1, x1, y2, x2) pixels, "class_ids" [n] int32 1..K, "scores" [n],
-          "masks" [n, H, W] bool full-image masks, and the dataset's own labels:
+          "masks" [n, H, W] bool full-image masks (pasted by config.paste_rule, thresholded at
+          0.5), and the dataset's own labels:
           "category_ids" [n] int64 and "class_names" (list of n str).
         """
         if len(images) == 0:
@@ -188,7 +189,7 @@ class MaskRCNN(keras.Model):
             n = int(outputs["num_detections"][0])
             boxes = outputs["boxes"][0, :n]
             masks = mask_ops.paste_masks(outputs["masks"][0, :n], boxes, image.shape[0],
-                                         image.shape[1])
+                                         image.shape[1], paste_rule=self.config.paste_rule)
             class_ids = outputs["class_ids"][0, :n].numpy()
             results.append({
                 "boxes": boxes.numpy(),

@@ -163,20 +163,30 @@ def crop_mini_mask_targets(mini_masks, gt_boxes, rois, matched_gt, mask_size,
     return tf.reshape(targets, tf.stack([b, p, mask_size, mask_size]))
 
 
-def paste_masks(masks, boxes, height, width):
+PASTE_RULES = ("detectron2", "torchvision")
+
+
+def paste_masks(masks, boxes, height, width, paste_rule="detectron2"):
     """Pastes box-relative mask probabilities into full images.
 
     Each image pixel centre (i + 0.5, j + 0.5) is mapped into the box's mask and the mask is
     sampled bilinearly; the mask is framed by one pixel of zeros first so its edges fade out
     instead of ending abruptly (Detectron2's paste, grid_sample with zero padding).
+    paste_rule="torchvision" pastes as torchvision does instead (`paste_masks_torchvision`).
 
     Args:
       masks: [N, m, m] float probabilities for N boxes.
       boxes: [N, 4] (y1, x1, y2, x2) in the target image's pixels.
       height, width: the target image size (ints or scalar tensors).
+      paste_rule: "detectron2" or "torchvision" (Config.paste_rule).
     Returns:
       [N, height, width] float32 probabilities (threshold at 0.5 for a binary mask).
     """
+    if paste_rule == "torchvision":
+        return paste_masks_torchvision(masks, boxes, height, width)
+    if paste_rule != "detectron2":
+        raise ValueError(f"paste_masks: paste_rule={paste_rule!r}, expected one of "
+                         f"{PASTE_RULES}")
     masks = tf.convert_to_tensor(masks, tf.float32)
     m = tf.cast(tf.shape(masks)[1], tf.float32)
     framed = tf.pad(masks, [[0, 0], [1, 1], [1, 1]])[..., None]  # [N, m + 2, m + 2, 1]
@@ -201,3 +211,56 @@ def paste_masks(masks, boxes, height, width):
         tf.stack([tf.cast(height, tf.int32), tf.cast(width, tf.int32)]),
         method="bilinear", extrapolation_value=0.0)
     return pasted[..., 0]
+
+
+def _resize_weights(start, end, size, extent):
+    """[N, extent, size] bilinear weights (half-pixel centres, as F.interpolate with
+    align_corners=False) that resize a length-`size` signal onto the image pixels
+    start..end (inclusive, integers) of a length-`extent` axis; zero rows elsewhere."""
+    start, end = start[:, None], end[:, None]  # [N, 1] int32
+    out_size = tf.maximum(end - start + 1, 1)
+    size_f = tf.cast(size, tf.float32)
+    scale = size_f / tf.cast(out_size, tf.float32)
+    pixels = tf.range(extent)[None, :]  # [1, extent]
+    inside = (pixels >= start) & (pixels <= end)
+    source = scale * (tf.cast(pixels - start, tf.float32) + 0.5) - 0.5
+    source = tf.maximum(source, 0.0)
+    lower = tf.minimum(tf.floor(source), size_f - 1.0)
+    weight = tf.clip_by_value(source - lower, 0.0, 1.0)
+    lower = tf.cast(lower, tf.int32)
+    upper = tf.minimum(lower + 1, size - 1)
+    weight = weight * tf.cast(upper > lower, tf.float32)
+    keep = tf.cast(inside, tf.float32)
+    return ((1.0 - weight) * keep)[..., None] * tf.one_hot(lower, size) + (
+        weight * keep)[..., None] * tf.one_hot(upper, size)
+
+
+def paste_masks_torchvision(masks, boxes, height, width):
+    """`paste_masks` as torchvision pastes (roi_heads.paste_masks_in_image, padding 1).
+
+    The m x m mask is framed by one pixel of zeros and its box scaled by (m + 2) / m about its
+    centre, then truncated to integers (x1, y1, x2, y2); the framed mask is bilinearly resized
+    (half-pixel centres, edge-clamped, no antialiasing) to (y2 - y1 + 1, x2 - x1 + 1), at least
+    1 x 1, and written at rows y1..y2, columns x1..x2, clipped to the image; zero elsewhere.
+    The resize is separable, so each mask is pasted as rows @ mask @ columns^T with sparse
+    interpolation matrices.
+
+    Args, returns: as `paste_masks`.
+    """
+    masks = tf.convert_to_tensor(masks, tf.float32)
+    m = tf.shape(masks)[1]
+    framed = tf.pad(masks, [[0, 0], [1, 1], [1, 1]])  # [N, m + 2, m + 2]
+    scale = tf.cast(m + 2, tf.float32) / tf.cast(m, tf.float32)
+    y1, x1, y2, x2 = tf.unstack(tf.cast(boxes, tf.float32), 4, axis=-1)
+
+    def expand(lo, hi):
+        # torchvision's expand_boxes in float32, then .to(int64) (truncation toward zero).
+        half = (hi - lo) * 0.5 * scale
+        centre = (hi + lo) * 0.5
+        return tf.cast(centre - half, tf.int32), tf.cast(centre + half, tf.int32)
+
+    ey1, ey2 = expand(y1, y2)
+    ex1, ex2 = expand(x1, x2)
+    rows = _resize_weights(ey1, ey2, m + 2, tf.cast(height, tf.int32))  # [N, H, m + 2]
+    cols = _resize_weights(ex1, ex2, m + 2, tf.cast(width, tf.int32))  # [N, W, m + 2]
+    return tf.matmul(tf.matmul(rows, framed), cols, transpose_b=True)

@@ -247,6 +247,60 @@ def test_detect_matches_rpn_and_roi_heads_on_the_same_input(imported):
     assert mask_error <= 5e-3
 
 
+def test_predict_images_matches_torchvision_end_to_end(imported):
+    """Our predict_images on a uint8 480x640 image against torchvision's whole model (its own
+    resize to 800x1066, normalization, padding, post-processing and legacy mask paste) on the
+    image / 255. The random weights score every class near 1/91, so both score thresholds are
+    set to 0 for 100 detections each. Both masks are thresholded with >= 0.5: thin boxes often
+    paste probabilities of exactly 0.5 (a saturated mask pixel halfway to the zero frame), on
+    which > 0.5 and >= 0.5 disagree."""
+    from mrcnn_tf.data.shapes import generate_shapes_example
+    score_threshold = 0.0
+    config = imported.model.config.replace(score_threshold=score_threshold)
+    assert config.paste_rule == "torchvision"
+    model = tvm.convert(imported.state_dict, config=config)
+    image = generate_shapes_example(3, image_size=640, min_shapes=4, max_shapes=6)["image"]
+    image = np.ascontiguousarray(image[80:560])  # 480 x 640
+    ours = model.predict_images([image])[0]
+
+    reference = imported.reference
+    saved = reference.roi_heads.score_thresh
+    reference.roi_heads.score_thresh = score_threshold
+    try:
+        with torch.no_grad():
+            theirs = reference([torch.from_numpy(image).permute(2, 0, 1).float() / 255.0])[0]
+    finally:
+        reference.roi_heads.score_thresh = saved
+    their_boxes = theirs["boxes"].numpy()[:, XY_TO_YX]
+    their_classes = theirs["labels"].numpy()
+    their_scores = theirs["scores"].numpy()
+    their_masks = theirs["masks"].numpy()[:, 0] >= 0.5  # as predict_images thresholds
+    count = len(ours["boxes"])
+    assert count == len(their_boxes) == 100
+    assert ours["masks"].shape == their_masks.shape == (100, 480, 640)
+
+    box_error = np.abs(ours["boxes"] - their_boxes).max(-1)
+    score_error = np.abs(ours["scores"] - their_scores)
+    same = ((ours["class_ids"] == their_classes) & (box_error <= 0.5) & (score_error <= 1e-3))
+    print(f"predict_images: {int(same.sum())} of {count} detections equal in place (class, box "
+          f"within 0.5 px, score within 1e-3); max box error {box_error[same].max():.3g} px, "
+          f"max score error {score_error[same].max():.3g}; mismatched places "
+          f"{np.flatnonzero(~same).tolist()}")
+    # A near tie may swap two places or change the 100th detection.
+    assert int((~same).sum()) <= 2
+
+    ious = []
+    for i in np.flatnonzero(same):
+        a, b = ours["masks"][i], their_masks[i]
+        if a.sum() < 20 and b.sum() < 20:
+            continue
+        ious.append(np.logical_and(a, b).sum() / np.logical_or(a, b).sum())
+    ious = np.array(ious)
+    print(f"pasted masks: {len(ious)} compared, IoU min {ious.min():.4f}, mean {ious.mean():.4f},"
+          f" {int((ious == 1).sum())} identical")
+    assert len(ious) > 0 and ious.min() >= 0.98
+
+
 # -- refusals --------------------------------------------------------------------------------
 def test_convert_refuses_missing_unexpected_and_misshaped_tensors(imported):
     good = imported.state_dict

@@ -114,6 +114,109 @@ def test_paste_matches_numpy():
                                    atol=1e-4, err_msg=f"mask {i}")
 
 
+def _legacy_paste(mask, box, height, width):
+    """torchvision's paste_mask_in_image (after expand_masks / expand_boxes, padding 1), step by
+    step in NumPy: box (y1, x1, y2, x2) float; bilinear resize with half-pixel centres."""
+    m = mask.shape[0]
+    padded = np.pad(mask.astype(np.float32), 1)
+    scale = np.float32((m + 2) / m)
+    box = box.astype(np.float32)
+    y1, x1, y2, x2 = box
+    half_h, half_w = (y2 - y1) * np.float32(0.5) * scale, (x2 - x1) * np.float32(0.5) * scale
+    cy, cx = (y2 + y1) * np.float32(0.5), (x2 + x1) * np.float32(0.5)
+    y1, y2 = int(cy - half_h), int(cy + half_h)  # int() truncates toward zero, as .to(int64)
+    x1, x2 = int(cx - half_w), int(cx + half_w)
+    h, w = max(y2 - y1 + 1, 1), max(x2 - x1 + 1, 1)
+
+    def axis_weights(out_size, in_size):
+        weights = np.zeros((out_size, in_size), np.float64)
+        for i in range(out_size):
+            src = max((i + 0.5) * in_size / out_size - 0.5, 0.0)
+            lo = min(int(np.floor(src)), in_size - 1)
+            hi = min(lo + 1, in_size - 1)
+            lam = src - lo
+            weights[i, lo] += 1.0 - lam
+            weights[i, hi] += lam
+        return weights
+
+    resized = axis_weights(h, m + 2) @ padded @ axis_weights(w, m + 2).T
+    out = np.zeros((height, width), np.float64)
+    ys, ye = max(y1, 0), min(y2 + 1, height)
+    xs, xe = max(x1, 0), min(x2 + 1, width)
+    if ye > ys and xe > xs:
+        out[ys:ye, xs:xe] = resized[ys - y1:ye - y1, xs - x1:xe - x1]
+    return out
+
+
+_LEGACY_BOXES = np.array([
+    [3.3, 5.1, 20.7, 17.2],       # inside, fractional
+    [-4.0, 10.0, 12.0, 40.5],     # crosses the top edge
+    [0.0, 0.0, 30.0, 36.0],       # the whole image
+    [25.2, 30.6, 44.9, 52.0],     # crosses the bottom-right corner
+    [10.0, 12.0, 10.4, 12.3],     # smaller than a pixel: a 1 x 1 paste
+    [-7.9, -3.6, 2.5, 4.1],       # negative ends, truncated toward zero
+    [14.0, 7.0, 16.0, 29.0],      # flat
+], np.float32)
+
+
+@pytest.mark.parametrize("m", [7, 28])
+def test_torchvision_paste_matches_the_legacy_steps(m):
+    rng = np.random.default_rng(m)
+    masks = rng.random((len(_LEGACY_BOXES), m, m)).astype(np.float32)
+    out = mask_ops.paste_masks(tf.constant(masks), tf.constant(_LEGACY_BOXES), 30, 36,
+                               paste_rule="torchvision").numpy()
+    np.testing.assert_array_equal(
+        out, mask_ops.paste_masks_torchvision(masks, _LEGACY_BOXES, 30, 36).numpy())
+    assert out.shape == (len(_LEGACY_BOXES), 30, 36) and out.dtype == np.float32
+    for i, box in enumerate(_LEGACY_BOXES):
+        np.testing.assert_allclose(out[i], _legacy_paste(masks[i], box, 30, 36), atol=1e-5,
+                                   err_msg=f"mask {i}, box {box}")
+
+
+def test_torchvision_paste_of_ones_covers_the_expanded_integer_box():
+    out = mask_ops.paste_masks_torchvision(tf.ones([1, 28, 28]),
+                                           tf.constant([[10.0, 20.0, 50.0, 60.0]]), 100, 100)
+    out = out.numpy()[0]
+    # The box grows by 30/28 about its centre (40 -> 42.86 px): rows 8..51 and columns
+    # 18..61 are pasted, and their outermost ring reads the zero frame.
+    ys, xs = np.nonzero(out)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (9, 50, 19, 60)
+    assert out[9:51, 19:61].min() > 0
+    # Thresholded, it is one pixel wider on every side than the box (rows 9..50 instead of
+    # 10..49), less the four corners (0.52 x 0.52 = 0.27): the legacy paste's known bias.
+    expected = np.zeros((100, 100), bool)
+    expected[9:51, 19:61] = True
+    expected[[9, 9, 50, 50], [19, 60, 19, 60]] = False
+    np.testing.assert_array_equal(out >= 0.5, expected)
+
+
+def test_torchvision_paste_matches_torchvision_if_available():
+    torch = pytest.importorskip(
+        "torch", reason="torch is not installed: comparing with torchvision's own "
+        "paste_masks_in_image needs the optional extra (pip install mrcnn-tf[torch])")
+    roi_heads = pytest.importorskip(
+        "torchvision.models.detection.roi_heads", reason="torchvision is not installed: "
+        "comparing with its paste_masks_in_image needs the optional extra")
+    rng = np.random.default_rng(3)
+    masks = rng.random((len(_LEGACY_BOXES), 28, 28)).astype(np.float32)
+    # Random boxes that overlap the image (torchvision's paste fails on one wholly outside).
+    start = rng.uniform([-5, -5], [25, 30], (20, 2))
+    extra = np.concatenate([start, start + rng.uniform(6, 30, (20, 2))], axis=1)
+    boxes = np.concatenate([_LEGACY_BOXES, extra.astype(np.float32)])
+    masks = np.concatenate([masks, rng.random((20, 28, 28)).astype(np.float32)])
+    xyxy = torch.from_numpy(np.ascontiguousarray(boxes[:, [1, 0, 3, 2]]))
+    theirs = roi_heads.paste_masks_in_image(torch.from_numpy(masks)[:, None], xyxy,
+                                            (30, 36)).numpy()[:, 0]
+    ours = mask_ops.paste_masks_torchvision(masks, boxes, 30, 36).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_paste_masks_refuses_an_unknown_rule():
+    with pytest.raises(ValueError, match="paste_rule"):
+        mask_ops.paste_masks(tf.ones([1, 7, 7]), tf.constant([[0.0, 0.0, 5.0, 5.0]]), 8, 8,
+                             paste_rule="opencv")
+
+
 @pytest.mark.parametrize("rect,box,min_iou", [
     ((20, 30, 70, 95), (18.0, 28.0, 72.0, 97.0), 0.95),
     ((14, 26, 62, 98), (10.0, 20.0, 66.0, 104.0), 0.99),  # edges on 28-bin boundaries
