@@ -69,3 +69,30 @@ def two_image_training_set(config, size, seed=11):
     data = pipeline.make_training_dataset(raw.cache(), config, 2, shuffle=False,
                                           augment=False, seed=0)
     return examples, data
+
+
+# Dataset category ids of the small labelled model: any integers, 0 included.
+CATEGORY_IDS = [5, 0, 9]
+
+
+def small_labelled_model():
+    """A MaskRCNN of `small_model_config` with shapes class names and CATEGORY_IDS, seed 0."""
+    import keras  # noqa: PLC0415
+
+    from mrcnn_tf.modeling.mask_rcnn import MaskRCNN  # noqa: PLC0415
+    keras.utils.set_random_seed(0)
+    return MaskRCNN(small_model_config(), class_names=["square", "circle", "triangle"],
+                    category_ids=CATEGORY_IDS)
+
+
+def import_torch_or_skip(purpose, allow_module_level=False):
+    """(torch, torchvision), or skips the test (or module) saying what needed them."""
+    import pytest  # noqa: PLC0415
+    try:
+        import torch  # noqa: PLC0415
+        import torchvision  # noqa: PLC0415
+    except ImportError:
+        pytest.skip(f"torch / torchvision are not installed ({purpose}); they come with the "
+                    "optional extra: pip install mrcnn-tf[torch]",
+                    allow_module_level=allow_module_level)
+    return torch, torchvision

@@ -10,19 +10,17 @@ import re
 import sys
 import threading
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from mrcnn_tf import io_utils, serving_client
 from mrcnn_tf.export import export_saved_model
-from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
 from mrcnn_tf.ops import masks as mask_ops
 
-from helpers import box_iou, rest_body_inputs, small_model_config  # noqa: E402
+from helpers import (CATEGORY_IDS, box_iou, rest_body_inputs,  # noqa: E402
+                     small_labelled_model)
 
-CATEGORY_IDS = [5, 0, 9]
 OUTPUTS = serving_client.OUTPUT_KEYS
 D = 10
 
@@ -46,9 +44,7 @@ def png(image):
 
 @pytest.fixture(scope="module")
 def model():
-    keras.utils.set_random_seed(0)
-    return MaskRCNN(small_model_config(), class_names=["square", "circle", "triangle"],
-                    category_ids=CATEGORY_IDS)
+    return small_labelled_model()
 
 
 @pytest.fixture(scope="module")

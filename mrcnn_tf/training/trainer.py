@@ -18,6 +18,7 @@ TensorFlow's ops run deterministically.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import sys
@@ -85,7 +86,6 @@ def prepare_run_folder(run_dir: str, config: Config, label_map: LabelMap,
     config_path = os.path.join(run_dir, "config.json")
     run_path = os.path.join(run_dir, "run.json")
     if os.path.exists(config_path):
-        import json  # noqa: PLC0415
         with open(config_path) as f:
             previous = Config.from_dict(json.load(f))
         changed = sorted(k for k, v in previous.to_dict().items() if config.to_dict()[k] != v)

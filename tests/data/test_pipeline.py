@@ -9,6 +9,7 @@ from mrcnn_tf.data.pipeline import (make_training_dataset, preprocess_for_infere
                                     preprocess_for_training, resize_params, resize_shape_static)
 from mrcnn_tf.data.shapes import generate_shapes_example, shapes_dataset
 from mrcnn_tf.data.validation import to_rgb, validate_example
+from helpers import import_torch_or_skip  # noqa: E402
 
 TINY = get_config("shapes_tiny")
 
@@ -148,12 +149,8 @@ def test_torchvision_resize_rule_floors(h, w, expected):
 
 
 def test_torchvision_resize_rule_matches_torchvision_if_available():
-    try:
-        import torch
-        from torchvision.models.detection.transform import GeneralizedRCNNTransform
-    except ImportError:
-        pytest.skip("torch / torchvision are not installed; the fixed cases above stand in")
-    transform = GeneralizedRCNNTransform(800, 1333, [0.0] * 3, [1.0] * 3)
+    torch, torchvision = import_torch_or_skip("the fixed cases above stand in")
+    transform = torchvision.models.detection.transform.GeneralizedRCNNTransform(800, 1333, [0.0] * 3, [1.0] * 3)
     config = get_config("torchvision_maskrcnn_r50_fpn")
     rng = np.random.default_rng(1)
     for h, w in rng.integers(60, 1600, size=(150, 2)):

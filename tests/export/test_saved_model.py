@@ -18,9 +18,9 @@ from mrcnn_tf.export import saved_model as saved_model_lib
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
 from mrcnn_tf.ops import masks as mask_ops
 
-from helpers import box_iou, rest_body_inputs, small_model_config  # noqa: E402
+from helpers import (CATEGORY_IDS, box_iou, rest_body_inputs,  # noqa: E402
+                     small_labelled_model, small_model_config)
 
-CATEGORY_IDS = [5, 0, 9]
 OUTPUTS = ("num_detections", "detection_boxes", "detection_scores", "detection_classes",
            "detection_masks")
 
@@ -41,9 +41,7 @@ def textured_images(batch, height, width, seed):
 
 @pytest.fixture(scope="module")
 def model():
-    keras.utils.set_random_seed(0)
-    return MaskRCNN(small_model_config(), class_names=["square", "circle", "triangle"],
-                    category_ids=CATEGORY_IDS)
+    return small_labelled_model()
 
 
 @pytest.fixture(scope="module")

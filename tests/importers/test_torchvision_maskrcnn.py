@@ -17,12 +17,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-torch = pytest.importorskip(
-    "torch", reason="torch is not installed: the torchvision importer tests need the optional "
-    "extra (pip install mrcnn-tf[torch])")
-torchvision = pytest.importorskip(
-    "torchvision", reason="torchvision is not installed: the torchvision importer tests need "
-    "the optional extra (pip install mrcnn-tf[torch])")
+from helpers import import_torch_or_skip  # noqa: E402
+torch, torchvision = import_torch_or_skip("the torchvision importer tests",
+                                          allow_module_level=True)
 
 from torch import nn  # noqa: E402
 from torchvision.models.detection.image_list import ImageList  # noqa: E402

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from mrcnn_tf.ops import anchors as anchor_ops
+from helpers import import_torch_or_skip  # noqa: E402
 
 RATIOS = (0.5, 1.0, 2.0)
 
@@ -77,12 +78,9 @@ def test_level_anchors_take_a_stride_per_axis():
 def test_torchvision_anchors_match_torchvision_if_available():
     """The torchvision preset's anchors (rounded corners, strides from the grid: 800 // 13 =
     61 on P6) equal torchvision's AnchorGenerator's, in the same order."""
-    try:
-        import torch
-        from torchvision.models.detection.anchor_utils import AnchorGenerator
-        from torchvision.models.detection.image_list import ImageList
-    except ImportError:
-        pytest.skip("torch / torchvision are not installed")
+    torch, torchvision = import_torch_or_skip("the comparison with torchvision's anchors")
+    AnchorGenerator = torchvision.models.detection.anchor_utils.AnchorGenerator
+    ImageList = torchvision.models.detection.image_list.ImageList
     from mrcnn_tf.config import get_config
     config = get_config("torchvision_maskrcnn_r50_fpn")
     height, width = 800, 1088

@@ -11,6 +11,7 @@ from mrcnn_tf.ops import masks as mask_ops
 
 
 from reference import numpy_reference as ref  # noqa: E402
+from helpers import import_torch_or_skip  # noqa: E402
 
 
 def _crop(masks, rois, matched, mask_size=28):
@@ -191,12 +192,9 @@ def test_torchvision_paste_of_ones_covers_the_expanded_integer_box():
 
 
 def test_torchvision_paste_matches_torchvision_if_available():
-    torch = pytest.importorskip(
-        "torch", reason="torch is not installed: comparing with torchvision's own "
-        "paste_masks_in_image needs the optional extra (pip install mrcnn-tf[torch])")
-    roi_heads = pytest.importorskip(
-        "torchvision.models.detection.roi_heads", reason="torchvision is not installed: "
-        "comparing with its paste_masks_in_image needs the optional extra")
+    torch, torchvision = import_torch_or_skip("comparing with torchvision's "
+                                              "paste_masks_in_image")
+    roi_heads = torchvision.models.detection.roi_heads
     rng = np.random.default_rng(3)
     masks = rng.random((len(_LEGACY_BOXES), 28, 28)).astype(np.float32)
     # Random boxes that overlap the image (torchvision's paste fails on one wholly outside).

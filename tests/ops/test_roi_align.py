@@ -12,6 +12,7 @@ from mrcnn_tf.ops.roi_align import roi_align, roi_align_builtin
 
 
 from reference import roi_align_reference as _ref  # noqa: E402
+from helpers import import_torch_or_skip  # noqa: E402
 roi_align_reference = _ref.roi_align_reference
 
 IMPLS = [roi_align, roi_align_builtin]
@@ -375,11 +376,7 @@ def test_crop_and_resize_version_does_not_convert_with_builtins_only():
 # ------------------------------------------------------------------------- torchvision
 
 def test_matches_torchvision_if_available():
-    try:
-        import torch
-        import torchvision
-    except ImportError:
-        pytest.skip("torch / torchvision are not installed; the NumPy reference stands in")
+    torch, torchvision = import_torch_or_skip("the NumPy reference stands in")
     feats = _features((2, H, W, 3))
     for aligned in (True, False):
         for sampling_ratio in (2, 0):
