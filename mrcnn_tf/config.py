@@ -16,6 +16,9 @@ BACKBONES = ("resnet50", "resnet101", "tiny")
 # stays free of TensorFlow).
 ROI_ALIGN_IMPLEMENTATIONS = ("crop_and_resize", "builtin")
 NORMS = ("bn", "frozen_bn", "gn")
+# Norms of the FPN and head convs: "none" or one of NORMS; the FPN also takes "auto".
+HEAD_NORMS = ("none",) + NORMS
+FPN_NORMS = ("auto",) + HEAD_NORMS
 RESIZE_RULES = ("detectron2", "torchvision")
 PASTE_RULES = ("detectron2", "torchvision")
 
@@ -53,6 +56,9 @@ class Config:
     freeze_at: int = 2  # stem + stages up to C{freeze_at} are not trained (0 = train all)
     tiny_widths: Tuple[int, int, int, int] = (16, 32, 64, 128)  # C2..C5 widths of "tiny"
     fpn_channels: int = 256
+    # A norm after each FPN conv (which then has no bias). "auto": GroupNorm when norm == "gn"
+    # (Detectron2's GN recipe), none otherwise (the original FPN; torchvision v1).
+    fpn_norm: str = "auto"
 
     # Anchors: one size per level P2..P6, the same ratios (h / w) on every level.
     anchor_sizes: Tuple[float, ...] = (32.0, 64.0, 128.0, 256.0, 512.0)
@@ -75,6 +81,7 @@ class Config:
     rpn_min_box_size: float = 0.0
     rpn_box_weights: Tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
     rpn_smooth_l1_beta: float = 0.0
+    rpn_head_num_convs: int = 1  # shared 3x3 conv + ReLU layers before the 1x1 outputs
 
     # RoI heads.
     roi_batch_size_per_image: int = 512
@@ -92,9 +99,17 @@ class Config:
     # TFLite export switches to it by itself.
     roi_align_implementation: str = "crop_and_resize"
     box_coder_weights: Tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
+    # Box head: box_head_num_convs x (3x3 conv [+ norm] + ReLU), then box_head_num_fcs x
+    # (fc + ReLU). The paper's "2fc" head is 0 convs + 2 fcs; "4conv1fc" (Wu & He's GN
+    # recipe, torchvision v2) is 4 convs + 1 fc with a norm.
+    box_head_num_convs: int = 0
+    box_head_conv_dim: int = 256
+    box_head_num_fcs: int = 2
     box_head_fc_dim: int = 1024
+    box_head_norm: str = "none"  # after each box-head conv: "none", "bn", "frozen_bn", "gn"
     mask_head_conv_dim: int = 256
     mask_head_num_convs: int = 4
+    mask_head_norm: str = "none"  # after each mask-head conv: "none", "bn", "frozen_bn", "gn"
     box_smooth_l1_beta: float = 0.0
     # dw, dh are clamped at this before exp() when decoding.
     bbox_delta_clip: float = math.log(1000.0 / 16)
@@ -157,6 +172,14 @@ class Config:
         check(0 <= self.freeze_at <= 5, "freeze_at", "0..5")
         check(len(self.tiny_widths) == 4, "tiny_widths", "4 widths for C2..C5")
         check(self.fpn_channels >= 1, "fpn_channels", "an integer >= 1")
+        check(self.fpn_norm in FPN_NORMS, "fpn_norm", f"one of {FPN_NORMS}")
+        check(self.box_head_norm in HEAD_NORMS, "box_head_norm", f"one of {HEAD_NORMS}")
+        check(self.mask_head_norm in HEAD_NORMS, "mask_head_norm", f"one of {HEAD_NORMS}")
+        check(isinstance(self.rpn_head_num_convs, int) and self.rpn_head_num_convs >= 1,
+              "rpn_head_num_convs", "an integer >= 1")
+        for f in ("box_head_num_convs", "box_head_num_fcs"):
+            check(isinstance(getattr(self, f), int) and getattr(self, f) >= 0, f,
+                  "an integer >= 0")
         check(len(self.anchor_sizes) == 5 and all(s > 0 for s in self.anchor_sizes),
               "anchor_sizes", "5 positive sizes, one per level P2..P6")
         check(len(self.anchor_ratios) >= 1 and all(r > 0 for r in self.anchor_ratios),
@@ -175,7 +198,7 @@ class Config:
                   "rpn_post_nms_topk_train", "rpn_post_nms_topk_test",
                   "roi_batch_size_per_image", "box_pool_size", "mask_pool_size",
                   "detections_per_image", "detection_pre_nms_topk", "box_head_fc_dim",
-                  "mask_head_conv_dim", "batch_size", "total_steps"):
+                  "box_head_conv_dim", "mask_head_conv_dim", "batch_size", "total_steps"):
             check(isinstance(getattr(self, f), int) and getattr(self, f) >= 1, f,
                   "an integer >= 1")
         check(self.mask_size == 2 * self.mask_pool_size, "mask_size",
@@ -211,6 +234,13 @@ class Config:
         """Side of the square canvas that holds any resized image, padded."""
         d = self.size_divisibility
         return int(math.ceil(self.image_max_size / d) * d)
+
+    @property
+    def fpn_norm_kind(self) -> Optional[str]:
+        """The FPN's norm with "auto" resolved: None (no norm) or one of NORMS."""
+        if self.fpn_norm == "auto":
+            return "gn" if self.norm == "gn" else None
+        return None if self.fpn_norm == "none" else self.fpn_norm
 
     def replace(self, **changes: Any) -> "Config":
         """Returns a copy with `changes` applied (validated again)."""
@@ -270,6 +300,25 @@ def torchvision_maskrcnn_r50_fpn() -> Config:
     )
 
 
+def torchvision_maskrcnn_r50_fpn_v2() -> Config:
+    """torchvision's `maskrcnn_resnet50_fpn_v2` (Li et al., "Benchmarking detection transfer
+    learning with vision transformers", 2021): the v1 settings with BatchNorm after every FPN
+    conv, a 2-conv RPN head, a 4conv1fc box head with BatchNorm and BatchNorm in the mask head.
+
+    The imported backbone keeps its statistics frozen (1-2 images per step are too few for
+    batch statistics); the FPN and head norms are BatchNorm, as torchvision trains them (the
+    head norms see hundreds of RoIs per image)."""
+    return torchvision_maskrcnn_r50_fpn().replace(
+        name="torchvision_maskrcnn_r50_fpn_v2",
+        fpn_norm="bn",
+        rpn_head_num_convs=2,
+        box_head_num_convs=4,
+        box_head_num_fcs=1,
+        box_head_norm="bn",
+        mask_head_norm="bn",
+    )
+
+
 def shapes_tiny() -> Config:
     """A small model for 128 px synthetic shapes: trains on a 2-core CPU in minutes."""
     return Config(
@@ -313,6 +362,7 @@ PRESETS = {
     "coco_r50_fpn": coco_r50_fpn,
     "coco_r101_fpn": coco_r101_fpn,
     "torchvision_maskrcnn_r50_fpn": torchvision_maskrcnn_r50_fpn,
+    "torchvision_maskrcnn_r50_fpn_v2": torchvision_maskrcnn_r50_fpn_v2,
     "shapes_tiny": shapes_tiny,
 }
 

@@ -58,10 +58,31 @@ def test_torchvision_preset_matches_its_v1_inference_settings():
     ("image_min_size", 2000),
     ("size_divisibility", 48),
     ("gradient_clip_norm", -1.0),
+    ("fpn_norm", "layer"),
+    ("box_head_norm", "auto"),
+    ("mask_head_norm", "syncbn"),
+    ("rpn_head_num_convs", 0),
+    ("box_head_num_fcs", -1),
+    ("box_head_conv_dim", 0),
 ])
 def test_bad_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         get_config("coco_r50_fpn", **{field: value})
+
+
+def test_fpn_norm_auto_follows_the_backbone_norm():
+    assert get_config("coco_r50_fpn").fpn_norm_kind is None
+    assert get_config("coco_r50_fpn", norm="gn").fpn_norm_kind == "gn"
+    assert get_config("coco_r50_fpn", fpn_norm="none", norm="gn").fpn_norm_kind is None
+    assert get_config("torchvision_maskrcnn_r50_fpn_v2").fpn_norm_kind == "bn"
+
+
+def test_torchvision_v2_preset_differs_from_v1_in_the_layers_only():
+    v1 = get_config("torchvision_maskrcnn_r50_fpn").to_dict()
+    v2 = get_config("torchvision_maskrcnn_r50_fpn_v2").to_dict()
+    changed = {k for k in v1 if v1[k] != v2[k]}
+    assert changed == {"name", "fpn_norm", "rpn_head_num_convs", "box_head_num_convs",
+                       "box_head_num_fcs", "box_head_norm", "mask_head_norm"}
 
 
 def test_unknown_preset_and_unknown_field_are_named():

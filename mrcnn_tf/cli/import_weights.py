@@ -21,11 +21,11 @@ flags.DEFINE_string("checkpoint", None, "import-weights: the .pth state dict (ma
                     "given as the positional CHECKPOINT).")
 flags.DEFINE_float("bn_epsilon", None, "import-weights: the BatchNorm epsilon torchvision "
                    "ran the checkpoint with (default: 0 for maskrcnn_resnet50_fpn, as "
-                   "torchvision sets for its COCO weights; 1e-5 for a model built without "
-                   "weights= and trained).")
+                   "torchvision sets for its COCO weights, and 1e-5 for a v1 model built "
+                   "without weights= and trained; 1e-5 for maskrcnn_resnet50_fpn_v2).")
 
 SUMMARY = "torchvision Mask R-CNN .pth -> model.keras + config + COCO label map"
-USAGE = ("--from torchvision --arch maskrcnn_resnet50_fpn CHECKPOINT.pth --out DIR "
+USAGE = ("--from torchvision --arch maskrcnn_resnet50_fpn[_v2] CHECKPOINT.pth --out DIR "
          "(or --checkpoint CHECKPOINT.pth)")
 FLAG_NAMES = ("from", "arch", "checkpoint", "bn_epsilon", "out")
 POSITIONAL_ARGS = ("CHECKPOINT",)

@@ -4,20 +4,25 @@
     convert(state_dict, arch)        -> a built MaskRCNN with every variable set
     import_weights(checkpoint, out)  -> out/model.keras, out/config.json, out/label_map.json
 
-Supported: `maskrcnn_resnet50_fpn` (v1), the model of torchvision's COCO_V1 weights
-(`maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth`) and of anything fine-tuned from it with 91 class
-slots. It becomes the preset `torchvision_maskrcnn_r50_fpn` (stride in the 3x3 conv,
-RoIAlign aligned=False, rounded anchors, ImageNet mean / std). `ARCHITECTURES` is the table a
-`maskrcnn_resnet50_fpn_v2` entry would join (it needs model changes first: GroupNorm-free BN
-FPN, a 2-conv RPN head, a 4conv1fc box head and BN in the mask head).
+Supported (`ARCHITECTURES`):
+
+- `maskrcnn_resnet50_fpn` (v1), the model of torchvision's COCO_V1 weights
+  (`maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth`) and of anything fine-tuned from it. It becomes
+  the preset `torchvision_maskrcnn_r50_fpn` (stride in the 3x3 conv, RoIAlign aligned=False,
+  rounded anchors, ImageNet mean / std, torchvision's resize and mask paste).
+- `maskrcnn_resnet50_fpn_v2`, the model of `maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth`: the
+  preset `torchvision_maskrcnn_r50_fpn_v2`, which adds BatchNorm after every FPN conv (convs
+  without bias), a 2-conv RPN head, a 4conv1fc box head with BatchNorm and BatchNorm in the
+  mask head. BatchNorm in eval mode is an affine map of its four arrays, so it is imported
+  like the frozen BN of the backbone.
 
 Layout conversions (torch -> ours):
 
 - conv kernels [out, in, kh, kw] -> [kh, kw, in, out] (transpose 2, 3, 1, 0);
   transposed-conv kernels [in, out, kh, kw] -> [kh, kw, out, in] (the same transpose);
   linear weights [out, in] -> [in, out].
-- The first box-head layer (`fc6`) reads the pooled [C, 7, 7] features flattened channel
-  first; ours flattens [7, 7, C]: its weight goes [out, C, 7, 7] -> [7, 7, C, out] -> [7*7*C,
+- The first box-head fully connected layer (v1 `fc6`, v2 `box_head.5`) reads the pooled (v2:
+  convolved) [C, 7, 7] features flattened channel first; ours flattens [7, 7, C]: its weight goes [out, C, 7, 7] -> [7, 7, C, out] -> [7*7*C,
   out].
 - Box coordinates: torchvision predicts (dx, dy, dw, dh) per anchor / class, we predict
   (dy, dx, dh, dw): the output channels of `rpn.head.bbox_pred` and
@@ -256,9 +261,12 @@ def _batch_norm(prefix: str, layer, torch_epsilon: float) -> List[_Entry]:
 
 
 def _resnet_fpn_mapping(model, arch: Architecture) -> List[_Entry]:
-    """Entries of torchvision's v1 Mask R-CNN: ResNet body, FPN, RPN head, TwoMLPHead +
-    FastRCNNPredictor, MaskRCNNHeads + MaskRCNNPredictor."""
+    """Entries of torchvision's Mask R-CNN, v1 or v2 (read off our model's config): ResNet
+    body, FPN (+ BatchNorm in v2), RPN head (1 or 2 convs), box head (v1 TwoMLPHead `fc6`,
+    `fc7`; v2 FastRCNNConvFCHead: 4 conv + BN blocks, a Flatten at index 4, then Linear at 5)
+    + FastRCNNPredictor, MaskRCNNHeads (+ BN in v2) + MaskRCNNPredictor."""
     eps = arch.bn_epsilon
+    config = model.config
     backbone = model.backbone
     entries = _conv("backbone.body.conv1", backbone.get_layer("conv1_conv"))
     entries += _batch_norm("backbone.body.bn1", backbone.get_layer("conv1_bn"), eps)
@@ -277,28 +285,47 @@ def _resnet_fpn_mapping(model, arch: Architecture) -> List[_Entry]:
                                        backbone.get_layer(f"{ours}_0_bn"), eps)
 
     fpn = model.fpn
-    for i, (lateral, output) in enumerate(zip(fpn.lateral_convs, fpn.output_convs)):
-        entries += _conv(f"backbone.fpn.inner_blocks.{i}.0", lateral)
-        entries += _conv(f"backbone.fpn.layer_blocks.{i}.0", output)
+    for i, (lateral, lateral_norm, output, output_norm) in enumerate(zip(
+            fpn.lateral_convs, fpn.lateral_norms, fpn.output_convs, fpn.output_norms)):
+        for blocks, conv, norm in (("inner_blocks", lateral, lateral_norm),
+                                   ("layer_blocks", output, output_norm)):
+            entries += _conv(f"backbone.fpn.{blocks}.{i}.0", conv)
+            if norm is not None:
+                entries += _batch_norm(f"backbone.fpn.{blocks}.{i}.1", norm, eps)
 
     rpn = model.rpn_head
-    entries += _conv("rpn.head.conv.0.0", rpn.conv)
+    for i, conv in enumerate(rpn.hidden_convs):
+        entries += _conv(f"rpn.head.conv.{i}.0", conv)
     entries += _conv("rpn.head.cls_logits", rpn.objectness)
     entries += _conv("rpn.head.bbox_pred", rpn.deltas,
                      out_perm=_box_perm(_shape(rpn.deltas.kernel)[-1]))
 
     box = model.box_head
-    pool = model.config.box_pool_size
-    channels = model.config.fpn_channels
-    entries += _linear("roi_heads.box_head.fc6", box.fc1, input_chw=(channels, pool, pool))
-    entries += _linear("roi_heads.box_head.fc7", box.fc2)
+    pool = config.box_pool_size
+    if box.num_convs == 0 and box.num_fcs == 2:  # v1's TwoMLPHead
+        entries += _linear("roi_heads.box_head.fc6", box.fc1,
+                           input_chw=(config.fpn_channels, pool, pool))
+        entries += _linear("roi_heads.box_head.fc7", box.fc2)
+    else:  # FastRCNNConvFCHead: Sequential(conv blocks..., Flatten, (Linear, ReLU)...)
+        for i in range(1, box.num_convs + 1):
+            entries += _conv(f"roi_heads.box_head.{i - 1}.0", getattr(box, f"conv{i}"))
+            norm = getattr(box, f"conv{i}_norm", None)
+            if norm is not None:
+                entries += _batch_norm(f"roi_heads.box_head.{i - 1}.1", norm, eps)
+        channels = box.conv_dim if box.num_convs else config.fpn_channels
+        for j in range(1, box.num_fcs + 1):
+            index = box.num_convs + 1 + 2 * (j - 1)
+            entries += _linear(f"roi_heads.box_head.{index}", getattr(box, f"fc{j}"),
+                               input_chw=(channels, pool, pool) if j == 1 else None)
     entries += _linear("roi_heads.box_predictor.cls_score", box.class_logits)
     entries += _linear("roi_heads.box_predictor.bbox_pred", box.box_deltas,
                        out_perm=_box_perm(_shape(box.box_deltas.kernel)[-1]))
 
     mask = model.mask_head
-    for i, conv in enumerate(mask.convs):
+    for i, (conv, norm) in enumerate(zip(mask.convs, mask.norm_layers())):
         entries += _conv(f"roi_heads.mask_head.{i}.0", conv)
+        if norm is not None:
+            entries += _batch_norm(f"roi_heads.mask_head.{i}.1", norm, eps)
     entries += _conv_transpose("roi_heads.mask_predictor.conv5_mask", mask.upsample)
     entries += _conv("roi_heads.mask_predictor.mask_fcn_logits", mask.predictor)
     return entries
@@ -309,6 +336,10 @@ ARCHITECTURES: Dict[str, Architecture] = {
     # overwrite_eps(model, 0.0) after loading them).
     "maskrcnn_resnet50_fpn": Architecture(
         preset="torchvision_maskrcnn_r50_fpn", bn_epsilon=0.0, resnet_blocks=(3, 4, 6, 3),
+        mapping=_resnet_fpn_mapping),
+    # v2: every BatchNorm (backbone, FPN, box and mask heads) is nn.BatchNorm2d, eps 1e-5.
+    "maskrcnn_resnet50_fpn_v2": Architecture(
+        preset="torchvision_maskrcnn_r50_fpn_v2", bn_epsilon=1e-5, resnet_blocks=(3, 4, 6, 3),
         mapping=_resnet_fpn_mapping),
 }
 
@@ -390,6 +421,7 @@ def convert(state_dict: Mapping[str, np.ndarray], arch: str = "maskrcnn_resnet50
     if torch_epsilon < 0:
         raise ValueError(f"bn_epsilon={bn_epsilon}: expected >= 0")
     spec = dataclasses.replace(spec, bn_epsilon=torch_epsilon)
+    _check_architecture(config, arch, spec.preset)
 
     from mrcnn_tf.modeling.mask_rcnn import MaskRCNN  # noqa: PLC0415 (loads TensorFlow)
     labels = {}
@@ -437,6 +469,21 @@ def convert(state_dict: Mapping[str, np.ndarray], arch: str = "maskrcnn_resnet50
     for variable, value in values:
         variable.assign(value)
     return model
+
+
+def _check_architecture(config: Config, arch: str, preset: str) -> None:
+    """Refuses a `config` whose layers differ from `arch`'s (its preset's), the class count
+    aside: the mapping follows the model, so a v2 config under arch v1 would otherwise be
+    filled with v1's BatchNorm epsilon."""
+    from mrcnn_tf.training.weights import ARCHITECTURE_FIELDS  # noqa: PLC0415
+    reference = get_config(preset)
+    differences = [f"{name}={getattr(config, name)!r} (the preset has "
+                   f"{getattr(reference, name)!r})"
+                   for name in ARCHITECTURE_FIELDS
+                   if name != "num_classes" and getattr(config, name) != getattr(reference, name)]
+    if differences:
+        raise ValueError(f"config {config.name!r} does not describe torchvision's {arch} (preset "
+                         f"{preset!r}): {'; '.join(differences)}")
 
 
 def _check_coverage(model, entries: Sequence[_Entry]) -> None:

@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 import keras
 
 from mrcnn_tf.modeling.backbones import build_backbone
-from mrcnn_tf.modeling.norm import group_count
+from mrcnn_tf.modeling.norm import NORM_KINDS, make_norm
 
 FPN_LEVELS = (2, 3, 4, 5)  # input levels C2..C5; P6 is added on top
 
@@ -26,20 +26,22 @@ class FPN(keras.layers.Layer):
         ours              torchvision (`backbone.fpn.`)            Detectron2 (`backbone.`)
         fpn_lateral{k}    inner_blocks.{k-2}[.0].weight / .bias    fpn_lateral{k}
         fpn_output{k}     layer_blocks.{k-2}[.0].weight / .bias    fpn_output{k}
-        fpn_lateral{k}_norm, fpn_output{k}_norm (norm="gn" only)   fpn_lateral{k}.norm, ...
+        fpn_lateral{k}_norm       inner_blocks.{k-2}.1 (v2 BN)           fpn_lateral{k}.norm
+        fpn_output{k}_norm        layer_blocks.{k-2}.1 (v2 BN)           fpn_output{k}.norm
 
     (torchvision >= 0.13 wraps each conv in Conv2dNormActivation, hence the optional `.0`.)
     PyTorch kernels [out, in, kh, kw] become Keras kernels via transpose(2, 3, 1, 0).
 
-    With norm=None the convs have biases (torchvision / Detectron2 default); with norm="gn"
-    they have none and a GroupNorm (32 groups, or the largest divisor of `channels` below 32)
-    follows each conv, as Detectron2's FPN with NORM="GN". Kernels are initialised as
-    Detectron2's c2_xavier_fill / torchvision's kaiming_uniform_(a=1), i.e. uniform in
-    +-sqrt(3 / fan_in) = Keras "lecun_uniform"; biases start at 0.
+    With norm=None the convs have biases (torchvision v1 / Detectron2 default); with a norm
+    they have none and the norm follows each conv: "gn" (32 groups, or the largest divisor of
+    `channels` below 32) as Detectron2's FPN with NORM="GN", "bn" / "frozen_bn" as torchvision's
+    `maskrcnn_resnet50_fpn_v2`. Kernels are initialised as Detectron2's c2_xavier_fill /
+    torchvision's kaiming_uniform_(a=1), i.e. uniform in +-sqrt(3 / fan_in) = Keras
+    "lecun_uniform"; biases start at 0.
 
     Args:
         channels: output channels of every level.
-        norm: None or "gn".
+        norm: None, "bn", "frozen_bn" or "gn" (`make_norm` kinds).
 
     Call:
         inputs: list [C2, C3, C4, C5], C_k of shape [B, H / 2^k, W / 2^k, c_k] (H, W multiples
@@ -51,8 +53,8 @@ class FPN(keras.layers.Layer):
 
     def __init__(self, channels: int = 256, norm: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
-        if norm not in (None, "gn"):
-            raise ValueError(f"FPN norm={norm!r}: expected None or 'gn'")
+        if norm is not None and norm not in NORM_KINDS:
+            raise ValueError(f"FPN norm={norm!r}: expected None or one of {NORM_KINDS}")
         self.channels = int(channels)
         self.norm = norm
         use_bias = norm is None
@@ -61,16 +63,15 @@ class FPN(keras.layers.Layer):
             return keras.layers.Conv2D(self.channels, kernel, padding="same", use_bias=use_bias,
                                        kernel_initializer="lecun_uniform", name=name)
 
-        def gn(name):
-            return keras.layers.GroupNormalization(groups=group_count(self.channels),
-                                                   epsilon=1e-5, name=name)
+        def norm_layer(name):
+            return make_norm(norm, name, channels=self.channels)
 
         # Lists indexed by level - 2, the same order as torchvision's inner/layer_blocks.
         self.lateral_convs = [conv(1, f"fpn_lateral{k}") for k in FPN_LEVELS]
         self.output_convs = [conv(3, f"fpn_output{k}") for k in FPN_LEVELS]
-        if norm == "gn":
-            self.lateral_norms = [gn(f"fpn_lateral{k}_norm") for k in FPN_LEVELS]
-            self.output_norms = [gn(f"fpn_output{k}_norm") for k in FPN_LEVELS]
+        if norm is not None:
+            self.lateral_norms = [norm_layer(f"fpn_lateral{k}_norm") for k in FPN_LEVELS]
+            self.output_norms = [norm_layer(f"fpn_output{k}_norm") for k in FPN_LEVELS]
         else:
             self.lateral_norms = [None] * len(FPN_LEVELS)
             self.output_norms = [None] * len(FPN_LEVELS)
@@ -95,11 +96,11 @@ class FPN(keras.layers.Layer):
                 if norm_layer is not None:
                     norm_layer.build(out_shape)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         laterals = []
         for x, conv, norm_layer in zip(inputs, self.lateral_convs, self.lateral_norms):
             y = conv(x)
-            laterals.append(norm_layer(y) if norm_layer is not None else y)
+            laterals.append(norm_layer(y, training=training) if norm_layer is not None else y)
         # Top-down pass from the coarsest level.
         merged = [None] * len(laterals)
         merged[-1] = laterals[-1]
@@ -108,7 +109,7 @@ class FPN(keras.layers.Layer):
         outputs = []
         for x, conv, norm_layer in zip(merged, self.output_convs, self.output_norms):
             y = conv(x)
-            outputs.append(norm_layer(y) if norm_layer is not None else y)
+            outputs.append(norm_layer(y, training=training) if norm_layer is not None else y)
         outputs.append(self.p6_pool(outputs[-1]))
         return outputs
 
@@ -131,12 +132,10 @@ def build_backbone_with_fpn(config,
     """images [B, H, W, 3] -> [P2, P3, P4, P5, P6] (`config.fpn_channels` channels each).
 
     The backbone (`build_backbone(config)`) is nested as the sub-model "backbone" and the FPN
-    is the layer "fpn". The FPN uses GroupNorm when `config.norm == "gn"` and no norm otherwise
-    (BatchNorm in the FPN is not a standard choice: Detectron2 / torchvision use none or GN).
+    is the layer "fpn", normalized as `config.fpn_norm_kind` says.
     """
     backbone = build_backbone(config, input_shape=input_shape)
     images = keras.Input(shape=tuple(input_shape), dtype="float32", name="images")
     features = backbone(images)
-    pyramid = FPN(channels=config.fpn_channels, norm="gn" if config.norm == "gn" else None,
-                  name="fpn")(features)
+    pyramid = FPN(channels=config.fpn_channels, norm=config.fpn_norm_kind, name="fpn")(features)
     return keras.Model(images, pyramid, name=name)

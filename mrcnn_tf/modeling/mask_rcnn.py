@@ -79,10 +79,9 @@ class MaskRCNN(keras.Model):
                              else list(range(1, config.num_classes + 1)))
 
         self.backbone = build_backbone(config)
-        self.fpn = FPN(channels=config.fpn_channels, norm="gn" if config.norm == "gn" else None,
-                       name="fpn")
+        self.fpn = FPN(channels=config.fpn_channels, norm=config.fpn_norm_kind, name="fpn")
         self.rpn_head = RPNHead(config.num_anchors_per_location, config.fpn_channels,
-                                name="rpn_head")
+                                num_convs=config.rpn_head_num_convs, name="rpn_head")
         self.proposals = ProposalLayer.from_model_config(config, name="proposals")
         self.detection_targets = DetectionTargetLayer.from_model_config(
             config, name="detection_targets")
@@ -94,9 +93,14 @@ class MaskRCNN(keras.Model):
                                            config.roi_aligned,
                                            implementation=config.roi_align_implementation,
                                            name="mask_roi_align")
-        self.box_head = BoxHead(config.num_classes, config.box_head_fc_dim, name="box_head")
+        self.box_head = BoxHead(config.num_classes, config.box_head_fc_dim,
+                                num_convs=config.box_head_num_convs,
+                                conv_dim=config.box_head_conv_dim,
+                                num_fcs=config.box_head_num_fcs, norm=config.box_head_norm,
+                                name="box_head")
         self.mask_head = MaskHead(config.num_classes, config.mask_head_conv_dim,
-                                  config.mask_head_num_convs, name="mask_head")
+                                  config.mask_head_num_convs, norm=config.mask_head_norm,
+                                  name="mask_head")
         self.detector = DetectionLayer.from_model_config(config, name="detections")
 
         self._mean = tf.constant(config.pixel_mean, tf.float32)
@@ -115,7 +119,7 @@ class MaskRCNN(keras.Model):
     def _pyramid(self, images, image_shape, training):
         """Returns [P2..P6], RPN objectness and deltas per level, and anchors per level."""
         features = self.fpn(self.backbone(self._normalize(images, image_shape),
-                                          training=training))
+                                          training=training), training=training)
         objectness, deltas = self.rpn_head(features)
         shapes = [(tf.shape(p)[1], tf.shape(p)[2]) for p in features]
         strides = RPN_STRIDES
@@ -159,9 +163,11 @@ class MaskRCNN(keras.Model):
         features, objectness, deltas, anchors = self._pyramid(images, image_shape, training)
         proposals, valid = self.proposals(objectness, deltas, anchors, image_shape,
                                           training=False)
-        class_logits, box_deltas = self.box_head(self.box_pooler(features[:4], proposals))
+        class_logits, box_deltas = self.box_head(self.box_pooler(features[:4], proposals),
+                                                 training=training)
         detections = self.detector(proposals, valid, class_logits, box_deltas, image_shape)
-        mask_logits = self.mask_head(self.mask_pooler(features[:4], detections["boxes"]))
+        mask_logits = self.mask_head(self.mask_pooler(features[:4], detections["boxes"]),
+                                     training=training)
         masks = tf.sigmoid(select_class_masks(tf.cast(mask_logits, tf.float32),
                                               detections["class_ids"]))
         detections["masks"] = masks * tf.cast(detections["scores"] > 0, tf.float32)[
@@ -213,7 +219,8 @@ class MaskRCNN(keras.Model):
           data: dict with "images" [B, P, P, 3] float 0..255, "image_shape" [B, 2],
             "gt_boxes" [B, M, 4], "gt_classes" [B, M] (0 = padding), "gt_masks" [B, M, P, P],
             optional "gt_is_crowd" [B, M].
-          training: batch-norm mode of the backbone (sampling is done either way).
+          training: batch-norm mode of the backbone, FPN and heads (sampling is done either
+            way).
         Returns:
           dict of the five scalar losses (unweighted) and "loss", their weighted sum.
         """
@@ -253,13 +260,15 @@ class MaskRCNN(keras.Model):
                                           training=True)
         targets = self.detection_targets(proposals, valid, gt_boxes, gt_classes, gt_is_crowd,
                                          data["gt_masks"], seeds=seeds)
-        class_logits, box_deltas = self.box_head(self.box_pooler(features[:4], targets["rois"]))
+        class_logits, box_deltas = self.box_head(self.box_pooler(features[:4], targets["rois"]),
+                                                 training=training)
         result["class_loss"] = losses.class_loss(class_logits, targets["class_targets"],
                                                  targets["valid"])
         result["box_loss"] = losses.box_loss(
             box_deltas, targets["box_targets"], targets["class_targets"],
             targets["is_positive"], targets["valid"], config.box_smooth_l1_beta)
-        mask_logits = self.mask_head(self.mask_pooler(features[:4], targets["mask_rois"]))
+        mask_logits = self.mask_head(self.mask_pooler(features[:4], targets["mask_rois"]),
+                                     training=training)
         result["mask_loss"] = losses.mask_loss(mask_logits, targets["mask_targets"],
                                                targets["mask_classes"], targets["mask_valid"])
         weights = (config.loss_weight_rpn_class, config.loss_weight_rpn_box,

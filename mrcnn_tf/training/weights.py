@@ -16,8 +16,11 @@ from mrcnn_tf.config import Config
 
 # Config fields that change the shape or the meaning of weights.
 ARCHITECTURE_FIELDS = ("num_classes", "backbone", "norm", "stride_in_1x1", "tiny_widths",
-                       "fpn_channels", "anchor_ratios", "box_head_fc_dim", "mask_head_conv_dim",
-                       "mask_head_num_convs", "mask_pool_size", "box_pool_size")
+                       "fpn_channels", "fpn_norm", "anchor_ratios", "rpn_head_num_convs",
+                       "box_head_num_convs", "box_head_conv_dim", "box_head_num_fcs",
+                       "box_head_fc_dim", "box_head_norm", "mask_head_conv_dim",
+                       "mask_head_num_convs", "mask_head_norm", "mask_pool_size",
+                       "box_pool_size")
 # A run folder's models, in order of preference.
 RUN_FOLDER_MODELS = ("best.keras", "model.keras")
 

@@ -1,6 +1,7 @@
-"""mrcnn_tf.importers.torchvision_maskrcnn against torchvision's maskrcnn_resnet50_fpn (v1).
+"""mrcnn_tf.importers.torchvision_maskrcnn against torchvision's maskrcnn_resnet50_fpn (v1) and
+maskrcnn_resnet50_fpn_v2 (BatchNorm in the FPN and heads, 2-conv RPN head, 4conv1fc box head).
 
-One randomly initialised torchvision model (BatchNorm statistics and every bias randomised too,
+Per architecture, one randomly initialised torchvision model (BatchNorm statistics and every bias randomised too,
 so that the BN mapping, the biases and the box-coordinate permutations are all exercised) is
 saved with torch.save, read back with read_state_dict and converted once for the module.
 Parity is checked stage by stage on one already normalized 512x640 input, each of our stages
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import import_torch_or_skip  # noqa: E402
+from helpers import box_iou, import_torch_or_skip  # noqa: E402
 torch, torchvision = import_torch_or_skip("the torchvision importer tests",
                                           allow_module_level=True)
 
@@ -35,8 +36,18 @@ RTOL = 1e-4
 XY_TO_YX = [1, 0, 3, 2]  # (x1, y1, x2, y2) <-> (y1, x1, y2, x2); also (dx, dy, dw, dh) -> ours
 
 
-def _randomize(model):
-    """Random frozen-BN arrays (identity by default) and biases (zero by default)."""
+ARCHS = ("maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2")
+# The epsilon torchvision's BatchNorm runs with, per architecture: the importer's defaults.
+TORCH_EPSILON = {"maskrcnn_resnet50_fpn": 0.0, "maskrcnn_resnet50_fpn_v2": 1e-5}
+# v2's random box head (4 convs with BN) gives class logits ~70 apart: float32 softmax scores
+# then saturate at exactly 1.0 and the detection order is a tie. Scaled down, the classifier
+# ranks its detections by distinct scores, as a trained one does.
+CLASS_LOGIT_SCALE = {"maskrcnn_resnet50_fpn": 1.0, "maskrcnn_resnet50_fpn_v2": 0.1}
+
+
+def _randomize(model, bn_epsilon, class_logit_scale):
+    """Random BN arrays (identity by default) and biases (zero by default); the classifier
+    scaled by `class_logit_scale`."""
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, (nn.BatchNorm2d, torchvision.ops.FrozenBatchNorm2d)):
@@ -44,31 +55,52 @@ def _randomize(model):
                 module.bias.normal_(0.0, 0.1)
                 module.running_mean.normal_(0.0, 0.1)
                 module.running_var.uniform_(0.5, 2.0)
-                # As torchvision's COCO_V1 model runs (overwrite_eps(model, 0.0)), which is the
-                # importer's default for maskrcnn_resnet50_fpn.
-                module.eps = 0.0
+                # v1: as torchvision's COCO_V1 model runs (overwrite_eps(model, 0.0)).
+                module.eps = bn_epsilon
             elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
                 if module.bias is not None:
                     module.bias.normal_(0.0, 0.05)
+        classifier = model.roi_heads.box_predictor.cls_score
+        classifier.weight.mul_(class_logit_scale)
+        classifier.bias.mul_(class_logit_scale)
+
+
+_BUILT = {}
+
+
+def _build(arch, tmp_path_factory):
+    """torchvision's `arch` with random weights (seed 0) in eval mode, its state dict saved and
+    converted, and the reference outputs of its backbone on one input; built once per arch."""
+    if arch not in _BUILT:
+        torch.set_num_threads(2)
+        torch.manual_seed(0)
+        reference = getattr(torchvision.models.detection, arch)(
+            weights=None, weights_backbone=None).eval()
+        _randomize(reference, TORCH_EPSILON[arch], CLASS_LOGIT_SCALE[arch])
+        path = tmp_path_factory.mktemp("torchvision") / f"{arch}.pth"
+        torch.save(reference.state_dict(), path)
+        state_dict = tvm.read_state_dict(str(path))
+        model = tvm.convert(state_dict, arch)
+        x = torch.randn(1, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            body = list(reference.backbone.body(x).values())
+            pyramid = reference.backbone(x)
+        _BUILT[arch] = types.SimpleNamespace(arch=arch, reference=reference, model=model,
+                                             path=str(path), state_dict=state_dict, x=x,
+                                             body=body, pyramid=pyramid)
+    return _BUILT[arch]
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def imported(request, tmp_path_factory):
+    """Each architecture in turn (the parity tests run on both)."""
+    return _build(request.param, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory):
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
-    reference = torchvision.models.detection.maskrcnn_resnet50_fpn(
-        weights=None, weights_backbone=None).eval()
-    _randomize(reference)
-    path = tmp_path_factory.mktemp("torchvision") / "maskrcnn_resnet50_fpn.pth"
-    torch.save(reference.state_dict(), path)
-    state_dict = tvm.read_state_dict(str(path))
-    model = tvm.convert(state_dict)
-    x = torch.randn(1, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        body = list(reference.backbone.body(x).values())
-        pyramid = reference.backbone(x)
-    return types.SimpleNamespace(reference=reference, model=model, path=str(path),
-                                 state_dict=state_dict, x=x, body=body, pyramid=pyramid)
+def imported_v1(tmp_path_factory):
+    """v1 only (refusals, key names, files: the same code path for both architectures)."""
+    return _build("maskrcnn_resnet50_fpn", tmp_path_factory)
 
 
 def nhwc(tensor):
@@ -206,7 +238,23 @@ def test_rpn_anchors_and_proposals(imported):
     print(f"RPN proposals: {unmatched_theirs} of torchvision's and {unmatched_ours} of ours "
           f"without a counterpart within {tolerance} px; max nearest distance "
           f"{distance.min(0).max():.3g} px")
-    assert unmatched_theirs == 0 and unmatched_ours == 0
+    # Observed: 0 for v1; 4 for v2, whose random RPN gives many anchors objectness values
+    # closer than float32 noise, so NMS keeps one box of an overlapping cluster here and its
+    # neighbour there (and the 1000th place changes). Each such flip must be explained by a
+    # neighbour that the other side kept instead: IoU > the NMS threshold. A mapping error
+    # would leave boxes without such a neighbour.
+    assert unmatched_theirs <= 10 and unmatched_ours <= 10
+    ours_left = proposals[distance.min(1) > tolerance]
+    theirs_left = their_proposals[distance.min(0) > tolerance]
+    for name, boxes, others, last_places in (
+            ("ours", ours_left, theirs_left, proposals[-5:]),
+            ("torchvision's", theirs_left, ours_left, their_proposals[-5:])):
+        for box in boxes:
+            at_the_cut = np.any(np.all(box == last_places, axis=1))
+            overlap = box_iou(box[None], others).max() if len(others) else 0.0
+            assert at_the_cut or overlap > config.rpn_nms_threshold, (
+                f"{name} proposal {box} has no counterpart and no NMS neighbour on the other "
+                f"side (best IoU {overlap:.3f})")
 
 
 def test_detect_matches_rpn_and_roi_heads_on_the_same_input(imported):
@@ -255,7 +303,7 @@ def test_predict_images_matches_torchvision_end_to_end(imported):
     score_threshold = 0.0
     config = imported.model.config.replace(score_threshold=score_threshold)
     assert config.paste_rule == "torchvision"
-    model = tvm.convert(imported.state_dict, config=config)
+    model = tvm.convert(imported.state_dict, imported.arch, config=config)
     image = generate_shapes_example(3, image_size=640, min_shapes=4, max_shapes=6)["image"]
     image = np.ascontiguousarray(image[80:560])  # 480 x 640
     ours = model.predict_images([image])[0]
@@ -299,8 +347,8 @@ def test_predict_images_matches_torchvision_end_to_end(imported):
 
 
 # -- refusals --------------------------------------------------------------------------------
-def test_convert_refuses_missing_unexpected_and_misshaped_tensors(imported):
-    good = imported.state_dict
+def test_convert_refuses_missing_unexpected_and_misshaped_tensors(imported_v1):
+    good = imported_v1.state_dict
     missing_key = "roi_heads.box_predictor.bbox_pred.bias"
     cases = {
         "missing": ({k: v for k, v in good.items() if k != missing_key}, [missing_key]),
@@ -375,7 +423,7 @@ def test_legacy_key_names_and_module_prefix():
     }
 
 
-def test_convert_accepts_old_torchvision_key_names(imported):
+def test_convert_accepts_old_torchvision_key_names(imported_v1):
     """The released COCO_V1 file predates torchvision 0.13's Conv2dNormActivation wrappers
     (fpn.inner_blocks.0.weight, rpn.head.conv.weight, mask_head.mask_fcn1.weight); keys saved
     from a DataParallel model start with "module."."""
@@ -385,13 +433,13 @@ def test_convert_accepts_old_torchvision_key_names(imported):
                (r"^roi_heads\.mask_head\.(\d+)\.0\.",
                 lambda m: f"roi_heads.mask_head.mask_fcn{int(m.group(1)) + 1}."))
     legacy = {}
-    for key, value in imported.state_dict.items():
+    for key, value in imported_v1.state_dict.items():
         for pattern, replacement in renames:
             key = re.sub(pattern, replacement, key)
         legacy["module." + key] = value
     assert "module.roi_heads.mask_head.mask_fcn4.weight" in legacy
     model = tvm.convert(legacy)
-    for ours, reference in zip(model.weights, imported.model.weights):
+    for ours, reference in zip(model.weights, imported_v1.model.weights):
         np.testing.assert_array_equal(ours.numpy(), reference.numpy(), err_msg=ours.path)
 
 
@@ -421,13 +469,15 @@ def test_import_weights_writes_a_loadable_model(imported, tmp_path):
     import keras
 
     from mrcnn_tf.modeling import mask_rcnn  # noqa: F401 (registers MaskRCNN)
-    path = tvm.import_weights(imported.path, str(tmp_path / "out"))
+    path = tvm.import_weights(imported.path, str(tmp_path / "out"), imported.arch)
     assert path == str(tmp_path / "out" / "model.keras")
     loaded = keras.models.load_model(path)
-    assert loaded.config.name == "torchvision_maskrcnn_r50_fpn"
+    assert loaded.config.name == tvm.ARCHITECTURES[imported.arch].preset
     assert loaded.category_ids == list(range(1, 91))
     assert loaded.class_names == list(tvm.COCO_CATEGORY_NAMES[1:])
     for ours, saved in zip(imported.model.weights, loaded.weights):
+        # The same variable (paths without the model's own name, which Keras numbers).
+        assert ours.path.split("/", 1)[1] == saved.path.split("/", 1)[1]
         np.testing.assert_array_equal(ours.numpy(), saved.numpy(), err_msg=ours.path)
     with open(tmp_path / "out" / "config.json") as f:
         assert json.load(f)["num_classes"] == 90
@@ -458,7 +508,7 @@ def test_cli_module_imports(imported, tmp_path, monkeypatch):
     monkeypatch.setattr(common, "POSITIONAL", [imported.path])
     flags.FLAGS.unparse_flags()
     try:
-        flags.FLAGS(["mrcnn-tf", "--from=torchvision", "--arch=maskrcnn_resnet50_fpn",
+        flags.FLAGS(["mrcnn-tf", "--from=torchvision", f"--arch={imported.arch}",
                      f"--out={out}"])
         cli.main()
     finally:

@@ -74,7 +74,7 @@ def test_fpn_sublayer_names_and_bias():
     assert gn.output_norms[0].groups == 32
 
 
-@pytest.mark.parametrize("norm", [None, "gn"])
+@pytest.mark.parametrize("norm", [None, "gn", "bn", "frozen_bn"])
 def test_fpn_config_round_trip(norm):
     fpn = FPN(channels=16, norm=norm, name="my_fpn")
     feats = _features(2, 64, 64, seed=1)
@@ -93,8 +93,8 @@ def test_fpn_config_round_trip(norm):
 
 
 def test_fpn_bad_norm():
-    with pytest.raises(ValueError, match="norm='bn'"):
-        FPN(channels=8, norm="bn")
+    with pytest.raises(ValueError, match="norm='layer'"):
+        FPN(channels=8, norm="layer")
 
 
 def test_tiny_backbone_fpn_dynamic_shapes_and_keras_file(tmp_path):

@@ -60,13 +60,20 @@ def test_inference_outputs_have_documented_shapes(model):
         assert np.all(out["class_ids"].numpy()[b, :n] >= 1)
 
 
-def test_every_trainable_weight_receives_a_gradient(model):
-    batch = next(iter(batches(model.config, 4, 2)))
+def losses_and_gradients(model, batch):
+    """compute_losses(training=True) and the gradient of every trainable variable, asserting
+    that none is missing."""
     with tf.GradientTape() as tape:
         result = model.compute_losses(batch, training=True)
     grads = tape.gradient(result["loss"], model.trainable_variables)
     missing = [v.path for v, g in zip(model.trainable_variables, grads) if g is None]
     assert not missing, f"no gradient for {missing}"
+    return result, grads
+
+
+def test_every_trainable_weight_receives_a_gradient(model):
+    batch = next(iter(batches(model.config, 4, 2)))
+    result, grads = losses_and_gradients(model, batch)
     for v, g in zip(model.trainable_variables, grads):
         assert np.all(np.isfinite(g.numpy())), v.path
     nonzero = sum(float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads)
@@ -204,3 +211,66 @@ def test_training_with_mini_masks_and_scale_jitter():
     for name in LOSS_NAMES + ("loss",):
         assert np.isfinite(float(result[name])), name
     assert float(result["mask_loss"]) > 0.0
+
+
+HEAD_VARIANTS = {
+    # torchvision v2's layout: BN after every FPN conv, 2-conv RPN head, conv + 1 fc box head
+    # with BN, BN in the mask head.
+    "bn_4conv1fc": dict(fpn_norm="bn", rpn_head_num_convs=2, box_head_num_convs=2,
+                        box_head_conv_dim=16, box_head_num_fcs=1, box_head_norm="bn",
+                        mask_head_norm="bn"),
+    # Detectron2's GN recipe, here with a conv-only box head (no fc: the predictors read the
+    # flattened conv features).
+    "gn_conv_only": dict(fpn_norm="gn", box_head_num_convs=1, box_head_conv_dim=16,
+                         box_head_num_fcs=0, box_head_norm="gn", mask_head_norm="gn"),
+}
+
+
+def test_default_heads_keep_their_weight_names():
+    """Models saved before the head options existed load by these names."""
+    model = MaskRCNN(tiny_config())
+    model.build()
+    paths = {w.path.split("/", 1)[1] for w in model.weights}
+    for path in ("rpn_head/conv/kernel", "rpn_head/conv/bias", "box_head/fc1/kernel",
+                 "box_head/fc2/kernel", "mask_head/conv1/bias", "fpn/fpn_lateral2/bias"):
+        assert path in paths, path
+    assert not any("_norm/" in p for p in paths if p.startswith(("fpn/", "box_head/",
+                                                                  "mask_head/")))
+
+
+@pytest.mark.parametrize("variant", sorted(HEAD_VARIANTS))
+def test_head_variants_train_and_survive_a_keras_file(variant, tmp_path):
+    options = HEAD_VARIANTS[variant]
+    keras.utils.set_random_seed(0)
+    model = MaskRCNN(tiny_config(**options))
+    model.build()
+    paths = {w.path.split("/", 1)[1] for w in model.weights}
+    norm_param = "gamma"
+    assert f"fpn/fpn_output3_norm/{norm_param}" in paths
+    assert "fpn/fpn_output3/bias" not in paths  # the norm's shift replaces the bias
+    assert ("rpn_head/conv2/kernel" in paths) == (options.get("rpn_head_num_convs", 1) == 2)
+    assert "box_head/conv1/kernel" in paths and "box_head/conv1/bias" not in paths
+    assert "box_head/conv1_norm/gamma" in paths and "mask_head/conv2_norm/gamma" in paths
+    fcs = options["box_head_num_fcs"]
+    assert ("box_head/fc1/kernel" in paths) == (fcs >= 1) and "box_head/fc2/kernel" not in paths
+    # The class logits read the last fc, or the flattened convs when there is none.
+    logits_fan_in = model.box_head.class_logits.kernel.shape[0]
+    pool = model.config.box_pool_size
+    assert logits_fan_in == (model.config.box_head_fc_dim if fcs else pool * pool * 16)
+
+    result, _ = losses_and_gradients(model, next(iter(batches(model.config, 2, 2))))
+    assert np.isfinite(float(result["loss"]))
+    if options["box_head_norm"] == "bn":
+        # Training-mode BatchNorm moved its statistics away from the initial 0 / 1.
+        assert np.abs(model.box_head.conv1_norm.moving_mean.numpy()).max() > 0
+
+    images = tf.constant(np.random.default_rng(5).integers(0, 255, (1, SIZE, SIZE, 3)),
+                         tf.uint8)
+    before = model(images)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.config == model.config
+    after = loaded(images)
+    for key in ("boxes", "scores", "masks"):
+        np.testing.assert_allclose(after[key].numpy(), before[key].numpy(), atol=1e-5)
