@@ -75,13 +75,14 @@ def two_image_training_set(config, size, seed=11):
 CATEGORY_IDS = [5, 0, 9]
 
 
-def small_labelled_model():
-    """A MaskRCNN of `small_model_config` with shapes class names and CATEGORY_IDS, seed 0."""
+def small_labelled_model(**overrides):
+    """A MaskRCNN of `small_model_config(**overrides)` with shapes class names and
+    CATEGORY_IDS, seed 0."""
     import keras  # noqa: PLC0415
 
     from mrcnn_tf.modeling.mask_rcnn import MaskRCNN  # noqa: PLC0415
     keras.utils.set_random_seed(0)
-    return MaskRCNN(small_model_config(), class_names=["square", "circle", "triangle"],
+    return MaskRCNN(small_model_config(**overrides), class_names=["square", "circle", "triangle"],
                     category_ids=CATEGORY_IDS)
 
 

@@ -52,6 +52,7 @@ class _ServingModule(tf.Module):
         self.full_image_masks = bool(full_image_masks)
         self.detections_per_image = int(model.config.detections_per_image)
         self.mask_size = int(model.config.mask_size)
+        self.paste_rule = str(model.config.paste_rule)
         # Row c holds the dataset id of contiguous class c; row 0 (background) maps padding
         # rows to 0, as the TF Object Detection API does.
         self.dataset_ids = tf.constant([0] + [int(i) for i in model.category_ids], tf.float32)
@@ -139,13 +140,14 @@ class _ServingModule(tf.Module):
         Images of one serve_encoded request may differ in size: all are pasted into the
         largest (Hmax, Wmax) and zeroed beyond their own height and width. A pasted pixel
         depends only on its box and its own position, so inside each image the values equal
-        paste_masks(masks, boxes, H, W) exactly.
+        paste_masks(masks, boxes, H, W, config.paste_rule) exactly (predict_images' paste).
         """
         batch, d = tf.shape(masks)[0], tf.shape(masks)[1]
         m = tf.shape(masks)[2]
         max_h, max_w = tf.reduce_max(sizes[:, 0]), tf.reduce_max(sizes[:, 1])
         flat = mask_ops.paste_masks(tf.reshape(masks, tf.stack([batch * d, m, m])),
-                                    tf.reshape(boxes, tf.stack([batch * d, 4])), max_h, max_w)
+                                    tf.reshape(boxes, tf.stack([batch * d, 4])), max_h, max_w,
+                                    paste_rule=self.paste_rule)
         pasted = tf.reshape(flat, tf.stack([batch, d, max_h, max_w]))
         rows = tf.range(max_h)[None, :] < sizes[:, 0:1]  # [B, Hmax]
         cols = tf.range(max_w)[None, :] < sizes[:, 1:2]  # [B, Wmax]

@@ -322,3 +322,22 @@ def test_full_image_masks_match_paste_masks(model, loaded, tmp_path):
     np.testing.assert_allclose(out["detection_masks"][0, :, :20, :60], expected, atol=1e-4)
     assert not out["detection_masks"][0, :, 20:].any()
     assert not out["detection_masks"][1, :, :, 30:].any()
+
+
+def test_full_image_masks_follow_the_models_paste_rule(tmp_path):
+    """An imported torchvision model pastes torchvision's way in predict_images; its export
+    must paste the same way."""
+    model = small_labelled_model(paste_rule="torchvision")
+    path = export_saved_model(model, str(tmp_path), full_image_masks=True)
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    images = textured_images(1, 36, 52, seed=6)
+    out = {k: v.numpy() for k, v in serve(image_tensor=tf.constant(images)).items()}
+    count = int(out["num_detections"][0])
+    assert count > 0
+    reference = model(tf.constant(images))
+    boxes = reference["boxes"][0, :count]
+    masks = reference["masks"][0, :count]
+    expected = mask_ops.paste_masks(masks, boxes, 36, 52, paste_rule="torchvision").numpy()
+    np.testing.assert_allclose(out["detection_masks"][0, :count], expected, atol=1e-4)
+    other = mask_ops.paste_masks(masks, boxes, 36, 52, paste_rule="detectron2").numpy()
+    assert np.abs(other - expected).max() > 0.05  # the two rules differ on these masks
