@@ -274,3 +274,32 @@ def test_head_variants_train_and_survive_a_keras_file(variant, tmp_path):
     after = loaded(images)
     for key in ("boxes", "scores", "masks"):
         np.testing.assert_allclose(after[key].numpy(), before[key].numpy(), atol=1e-5)
+
+
+def test_mask_head_runs_on_real_detections_only_with_the_same_masks(model, monkeypatch):
+    """The TensorFlow path trims the mask head's batch to max(num_detections) rows; the static
+    path (builtin RoIAlign, TFLite) runs all D rows. Same masks either way."""
+    images = tf.constant(np.random.default_rng(3).integers(0, 255, (2, SIZE, SIZE, 3)),
+                         tf.uint8)
+    # A score threshold that leaves a few detections per image (the untrained model scores
+    # every box alike).
+    scores = np.sort(model(images)["scores"].numpy().reshape(-1))[::-1]
+    config = model.config.replace(score_threshold=float(scores[5]))
+    trimming, static = (MaskRCNN(config.replace(roi_align_implementation=implementation))
+                        for implementation in ("crop_and_resize", "builtin"))
+    for copy in (trimming, static):
+        copy.build()
+        copy.set_weights(model.get_weights())
+    rows = []
+    original = trimming.mask_head.call
+    monkeypatch.setattr(trimming.mask_head, "call",
+                        lambda pooled, training=None: rows.append(pooled.shape[1]) or
+                        original(pooled, training=training))
+    trimmed = trimming(images)
+    full = static(images)
+    counts = trimmed["num_detections"].numpy()
+    assert 0 < counts.max() < config.detections_per_image
+    assert rows == [counts.max()]
+    np.testing.assert_array_equal(counts, full["num_detections"].numpy())
+    assert trimmed["masks"].shape == full["masks"].shape
+    np.testing.assert_allclose(trimmed["masks"].numpy(), full["masks"].numpy(), atol=1e-5)
