@@ -117,3 +117,29 @@ def test_from_model_config():
     assert (layer.batch_size_per_image, layer.positive_fraction, layer.mask_size) == (
         128, 0.5, 14)
     assert layer.box_coder_weights == tuple(config.box_coder_weights)
+
+
+def test_mask_rows_end_at_the_last_positive_and_equal_the_static_rows():
+    """crop_and_resize: mask outputs have max_b(positives) rows (the mask head trains on the
+    positives only); builtin (XLA): the static P rows, the extra ones invalid."""
+    inputs = [tf.constant(x) for x in _inputs()]
+    inputs[0] = tf.constant(_inputs()[0][::-1].copy())  # image 0: random boxes, few positives
+    kwargs = dict(batch_size_per_image=2 * S, positive_fraction=FRACTION, mask_size=MASK,
+                  seed=1)
+    seeds = tf.constant([[1, 2], [3, 4]])  # stateless: both layers sample the same RoIs
+    trimmed = {k: v.numpy() for k, v in
+               DetectionTargetLayer(**kwargs)(*inputs, seeds=seeds).items()}
+    static = {k: v.numpy() for k, v in DetectionTargetLayer(
+        mask_crop_implementation="builtin", **kwargs)(*inputs, seeds=seeds).items()}
+    p = int(2 * S * FRACTION)
+    positives = static["mask_valid"].sum(axis=1)
+    rows = max(int(positives.max()), 1)
+    assert rows < p, positives
+    assert trimmed["mask_rois"].shape == (2, rows, 4)
+    assert trimmed["mask_targets"].shape == (2, rows, MASK, MASK)
+    assert static["mask_rois"].shape == (2, p, 4)
+    assert not static["mask_valid"][:, rows:].any()
+    for key in ("mask_rois", "mask_classes", "mask_valid"):
+        np.testing.assert_array_equal(trimmed[key], static[key][:, :rows], err_msg=key)
+    np.testing.assert_allclose(trimmed["mask_targets"], static["mask_targets"][:, :rows],
+                               atol=1e-5)
