@@ -34,8 +34,9 @@ class PyramidRoIAlign(keras.layers.Layer):
 
     `implementation="crop_and_resize"` pools each box only on its own level (boxes are split
     by level and stitched back in order); `"builtin"` uses the gather-only RoIAlign, which
-    converts to TFLite builtin ops, and pools every box on every level and selects (simpler
-    static graph for TFLite, 4x the pooling work).
+    converts to TFLite builtin ops and compiles with XLA: the levels are flattened into one
+    table that each box reads at its own level's rows, so every box is pooled once and the
+    shapes stay static.
 
     Precision: the layer's dtype policy is "float32" unless `dtype` is given. Under a mixed
     global policy the float16 / bfloat16 feature maps are cast to float32 on the way in (box
@@ -75,13 +76,9 @@ class PyramidRoIAlign(keras.layers.Layer):
         kwargs = dict(output_size=self.output_size, sampling_ratio=self.sampling_ratio,
                       aligned=self.aligned)
         if self.implementation == "builtin":
-            pooled = tf.zeros([tf.size(levels), self.output_size, self.output_size, channels],
-                              features[0].dtype)
-            for i in range(num_levels):
-                level_pooled = roi_align_ops.roi_align_builtin(
-                    features[i], flat_boxes, box_indices,
-                    spatial_scale=1.0 / 2 ** (i + self.min_level), **kwargs)
-                pooled = tf.where((levels == i)[:, None, None, None], level_pooled, pooled)
+            pooled = roi_align_ops.multilevel_roi_align_builtin(
+                features[:num_levels], flat_boxes, box_indices, levels,
+                [1.0 / 2 ** (i + self.min_level) for i in range(num_levels)], **kwargs)
         else:
             positions = tf.dynamic_partition(tf.range(tf.size(levels)), levels, num_levels)
             parts = []

@@ -54,7 +54,7 @@ from typing import Callable, NamedTuple, Sequence, Tuple, Union
 
 import tensorflow as tf
 
-__all__ = ["roi_align", "roi_align_builtin"]
+__all__ = ["roi_align", "roi_align_builtin", "multilevel_roi_align_builtin"]
 
 # Edge-replicated border (pixels per side) added before crop_and_resize. One pixel is enough
 # in exact arithmetic (a sample in [-1, H] maps to [0, H + 1] of the padded map), but
@@ -103,13 +103,18 @@ def _check_sampling_ratio(sampling_ratio) -> int:
     return int(sampling_ratio)
 
 
-def _roi_geometry(boxes: tf.Tensor, spatial_scale: float, aligned: bool,
+def _roi_geometry(boxes: tf.Tensor, spatial_scale, aligned: bool,
                   out_h: int, out_w: int) -> _RoiGeometry:
     """Boxes [N, 4] (y1, x1, y2, x2) in input pixels -> per-box start / extent / bin size.
 
-    Implements the first three lines of the module docstring's definition.
+    Implements the first three lines of the module docstring's definition. spatial_scale: a
+    Python float, or an [N] float32 tensor (one scale per box, for pyramid levels).
     """
-    scaled = tf.stop_gradient(boxes) * tf.constant(spatial_scale, tf.float32)
+    if isinstance(spatial_scale, tf.Tensor):
+        scale = spatial_scale[:, None]
+    else:
+        scale = tf.constant(spatial_scale, tf.float32)
+    scaled = tf.stop_gradient(boxes) * scale
     if aligned:
         # Pixel centres sit at integer + 0.5 in continuous box coordinates; shifting by half a
         # pixel makes a box's samples symmetric around its centre (the ROIAlignV2 fix).
@@ -214,6 +219,15 @@ def _gather_sampler(features: tf.Tensor, box_indices: tf.Tensor) -> _Sampler:
     channels = features.shape[-1] if features.shape[-1] is not None else shape[3]
     flat = tf.reshape(features, [-1, channels])  # [B*H*W, C], row = (b*H + y)*W + x
     base = box_indices * (height * width)  # [N] first row of each box's image
+    return _table_sampler(flat, base, height, width)
+
+
+def _table_sampler(table: tf.Tensor, base: tf.Tensor, height, width) -> _Sampler:
+    """Sampler reading a box's map from rows base + y * width + x of `table` [R, C].
+
+    base: [N] int32, the row of each box's map pixel (0, 0). height, width: the map size,
+    scalar int32 tensors, or [N, 1] int32 tensors (one map size per box).
+    """
 
     def sample(ys, y_keep, xs, x_keep):
         y0, y1, wy0, wy1 = _axis_taps(ys, height, y_keep)  # [N, Sy]
@@ -225,8 +239,8 @@ def _gather_sampler(features: tf.Tensor, box_indices: tf.Tensor) -> _Sampler:
         wx0 = wx0[:, None, :, None]  # [N, 1, Sx, 1]
         wx1 = wx1[:, None, :, None]
         # Interpolate along x on the two rows, then along y: [N, Sy, Sx, C].
-        top = tf.gather(flat, row0 + x0) * wx0 + tf.gather(flat, row0 + x1) * wx1
-        bottom = tf.gather(flat, row1 + x0) * wx0 + tf.gather(flat, row1 + x1) * wx1
+        top = tf.gather(table, row0 + x0) * wx0 + tf.gather(table, row0 + x1) * wx1
+        bottom = tf.gather(table, row1 + x0) * wx0 + tf.gather(table, row1 + x1) * wx1
         return top * wy0[:, :, None, None] + bottom * wy1[:, :, None, None]
 
     return sample
@@ -429,3 +443,55 @@ def roi_align_builtin(features, boxes, box_indices, output_size, spatial_scale=1
     """
     return _roi_align(features, boxes, box_indices, output_size, spatial_scale,
                       sampling_ratio, aligned, _gather_sampler)
+
+
+def multilevel_roi_align_builtin(features, boxes, box_indices, levels, spatial_scales,
+                                 output_size, sampling_ratio=2, aligned=True):
+    """`roi_align_builtin` of each box on its own map among several, in one pass.
+
+    The maps are flattened into one table [sum_l B*H_l*W_l, C]; each box reads its level's
+    rows with its level's size and scale. Every box is pooled once (pooling all boxes on every
+    level and selecting costs L times the work) with the same arithmetic as
+    `roi_align_builtin` on that level, and the graph keeps static shapes (TFLite, XLA).
+
+    Args:
+      features: list of L maps [B, H_l, W_l, C] (same B and C).
+      boxes: [N, 4] (y1, x1, y2, x2) in input-image pixels.
+      box_indices: [N] int32 image of each box.
+      levels: [N] int32 in 0..L-1, the map of each box.
+      spatial_scales: L Python floats, map pixels per input pixel of each level.
+      output_size, sampling_ratio, aligned: as `roi_align`.
+    Returns:
+      [N, out_h, out_w, C] in the features' dtype.
+    """
+    out_h, out_w = _normalize_output_size(output_size)
+    sampling_ratio = _check_sampling_ratio(sampling_ratio)
+    if len(features) != len(spatial_scales) or not features:
+        raise ValueError(f"multilevel_roi_align_builtin: {len(features)} maps and "
+                         f"{len(spatial_scales)} spatial scales; expected as many, >= 1")
+    out_dtype = features[0].dtype
+    channels = features[0].shape[-1]
+    maps = [tf.cast(f, tf.float32) for f in features]
+    shapes = [tf.shape(m) for m in maps]
+    sizes = [s[0] * s[1] * s[2] for s in shapes]
+    table = tf.concat([tf.reshape(m, [-1, channels]) for m in maps], axis=0)
+    offsets = tf.math.cumsum(tf.stack(sizes), exclusive=True)  # [L] first row of each map
+    levels = tf.reshape(tf.cast(levels, tf.int32), [-1])
+    box_indices = tf.reshape(tf.cast(box_indices, tf.int32), [-1])
+    boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
+    height = tf.gather(tf.stack([s[1] for s in shapes]), levels)[:, None]  # [N, 1]
+    width = tf.gather(tf.stack([s[2] for s in shapes]), levels)[:, None]
+    base = tf.gather(offsets, levels) + box_indices * height[:, 0] * width[:, 0]
+    scale = tf.gather(tf.constant([float(x) for x in spatial_scales], tf.float32), levels)
+
+    geom = _roi_geometry(boxes, scale, bool(aligned), out_h, out_w)
+    sample = _table_sampler(table, base, height, width)
+    num_boxes = tf.shape(boxes)[0]
+    if sampling_ratio > 0:
+        pooled = _fixed_grid_pool(sample, geom, num_boxes, out_h, out_w, sampling_ratio,
+                                  channels)
+    else:
+        pooled = _adaptive_grid_pool(sample, geom, num_boxes, out_h, out_w, channels)
+    pooled = tf.cast(pooled, out_dtype)
+    pooled.set_shape([None, out_h, out_w, channels])
+    return pooled

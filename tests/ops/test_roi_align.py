@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mrcnn_tf.ops import roi_align as roi_align_ops
 from mrcnn_tf.ops.roi_align import roi_align, roi_align_builtin
 
 
@@ -391,3 +392,29 @@ def test_matches_torchvision_if_available():
                     out = impl(feats, boxes, BOX_INDICES, (2, 3), spatial_scale,
                                sampling_ratio, aligned).numpy()
                     np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("sampling_ratio, aligned", [(2, True), (0, False)])
+def test_multilevel_builtin_equals_each_level_alone(sampling_ratio, aligned):
+    """One pass over a table of all levels gives each box what roi_align_builtin gives on its
+    own level (different sizes per level, two images, boxes in any order)."""
+    rng = np.random.default_rng(7)
+    scales = [1 / 4, 1 / 8, 1 / 16]
+    maps = [tf.constant(rng.normal(size=(2, 64 // (2 ** i) + i, 48 // (2 ** i), 5)),
+                        tf.float32) for i in range(3)]
+    n = 12
+    y1 = rng.uniform(-8, 200, n)
+    x1 = rng.uniform(-8, 150, n)
+    boxes = np.stack([y1, x1, y1 + rng.uniform(2, 80, n), x1 + rng.uniform(2, 80, n)], 1)
+    boxes = tf.constant(boxes, tf.float32)
+    box_indices = tf.constant(rng.integers(0, 2, n), tf.int32)
+    levels = tf.constant(rng.integers(0, 3, n), tf.int32)
+    out = roi_align_ops.multilevel_roi_align_builtin(maps, boxes, box_indices, levels, scales,
+                                                 (3, 4), sampling_ratio, aligned).numpy()
+    assert out.shape == (n, 3, 4, 5)
+    for k in range(n):
+        level = int(levels[k])
+        alone = roi_align_builtin(maps[level], boxes[k:k + 1], box_indices[k:k + 1],
+                                            (3, 4), scales[level], sampling_ratio, aligned)
+        np.testing.assert_allclose(out[k], alone.numpy()[0], rtol=1e-6, atol=1e-6,
+                                   err_msg=f"box {k} on level {level}")
