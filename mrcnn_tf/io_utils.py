@@ -16,7 +16,6 @@ import os
 import tempfile
 from typing import IO, Any, Iterator, Union
 
-import cv2
 import numpy as np
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -105,6 +104,7 @@ def write_png_atomic(path: PathLike, rgb_image_uint8: np.ndarray) -> None:
         path: destination file, normally ending in ".png".
         rgb_image_uint8: uint8 [H, W, 3] in RGB order, or uint8 [H, W] grayscale.
     """
+    import cv2  # noqa: PLC0415 (keeps `atomic_write` and the JSON helpers light to import)
     image = np.asarray(rgb_image_uint8)
     if image.dtype != np.uint8:
         raise ValueError(f"write_png_atomic({path!r}): expected a uint8 image, got {image.dtype}")
@@ -124,6 +124,7 @@ def write_png_atomic(path: PathLike, rgb_image_uint8: np.ndarray) -> None:
 
 def read_image_rgb(path: PathLike) -> np.ndarray:
     """Reads an image file as uint8 [H, W, 3] RGB (the inverse of `write_png_atomic`)."""
+    import cv2  # noqa: PLC0415 (OpenCV only where images are read or written)
     image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
     if image is None:
         raise FileNotFoundError(f"cannot read image {os.fspath(path)!r}")
