@@ -34,10 +34,10 @@ def paste_full_image(masks, boxes, height, width, paste_rule):
     Returns: [B, D, height, width] bool (probability >= 0.5).
     """
     batch, d, m = tf.shape(masks)[0], tf.shape(masks)[1], tf.shape(masks)[2]
-    flat = mask_ops.paste_masks(tf.reshape(masks, tf.stack([batch * d, m, m])),
-                                tf.reshape(boxes, tf.stack([batch * d, 4])), height, width,
-                                paste_rule=paste_rule)
-    return tf.reshape(flat >= 0.5, tf.stack([batch, d, height, width]))
+    flat = mask_ops.paste_binary_masks(tf.reshape(masks, tf.stack([batch * d, m, m])),
+                                       tf.reshape(boxes, tf.stack([batch * d, 4])), height,
+                                       width, paste_rule=paste_rule)
+    return tf.reshape(flat, tf.stack([batch, d, height, width]))
 
 
 def image_signature(size):

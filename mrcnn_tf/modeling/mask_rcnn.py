@@ -214,8 +214,8 @@ class MaskRCNN(keras.Model):
             outputs = self._predict_one(tf.convert_to_tensor(image[None]))
             n = int(outputs["num_detections"][0])
             boxes = outputs["boxes"][0, :n]
-            masks = mask_ops.paste_masks(outputs["masks"][0, :n], boxes, image.shape[0],
-                                         image.shape[1], paste_rule=self.config.paste_rule)
+            masks = mask_ops.paste_binary_masks(outputs["masks"][0, :n], boxes, image.shape[0],
+                                                image.shape[1], paste_rule=self.config.paste_rule)
             class_ids = outputs["class_ids"][0, :n].numpy()
             results.append({
                 "boxes": boxes.numpy(),
@@ -223,7 +223,7 @@ class MaskRCNN(keras.Model):
                 "category_ids": np.asarray(self.category_ids, np.int64)[class_ids - 1],
                 "class_names": [self.class_names[c - 1] for c in class_ids],
                 "scores": outputs["scores"][0, :n].numpy(),
-                "masks": (masks >= 0.5).numpy(),
+                "masks": masks.numpy(),
             })
         return results
 

@@ -255,3 +255,21 @@ def test_gather_mask_sampling_matches_crop_and_resize(edge_pad, sampling_ratio):
         m, b, i, 14, sampling_ratio, edge_pad, implementation="builtin"), jit_compile=True)
     np.testing.assert_allclose(compiled(masks, tf.constant(boxes, tf.float32), indices).numpy(),
                                expected.numpy(), atol=2e-5)
+
+
+@pytest.mark.parametrize("paste_rule", ["detectron2", "torchvision"])
+@pytest.mark.parametrize("count", [0, 1, 8, 13])
+def test_binary_paste_in_chunks_equals_the_thresholded_paste(paste_rule, count):
+    """Chunks of 8 (a partial last one, exactly one, none at all): the same pixels as
+    paste_masks(...) >= 0.5."""
+    rng = np.random.default_rng(count)
+    masks = rng.uniform(0, 1, (count, 14, 14)).astype(np.float32)
+    y1, x1 = rng.uniform(-5, 30, count), rng.uniform(-5, 40, count)
+    boxes = np.stack([y1, x1, y1 + rng.uniform(1, 25, count), x1 + rng.uniform(1, 30, count)],
+                     axis=1).astype(np.float32).reshape(count, 4)
+    binary = mask_ops.paste_binary_masks(masks, boxes, 37, 45, paste_rule).numpy()
+    assert binary.dtype == bool and binary.shape == (count, 37, 45)
+    if count:
+        expected = mask_ops.paste_masks(masks, boxes, 37, 45, paste_rule).numpy() >= 0.5
+        np.testing.assert_array_equal(binary, expected)
+        assert binary.any()
