@@ -79,7 +79,7 @@ def calibrate_stem(model, size, seed=1, statistics=None):
     if statistics is None:
         images = tf.constant(synthetic.random_images(1, size, seed=seed))
         resized, image_shape, _ = pipeline.preprocess_for_inference(images, model.config)
-        inputs = model._normalize(resized, image_shape)  # the model's own input normalization
+        inputs = model.normalize_images(resized, image_shape)  # the model's own input normalization
         stem_input = keras.Model(backbone.inputs, stem.input)(inputs)  # [1, h, w, C]
         statistics = tf.nn.moments(tf.cast(stem_input, tf.float32), axes=[0, 1, 2])
     mean, variance = statistics

@@ -17,8 +17,7 @@ detections. The pasted masks are thresholded at 0.5 into booleans in the graph, 
 import tensorflow as tf
 
 from mrcnn_tf.data import pipeline
-from mrcnn_tf.modeling.mask_rcnn import RPN_STRIDES, select_class_masks
-from mrcnn_tf.ops import anchors as anchor_ops
+from mrcnn_tf.modeling.mask_rcnn import select_class_masks
 from mrcnn_tf.ops import boxes as box_ops
 from mrcnn_tf.ops import masks as mask_ops
 
@@ -66,18 +65,6 @@ def make_inference_function(model, size):
     return inference
 
 
-def _anchors(model, features, padded_hw):
-    """Anchors per level for `features` [P2..P6], as MaskRCNN._pyramid makes them."""
-    config = model.config
-    shapes = [(tf.shape(p)[1], tf.shape(p)[2]) for p in features]
-    strides = RPN_STRIDES
-    if config.anchor_stride_from_grid:
-        strides = [(padded_hw[0] // h, padded_hw[1] // w) for h, w in shapes]
-    return anchor_ops.pyramid_anchors(shapes, strides, config.anchor_sizes,
-                                      config.anchor_ratios,
-                                      round_to_int=config.anchor_round_to_int)
-
-
 def make_stage_functions(model, size):
     """The four stage tf.functions of `model` (module docstring), keyed by STAGE_NAMES.
 
@@ -95,8 +82,7 @@ def make_stage_functions(model, size):
     @tf.function(input_signature=image_signature(size))
     def backbone_fpn(images):
         resized, image_shape, scale = pipeline.preprocess_for_inference(images, config)
-        # _normalize is the model's own input normalization (mean/std, zero padding).
-        normalized = model._normalize(resized, image_shape)
+        normalized = model.normalize_images(resized, image_shape)
         features = model.fpn(model.backbone(normalized, training=False), training=False)
         return {"features": features, "image_shape": image_shape, "scale": scale,
                 "padded_hw": tf.shape(resized)[1:3]}
@@ -104,7 +90,7 @@ def make_stage_functions(model, size):
     @tf.function(reduce_retracing=True)
     def rpn_proposals(features, image_shape, padded_hw):
         objectness, deltas = model.rpn_head(features, training=False)
-        anchors = _anchors(model, features, padded_hw)
+        anchors = model.anchors(features, padded_hw)
         proposals, valid = model.proposals(objectness, deltas, anchors, image_shape,
                                            training=False)
         return {"proposals": proposals, "valid": valid}

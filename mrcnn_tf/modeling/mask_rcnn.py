@@ -109,7 +109,7 @@ class MaskRCNN(keras.Model):
                               for name in ("loss",) + LOSS_NAMES}
 
     # -- shared pieces ---------------------------------------------------------------------
-    def _normalize(self, images, image_shape):
+    def normalize_images(self, images, image_shape):
         """images [B, H, W, 3] 0..255 -> normalized, with zeros outside each valid region."""
         x = (tf.cast(images, tf.float32) - self._mean) / self._std
         rows = tf.range(tf.shape(x)[1])[None, :, None] < image_shape[:, 0:1, None]
@@ -118,17 +118,21 @@ class MaskRCNN(keras.Model):
 
     def _pyramid(self, images, image_shape, training):
         """Returns [P2..P6], RPN objectness and deltas per level, and anchors per level."""
-        features = self.fpn(self.backbone(self._normalize(images, image_shape),
+        features = self.fpn(self.backbone(self.normalize_images(images, image_shape),
                                           training=training), training=training)
         objectness, deltas = self.rpn_head(features)
+        return features, objectness, deltas, self.anchors(features, tf.shape(images)[1:3])
+
+    def anchors(self, features, padded_hw):
+        """Anchors per level for the pyramid `features` [P2..P6] of images padded to
+        `padded_hw` ([2] int32): a list of [H_l * W_l * A, 4] (y1, x1, y2, x2) pixels."""
         shapes = [(tf.shape(p)[1], tf.shape(p)[2]) for p in features]
         strides = RPN_STRIDES
         if self.config.anchor_stride_from_grid:
-            strides = [(tf.shape(images)[1] // h, tf.shape(images)[2] // w) for h, w in shapes]
-        anchors = anchor_ops.pyramid_anchors(shapes, strides, self.config.anchor_sizes,
-                                             self.config.anchor_ratios,
-                                             round_to_int=self.config.anchor_round_to_int)
-        return features, objectness, deltas, anchors
+            strides = [(padded_hw[0] // h, padded_hw[1] // w) for h, w in shapes]
+        return anchor_ops.pyramid_anchors(shapes, strides, self.config.anchor_sizes,
+                                          self.config.anchor_ratios,
+                                          round_to_int=self.config.anchor_round_to_int)
 
     # -- inference -------------------------------------------------------------------------
     def call(self, images, training=False):

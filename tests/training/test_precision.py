@@ -140,7 +140,7 @@ def test_mixed_bfloat16_computes_convs_in_bfloat16_boxes_and_losses_in_float32()
     image_shape = batch["image_shape"]
 
     # Activations of the backbone, FPN and hidden head layers are bfloat16 ...
-    c_features = model.backbone(model._normalize(batch["images"], image_shape))
+    c_features = model.backbone(model.normalize_images(batch["images"], image_shape))
     assert [c.dtype for c in c_features] == [tf.bfloat16] * 4
     features, objectness, deltas, anchors = model._pyramid(batch["images"], image_shape,
                                                            training=False)
