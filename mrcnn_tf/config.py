@@ -11,6 +11,8 @@ import dataclasses
 import math
 from typing import Any, Optional, Tuple
 
+from mrcnn_tf import keypoint_spec
+
 BACKBONES = ("resnet50", "resnet101", "tiny")
 # Kept in step with mrcnn_tf.layers.pyramid_roi_align.IMPLEMENTATIONS (not imported: config.py
 # stays free of TensorFlow).
@@ -110,6 +112,21 @@ class Config:
     mask_head_conv_dim: int = 256
     mask_head_num_convs: int = 4
     mask_head_norm: str = "none"  # after each mask-head conv: "none", "bn", "frozen_bn", "gn"
+    # The mask branch can be switched off (Keypoint R-CNN without masks, Detectron2's
+    # MASK_ON): no mask head, no mask loss, no "masks" output.
+    mask_on: bool = True
+
+    # Keypoint branch (Keypoint R-CNN; off when num_keypoints == 0). Keypoints are (y, x, v)
+    # in continuous pixels, see mrcnn_tf.keypoint_spec. The names decide the left/right swap
+    # of a horizontal flip; the skeleton is flat 0-based pairs (for drawing); the OKS sigmas
+    # (for COCO keypoint AP) default to COCO's for COCO's person keypoints.
+    num_keypoints: int = 0
+    keypoint_names: Tuple[str, ...] = ()
+    keypoint_skeleton: Tuple[int, ...] = ()
+    keypoint_oks_sigmas: Tuple[float, ...] = ()
+    keypoint_pool_size: int = 14  # RoIAlign output; heatmaps are 4x this (56 x 56)
+    keypoint_head_conv_dim: int = 512
+    keypoint_head_num_convs: int = 8
     box_smooth_l1_beta: float = 0.0
     # dw, dh are clamped at this before exp() when decoding.
     bbox_delta_clip: float = math.log(1000.0 / 16)
@@ -132,6 +149,7 @@ class Config:
     loss_weight_class: float = 1.0
     loss_weight_box: float = 1.0
     loss_weight_mask: float = 1.0
+    loss_weight_keypoint: float = 1.0
 
     # Optimization (SGD with momentum, linear warmup, step decay).
     learning_rate: float = 0.02  # for `batch_size` images per step
@@ -213,6 +231,29 @@ class Config:
               "rpn_box_weights", "4 positive weights (wy, wx, wh, ww)")
         check(0 <= self.score_threshold < 1, "score_threshold", "a value in [0, 1)")
         check(self.mask_head_num_convs >= 0, "mask_head_num_convs", "an integer >= 0")
+        check(isinstance(self.num_keypoints, int) and self.num_keypoints >= 0,
+              "num_keypoints", "an integer >= 0 (0 = no keypoint head)")
+        if self.num_keypoints > 0:
+            check(len(self.keypoint_names) == self.num_keypoints, "keypoint_names",
+                  f"{self.num_keypoints} names (one per keypoint, num_keypoints)")
+            check(len(self.keypoint_skeleton) % 2 == 0 and all(
+                isinstance(i, int) and 0 <= i < self.num_keypoints
+                for i in self.keypoint_skeleton), "keypoint_skeleton",
+                f"flat 0-based index pairs in 0..{self.num_keypoints - 1}")
+            check(len(self.keypoint_oks_sigmas) in (0, self.num_keypoints) and all(
+                s_ > 0 for s_ in self.keypoint_oks_sigmas), "keypoint_oks_sigmas",
+                f"empty (COCO's) or {self.num_keypoints} positive sigmas")
+            check(self.keypoint_pool_size >= 1, "keypoint_pool_size", "an integer >= 1")
+            check(self.keypoint_head_conv_dim >= 1, "keypoint_head_conv_dim",
+                  "an integer >= 1")
+            check(self.keypoint_head_num_convs >= 0, "keypoint_head_num_convs",
+                  "an integer >= 0")
+            if len(self.keypoint_names) == self.num_keypoints:
+                try:
+                    keypoint_spec.flip_permutation(self.keypoint_names)
+                except ValueError as e:
+                    errors.append(str(e))
+        check(self.loss_weight_keypoint >= 0, "loss_weight_keypoint", ">= 0")
         check(self.learning_rate > 0, "learning_rate", "> 0")
         check(0 <= self.momentum < 1, "momentum", "a value in [0, 1)")
         check(self.weight_decay >= 0, "weight_decay", ">= 0")
@@ -228,6 +269,23 @@ class Config:
     @property
     def num_anchors_per_location(self) -> int:
         return len(self.anchor_ratios)
+
+    @property
+    def keypoint_heatmap_size(self) -> int:
+        """Side S of the keypoint heatmaps (the head upsamples its input 4x)."""
+        return 4 * self.keypoint_pool_size
+
+    @property
+    def keypoint_flip_permutation(self) -> Tuple[int, ...]:
+        """Keypoint order after a horizontal flip (see keypoint_spec.flip_permutation)."""
+        return keypoint_spec.flip_permutation(self.keypoint_names)
+
+    @property
+    def oks_sigmas(self) -> Tuple[float, ...]:
+        """keypoint_oks_sigmas, or COCO's for COCO's person keypoints (else ValueError)."""
+        if self.keypoint_oks_sigmas:
+            return tuple(self.keypoint_oks_sigmas)
+        return keypoint_spec.default_oks_sigmas(self.keypoint_names)
 
     @property
     def max_padded_size(self) -> int:
@@ -319,6 +377,24 @@ def torchvision_maskrcnn_r50_fpn_v2() -> Config:
     )
 
 
+def keypoint_rcnn_r50_fpn() -> Config:
+    """Detectron2's COCO-Keypoints keypoint_rcnn_R_50_FPN_1x: one class (person), COCO's 17
+    keypoints, no mask head, 1500 proposals per training image, box smooth-L1 beta 0.5 (plain
+    L1 costs keypoint AP), the 1x schedule of coco_r50_fpn. `--override mask_on=true` adds the
+    mask head (on COCO's person masks)."""
+    return coco_r50_fpn().replace(
+        name="keypoint_rcnn_r50_fpn",
+        num_classes=1,
+        mask_on=False,
+        num_keypoints=len(keypoint_spec.COCO_PERSON_KEYPOINT_NAMES),
+        keypoint_names=keypoint_spec.COCO_PERSON_KEYPOINT_NAMES,
+        keypoint_skeleton=keypoint_spec.COCO_PERSON_SKELETON,
+        keypoint_oks_sigmas=keypoint_spec.COCO_PERSON_OKS_SIGMAS,
+        rpn_post_nms_topk_train=1500,
+        box_smooth_l1_beta=0.5,
+    )
+
+
 def shapes_tiny() -> Config:
     """A small model for 128 px synthetic shapes: trains on a 2-core CPU in minutes."""
     return Config(
@@ -363,6 +439,7 @@ PRESETS = {
     "coco_r101_fpn": coco_r101_fpn,
     "torchvision_maskrcnn_r50_fpn": torchvision_maskrcnn_r50_fpn,
     "torchvision_maskrcnn_r50_fpn_v2": torchvision_maskrcnn_r50_fpn_v2,
+    "keypoint_rcnn_r50_fpn": keypoint_rcnn_r50_fpn,
     "shapes_tiny": shapes_tiny,
 }
 
