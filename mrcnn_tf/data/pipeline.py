@@ -12,6 +12,8 @@ every batch, under XLA and tf.distribute too:
                                       config.mini_mask_size = S > 0, [M, S, S] mini-masks,
                                       each resampled inside its own box
     gt_is_crowd   bool    [M]
+    gt_keypoints  float32 [M, K, 3]   (y, x, v) in resized-image pixels, v 0 where unlabelled
+                                      (only when config.num_keypoints = K > 0)
     image_id      int64   []
     scale         float32 [2]         (resized / original) along y and x
     original_shape int32  [2]         (height, width) before resizing
@@ -163,6 +165,40 @@ def _stateless_seed(seed, image_id: tf.Tensor) -> tf.Tensor:
     return seed
 
 
+# -- keypoints -------------------------------------------------------------------------------
+
+def _example_keypoints(example: Mapping[str, Any], num, num_keypoints: int, max_instances: int
+                       ) -> tf.Tensor:
+    """The example's first `max_instances` keypoint rows, float32 [n, K, 3] (y, x, v); all
+    unlabelled (zeros) when the example has none (a dataset mixing images with and without
+    keypoint annotations)."""
+    if example.get("keypoints") is None:
+        return tf.zeros(tf.stack([num, num_keypoints, 3]), tf.float32)
+    keypoints = tf.reshape(tf.cast(example["keypoints"], tf.float32), [-1, num_keypoints, 3])
+    return keypoints[:max_instances]
+
+
+def flip_keypoints(keypoints: tf.Tensor, width, permutation) -> tf.Tensor:
+    """Mirrors keypoints in an image of width `width` and swaps left and right ones.
+
+    x' = width - x in continuous pixels (pixel i's centre i + 0.5 goes to pixel
+    width - 1 - i's centre), then keypoint k of the flipped set is keypoint permutation[k] of
+    the original: the left eye of a mirrored person is where its right eye was.
+    Unlabelled keypoints (v = 0) stay all zero.
+
+    Args:
+      keypoints: float32 [N, K, 3] (y, x, v).
+      width: float scalar, the image width.
+      permutation: K ints (`config.keypoint_flip_permutation`).
+    Returns:
+      float32 [N, K, 3].
+    """
+    y, x, v = tf.unstack(keypoints, 3, axis=-1)
+    labelled = tf.cast(v > 0, tf.float32)
+    mirrored = tf.stack([y, (width - x) * labelled, v], axis=-1)
+    return tf.gather(mirrored, list(permutation), axis=1)
+
+
 # -- training --------------------------------------------------------------------------------
 
 def preprocess_for_training(example: Mapping[str, Any], config: Config, augment: bool = False,
@@ -172,7 +208,9 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
     Args:
       example: dict of tensors: image uint8 [H, W, 3], boxes float32 [N, 4] (y1, x1, y2, x2)
         pixels, class_ids int32 [N], masks uint8 [N, H, W], is_crowd bool [N] (optional),
-        image_id int64 []. Validate first with `mrcnn_tf.data.validation.validate_example`.
+        image_id int64 [], and optionally keypoints float32 [N, K, 3] (y, x, v) in continuous
+        pixels (read when config.num_keypoints = K > 0). Validate first with
+        `mrcnn_tf.data.validation.validate_example`.
       config: image_min_size / image_max_size (resize), max_padded_size (P), max_instances (M).
       augment: random horizontal flip with probability 0.5, and the shorter side drawn from
         config.train_min_sizes when that is set (scale jitter).
@@ -182,7 +220,8 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
     Returns:
       dict: images float32 [P, P, 3], image_shape int32 [2], gt_boxes float32 [M, 4],
       gt_classes int32 [M], gt_masks uint8 [M, P, P] (or [M, S, S] mini-masks, S =
-      config.mini_mask_size > 0), gt_is_crowd bool [M], image_id int64 [],
+      config.mini_mask_size > 0), gt_is_crowd bool [M], gt_keypoints float32 [M, K, 3]
+      (when config.num_keypoints = K > 0; see `flip_keypoints`), image_id int64 [],
       scale float32 [2], original_shape int32 [2], and with a seed, sample_seed int64 [2] (the
       model's per-image sampling seed). Instances beyond M are dropped (the first M
       are kept); boxes are scaled by the exact per-axis ratios (new_h / h, new_w / w).
@@ -214,6 +253,9 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
     else:
         is_crowd = tf.zeros_like(class_ids, dtype=tf.bool)
     num = tf.shape(boxes)[0]
+    keypoints = None
+    if config.num_keypoints:
+        keypoints = _example_keypoints(example, num, config.num_keypoints, m)
 
     image = _resize_image(image, new_h, new_w)
     if mini:
@@ -222,6 +264,8 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
     else:
         masks = _resize_masks_nearest(masks, new_h, new_w)
     boxes = boxes * tf.stack([scale_y, scale_x, scale_y, scale_x])
+    if keypoints is not None:
+        keypoints = keypoints * tf.stack([scale_y, scale_x, 1.0])
 
     if augment:
         def flip():
@@ -230,9 +274,16 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
             new_w_f = tf.cast(new_w, tf.float32)
             y1, x1, y2, x2 = tf.unstack(boxes, axis=1)
             flipped_boxes = tf.stack([y1, new_w_f - x2, y2, new_w_f - x1], axis=1)
-            return tf.reverse(image, [1]), flipped_boxes, tf.reverse(masks, [2])
+            flipped = (tf.reverse(image, [1]), flipped_boxes, tf.reverse(masks, [2]))
+            if keypoints is not None:
+                flipped += (flip_keypoints(keypoints, new_w_f, config.keypoint_flip_permutation),)
+            return flipped
 
-        image, boxes, masks = tf.cond(draws[0] < 0.5, flip, lambda: (image, boxes, masks))
+        unchanged = (image, boxes, masks) + ((keypoints,) if keypoints is not None else ())
+        flipped = tf.cond(draws[0] < 0.5, flip, lambda: unchanged)
+        image, boxes, masks = flipped[:3]
+        if keypoints is not None:
+            keypoints = flipped[3]
 
     # Pad the image at the bottom/right so (0, 0) stays the origin of box coordinates.
     image = tf.pad(image, [[0, p - new_h], [0, p - new_w], [0, 0]])
@@ -250,7 +301,9 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
     boxes = tf.ensure_shape(boxes, [m, 4])
     class_ids = tf.ensure_shape(class_ids, [m])
     is_crowd = tf.ensure_shape(is_crowd, [m])
-    output = {
+    output = {} if keypoints is None else {"gt_keypoints": tf.ensure_shape(
+        tf.pad(keypoints, [[0, m - num], [0, 0], [0, 0]]), [m, config.num_keypoints, 3])}
+    output.update({
         "images": image,
         "image_shape": tf.stack([new_h, new_w]),
         "gt_boxes": boxes,
@@ -260,7 +313,7 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
         "image_id": tf.reshape(image_id, []),
         "scale": tf.stack([scale_y, scale_x]),
         "original_shape": tf.cast(image_size, tf.int32),
-    }
+    })
     if seed is not None:
         # The model draws this image's RPN and RoI samples from it (MaskRCNN.compute_losses),
         # so training is reproducible whatever the batch layout, replica count or restart.

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from mrcnn_tf.ops import keypoints as keypoint_ops
 from mrcnn_tf.ops import masks as mask_ops
 from mrcnn_tf.ops import sampling
 from mrcnn_tf.ops import targets as target_ops
@@ -20,15 +21,20 @@ class DetectionTargetLayer(keras.layers.Layer):
       proposals: [B, R, 4]; proposal_valid: [B, R] bool.
       gt_boxes: [B, M, 4]; gt_classes: [B, M] int32 (0 = padding); gt_is_crowd: [B, M] bool;
       gt_masks: [B, M, H, W] full-canvas binary masks, or [B, M, m, m] mini-masks (each inside
-        its gt box) when the layer was made with mini_masks=True.
+        its gt box) when the layer was made with mini_masks=True; None for a model without
+        a mask head (no mask targets then).
       seeds: optional [B, 2] per-image stateless sampling seeds (reproducible whatever the
         batch layout); None samples with the layer's op seed.
+      gt_keypoints: optional [B, M, K, 3] (y, x, v) pixels, for a layer made with
+        keypoint_heatmap_size S > 0.
     Returns a dict:
       "rois" [B, S, 4], "valid" [B, S], "is_positive" [B, S], "class_targets" [B, S],
       "box_targets" [B, S, 4], "matched_gt" [B, S] for S = batch_size_per_image; and for the
       first P slots (which hold every positive):
       "mask_rois" [B, P, 4], "mask_classes" [B, P] int32, "mask_valid" [B, P] bool,
-      "mask_targets" [B, P, mask_size, mask_size] float32 in {0, 1};
+      "mask_targets" [B, P, mask_size, mask_size] float32 in {0, 1} (with gt_masks);
+      "keypoint_targets" [B, P, K] int32 flat S x S heatmap indices and "keypoint_valid"
+      [B, P, K] bool (with gt_keypoints; `ops.keypoints.keypoint_targets` on the positives);
       P = max(1, the largest positive count of an image) with the "crop_and_resize" mask
       crop, and the static int(S * positive_fraction) with "builtin" (XLA).
 
@@ -39,7 +45,8 @@ class DetectionTargetLayer(keras.layers.Layer):
     def __init__(self, batch_size_per_image=512, positive_fraction=0.25, fg_iou_threshold=0.5,
                  bg_iou_threshold=0.5, crowd_ioa_threshold=0.5,
                  box_coder_weights=(10.0, 10.0, 5.0, 5.0), mask_size=28, mini_masks=False,
-                 seed=None, mask_crop_implementation="crop_and_resize", **kwargs):
+                 seed=None, mask_crop_implementation="crop_and_resize",
+                 keypoint_heatmap_size=0, **kwargs):
         kwargs.setdefault("dtype", "float32")  # box arithmetic in float32 (class docstring)
         super().__init__(**kwargs)
         self.batch_size_per_image = int(batch_size_per_image)
@@ -53,6 +60,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         self.seed = seed
         # "builtin" crops mask targets with gathers, which XLA compiles (see ops/masks.py).
         self.mask_crop_implementation = mask_crop_implementation
+        self.keypoint_heatmap_size = int(keypoint_heatmap_size)
 
     @classmethod
     def from_model_config(cls, config, **kwargs):
@@ -60,14 +68,16 @@ class DetectionTargetLayer(keras.layers.Layer):
                    config.roi_fg_iou_threshold, config.roi_bg_iou_threshold,
                    config.crowd_ioa_threshold, config.box_coder_weights, config.mask_size,
                    config.mini_mask_size > 0,
-                   mask_crop_implementation=config.roi_align_implementation, **kwargs)
+                   mask_crop_implementation=config.roi_align_implementation,
+                   keypoint_heatmap_size=(config.keypoint_heatmap_size if config.num_keypoints
+                                          else 0), **kwargs)
 
     @property
     def max_positives(self):
         return sampling.max_positives(self.batch_size_per_image, self.positive_fraction)
 
     def call(self, proposals, proposal_valid, gt_boxes, gt_classes, gt_is_crowd, gt_masks,
-             seeds=None):
+             seeds=None, gt_keypoints=None):
         proposals = tf.cast(proposals, tf.float32)
         gt_boxes = tf.cast(gt_boxes, tf.float32)
         targets = target_ops.detection_targets(
@@ -91,6 +101,18 @@ class DetectionTargetLayer(keras.layers.Layer):
         targets["mask_classes"] = targets["class_targets"][:, :p]
         targets["mask_valid"] = targets["is_positive"][:, :p]
         matched = targets["matched_gt"][:, :p]
+        if gt_keypoints is not None:
+            if not self.keypoint_heatmap_size:
+                raise ValueError("DetectionTargetLayer got gt_keypoints but was made with "
+                                 "keypoint_heatmap_size=0; expected the heatmap side (56)")
+            matched_keypoints = tf.gather(tf.cast(gt_keypoints, tf.float32), matched,
+                                          batch_dims=1)  # [B, P, K, 3]
+            indices, valid = keypoint_ops.keypoint_targets(matched_keypoints, mask_rois,
+                                                           self.keypoint_heatmap_size)
+            targets["keypoint_targets"] = indices
+            targets["keypoint_valid"] = valid & targets["mask_valid"][..., None]
+        if gt_masks is None:
+            return targets
         if self.mini_masks:
             targets["mask_targets"] = mask_ops.crop_mini_mask_targets(
                 gt_masks, gt_boxes, mask_rois, matched, self.mask_size,
@@ -114,5 +136,6 @@ class DetectionTargetLayer(keras.layers.Layer):
             "mini_masks": self.mini_masks,
             "seed": self.seed,
             "mask_crop_implementation": self.mask_crop_implementation,
+            "keypoint_heatmap_size": self.keypoint_heatmap_size,
         })
         return config

@@ -2,8 +2,12 @@
 
 `call(images)` is inference on a uint8 batch and returns detections in original-image pixels.
 `train_step` / `test_step` take the batches of `mrcnn_tf.data.pipeline.make_training_dataset`
-(a dict: images, image_shape, gt_boxes, gt_classes, gt_masks, gt_is_crowd) and report the five
-losses and their weighted total.
+(a dict: images, image_shape, gt_boxes, gt_classes, gt_masks, gt_is_crowd, and gt_keypoints
+for a keypoint model) and report the losses and their weighted total.
+
+The branches after the box head follow the config: the mask head when `config.mask_on`, the
+keypoint head (Keypoint R-CNN) when `config.num_keypoints > 0`; both, either, or neither
+(Faster R-CNN).
 """
 
 import keras
@@ -25,14 +29,29 @@ from mrcnn_tf.modeling import optimizer as _optimizer  # noqa: F401
 from mrcnn_tf.modeling.backbones import build_backbone
 from mrcnn_tf.modeling.fpn import FPN
 from mrcnn_tf.modeling.heads import BoxHead, MaskHead, RPNHead
+from mrcnn_tf.modeling.keypoint_head import KeypointHead
 from mrcnn_tf.ops import anchors as anchor_ops
 from mrcnn_tf.ops import boxes as box_ops
+from mrcnn_tf.ops import keypoints as keypoint_ops
 from mrcnn_tf.ops import masks as mask_ops
 from mrcnn_tf.ops import targets as target_ops
 
 RPN_STRIDES = (4, 8, 16, 32, 64)  # P2..P6
 LOSS_NAMES = ("rpn_class_loss", "rpn_box_loss", "class_loss", "box_loss", "mask_loss")
 TRAINING_KEYS = ("images", "image_shape", "gt_boxes", "gt_classes", "gt_masks")
+
+
+def loss_names(config):
+    """The losses a model of `config` reports: LOSS_NAMES without mask_loss when the mask head
+    is off, with keypoint_loss when the keypoint head is on."""
+    names = tuple(n for n in LOSS_NAMES if config.mask_on or n != "mask_loss")
+    return names + (("keypoint_loss",) if config.num_keypoints else ())
+
+
+def training_keys(config):
+    """The batch keys `compute_losses` needs for `config`."""
+    keys = tuple(k for k in TRAINING_KEYS if config.mask_on or k != "gt_masks")
+    return keys + (("gt_keypoints",) if config.num_keypoints else ())
 
 
 def select_class_masks(mask_logits, class_ids):
@@ -89,24 +108,35 @@ class MaskRCNN(keras.Model):
                                           config.roi_aligned,
                                           implementation=config.roi_align_implementation,
                                           name="box_roi_align")
-        self.mask_pooler = PyramidRoIAlign(config.mask_pool_size, config.roi_sampling_ratio,
-                                           config.roi_aligned,
-                                           implementation=config.roi_align_implementation,
-                                           name="mask_roi_align")
+        if config.mask_on:
+            self.mask_pooler = PyramidRoIAlign(config.mask_pool_size, config.roi_sampling_ratio,
+                                               config.roi_aligned,
+                                               implementation=config.roi_align_implementation,
+                                               name="mask_roi_align")
         self.box_head = BoxHead(config.num_classes, config.box_head_fc_dim,
                                 num_convs=config.box_head_num_convs,
                                 conv_dim=config.box_head_conv_dim,
                                 num_fcs=config.box_head_num_fcs, norm=config.box_head_norm,
                                 name="box_head")
-        self.mask_head = MaskHead(config.num_classes, config.mask_head_conv_dim,
-                                  config.mask_head_num_convs, norm=config.mask_head_norm,
-                                  name="mask_head")
+        if config.mask_on:
+            self.mask_head = MaskHead(config.num_classes, config.mask_head_conv_dim,
+                                      config.mask_head_num_convs, norm=config.mask_head_norm,
+                                      name="mask_head")
+        if config.num_keypoints:
+            self.keypoint_pooler = PyramidRoIAlign(
+                config.keypoint_pool_size, config.roi_sampling_ratio, config.roi_aligned,
+                implementation=config.roi_align_implementation, name="keypoint_roi_align")
+            self.keypoint_head = KeypointHead(config.num_keypoints,
+                                              config.keypoint_head_conv_dim,
+                                              config.keypoint_head_num_convs,
+                                              name="keypoint_head")
         self.detector = DetectionLayer.from_model_config(config, name="detections")
 
         self._mean = tf.constant(config.pixel_mean, tf.float32)
         self._std = tf.constant(config.pixel_std, tf.float32)
+        self.loss_names = loss_names(config)
         self.loss_trackers = {name: keras.metrics.Mean(name=name)
-                              for name in ("loss",) + LOSS_NAMES}
+                              for name in ("loss",) + self.loss_names}
 
     # -- shared pieces ---------------------------------------------------------------------
     def normalize_images(self, images, image_shape):
@@ -143,7 +173,10 @@ class MaskRCNN(keras.Model):
         Returns a dict, D = config.detections_per_image:
           "boxes" [B, D, 4] (y1, x1, y2, x2) in original-image pixels;
           "class_ids" [B, D] int32 in 1..K (0 on padding); "scores" [B, D];
-          "masks" [B, D, mask_size, mask_size] box-relative mask probabilities;
+          "masks" [B, D, mask_size, mask_size] box-relative mask probabilities (when
+          config.mask_on);
+          "keypoints" [B, D, K, 3] (y, x, score) in original-image continuous pixels (when
+          config.num_keypoints = K > 0; see `_detection_keypoints`);
           "num_detections" [B] int32.
         """
         images = tf.convert_to_tensor(images)
@@ -154,6 +187,9 @@ class MaskRCNN(keras.Model):
         boxes = outputs["boxes"] / tf.tile(scale, [1, 2])[:, None, :]
         boxes = box_ops.clip(boxes, tf.tile(original[None], [tf.shape(images)[0], 1]))
         outputs["boxes"] = boxes * tf.cast(outputs["scores"] > 0, tf.float32)[..., None]
+        if "keypoints" in outputs:
+            outputs["keypoints"] = outputs["keypoints"] / tf.concat(
+                [scale, tf.ones_like(scale[:, :1])], axis=1)[:, None, None, :]
         return outputs
 
     def detect(self, images, image_shape, training=False):
@@ -170,33 +206,69 @@ class MaskRCNN(keras.Model):
         class_logits, box_deltas = self.box_head(self.box_pooler(features[:4], proposals),
                                                  training=training)
         detections = self.detector(proposals, valid, class_logits, box_deltas, image_shape)
-        detections["masks"] = self._detection_masks(features, detections, training)
+        if self.config.mask_on:
+            detections["masks"] = self._detection_masks(features, detections, training)
+        if self.config.num_keypoints:
+            detections["keypoints"] = self._detection_keypoints(features, detections, training)
         return detections
 
-    def _detection_masks(self, features, detections, training):
-        """Mask probabilities [B, D, m, m] of the detections (0 on padding rows).
+    def _used_rows(self, detections):
+        """How many detection rows the mask and keypoint heads run on: None for all D.
 
-        With the crop_and_resize RoIAlign (TensorFlow / SavedModel inference) the mask head
-        runs on the first max_b(num_detections[b]) rows only: detections are sorted with the
+        With the crop_and_resize RoIAlign (TensorFlow / SavedModel inference) the heads run
+        on the first max_b(num_detections[b]) rows only: detections are sorted with the
         padding last, and the mask head costs about half of all inference FLOPs at D = 100, so
         an image with 10 detections skips 90% of it. The builtin RoIAlign (TFLite, XLA) keeps
         the static D rows.
         """
+        if self.config.roi_align_implementation != "crop_and_resize":
+            return None
+        # At least one row: TensorFlow's oneDNN convolutions mis-shape an empty batch.
+        return tf.minimum(tf.reduce_max(tf.concat([detections["num_detections"], [1]], 0)),
+                          tf.shape(detections["boxes"])[1])
+
+    @staticmethod
+    def _pad_rows(values, used, detections):
+        """values [B, used, ...] -> [B, D, ...]: zero rows after `used` and on padding
+        detections (score 0)."""
+        static_d = detections["boxes"].shape[1]
+        if used is not None:
+            d = tf.shape(detections["boxes"])[1]
+            values = tf.pad(values, [[0, 0], [0, d - used]] + [[0, 0]] * (values.shape.rank - 2))
+            values.set_shape([None, static_d] + values.shape.as_list()[2:])
+        real = tf.cast(detections["scores"] > 0, tf.float32)
+        return values * tf.reshape(real, tf.concat([tf.shape(real), [1] * (values.shape.rank - 2)],
+                                                   axis=0))
+
+    def _detection_masks(self, features, detections, training):
+        """Mask probabilities [B, D, m, m] of the detections (0 on padding rows)."""
+        used = self._used_rows(detections)
         boxes, class_ids = detections["boxes"], detections["class_ids"]
-        static_d = boxes.shape[1]
-        trim = self.config.roi_align_implementation == "crop_and_resize"
-        if trim:
-            # At least one row: TensorFlow's oneDNN convolutions mis-shape an empty batch.
-            used = tf.minimum(tf.reduce_max(tf.concat([detections["num_detections"], [1]], 0)),
-                              tf.shape(boxes)[1])
+        if used is not None:
             boxes, class_ids = boxes[:, :used], class_ids[:, :used]
         mask_logits = self.mask_head(self.mask_pooler(features[:4], boxes), training=training)
         masks = tf.sigmoid(select_class_masks(tf.cast(mask_logits, tf.float32), class_ids))
-        if trim:
-            d = tf.shape(detections["boxes"])[1]
-            masks = tf.pad(masks, [[0, 0], [0, d - used], [0, 0], [0, 0]])
-            masks.set_shape([None, static_d, self.config.mask_size, self.config.mask_size])
-        return masks * tf.cast(detections["scores"] > 0, tf.float32)[:, :, None, None]
+        return self._pad_rows(masks, used, detections)
+
+    def _detection_keypoints(self, features, detections, training):
+        """Keypoints [B, D, K, 3] (y, x, score) of the detections, in the frame of `boxes`
+        (0 on padding rows).
+
+        Each keypoint is the centre of its S x S heatmap's argmax bin (S = 56) inside the
+        detection box, scored by that bin's softmax probability
+        (`ops.keypoints.heatmaps_to_keypoints`, whose docstring bounds the error against
+        Detectron2's per-RoI resize: half a bin).
+        """
+        used = self._used_rows(detections)
+        boxes = detections["boxes"] if used is None else detections["boxes"][:, :used]
+        logits = self.keypoint_head(self.keypoint_pooler(features[:4], boxes),
+                                    training=training)  # [B, n, S, S, K]
+        shape = tf.shape(logits)
+        size, k = self.config.keypoint_heatmap_size, self.config.num_keypoints
+        flat = tf.reshape(logits, tf.stack([shape[0] * shape[1], size, size, k]))
+        keypoints = keypoint_ops.heatmaps_to_keypoints(flat, tf.reshape(boxes, [-1, 4]))
+        keypoints = tf.reshape(keypoints, tf.stack([shape[0], shape[1], k, 3]))
+        return self._pad_rows(keypoints, used, detections)
 
     def predict_images(self, images):
         """Detects objects in a list of images of any sizes.
@@ -207,7 +279,8 @@ class MaskRCNN(keras.Model):
           list of dicts of NumPy arrays, one per image, with only the real detections:
           "boxes" [n, 4] (y1, x1, y2, x2) pixels, "class_ids" [n] int32 1..K, "scores" [n],
           "masks" [n, H, W] bool full-image masks (pasted by config.paste_rule, thresholded at
-          0.5), and the dataset's own labels:
+          0.5; when config.mask_on), "keypoints" [n, K, 3] (y, x, score) continuous pixels
+          (when config.num_keypoints = K > 0), and the dataset's own labels:
           "category_ids" [n] int64 and "class_names" (list of n str).
         """
         if len(images) == 0:
@@ -218,17 +291,21 @@ class MaskRCNN(keras.Model):
             outputs = self._predict_one(tf.convert_to_tensor(image[None]))
             n = int(outputs["num_detections"][0])
             boxes = outputs["boxes"][0, :n]
-            masks = mask_ops.paste_binary_masks(outputs["masks"][0, :n], boxes, image.shape[0],
-                                                image.shape[1], paste_rule=self.config.paste_rule)
             class_ids = outputs["class_ids"][0, :n].numpy()
-            results.append({
+            result = {
                 "boxes": boxes.numpy(),
                 "class_ids": class_ids,
                 "category_ids": np.asarray(self.category_ids, np.int64)[class_ids - 1],
                 "class_names": [self.class_names[c - 1] for c in class_ids],
                 "scores": outputs["scores"][0, :n].numpy(),
-                "masks": masks.numpy(),
-            })
+            }
+            if "masks" in outputs:
+                result["masks"] = mask_ops.paste_binary_masks(
+                    outputs["masks"][0, :n], boxes, image.shape[0], image.shape[1],
+                    paste_rule=self.config.paste_rule).numpy()
+            if "keypoints" in outputs:
+                result["keypoints"] = outputs["keypoints"][0, :n].numpy()
+            results.append(result)
         return results
 
     @tf.function(reduce_retracing=True)
@@ -241,17 +318,20 @@ class MaskRCNN(keras.Model):
 
         Args:
           data: dict with "images" [B, P, P, 3] float 0..255, "image_shape" [B, 2],
-            "gt_boxes" [B, M, 4], "gt_classes" [B, M] (0 = padding), "gt_masks" [B, M, P, P],
+            "gt_boxes" [B, M, 4], "gt_classes" [B, M] (0 = padding), "gt_masks" [B, M, P, P]
+            (when config.mask_on), "gt_keypoints" [B, M, K, 3] (when config.num_keypoints),
             optional "gt_is_crowd" [B, M].
           training: batch-norm mode of the backbone, FPN and heads (sampling is done either
             way).
         Returns:
-          dict of the five scalar losses (unweighted) and "loss", their weighted sum.
+          dict of the scalar losses (unweighted; `self.loss_names`) and "loss", their weighted
+          sum.
         """
-        missing = [k for k in TRAINING_KEYS if k not in data]
+        keys = training_keys(self.config)
+        missing = [k for k in keys if k not in data]
         if missing:
             raise ValueError(f"MaskRCNN training batch is missing {missing}; expected the keys "
-                             f"{list(TRAINING_KEYS)} (+ optional gt_is_crowd) as made by "
+                             f"{list(keys)} (+ optional gt_is_crowd) as made by "
                              "mrcnn_tf.data.pipeline.make_training_dataset")
         config = self.config
         image_shape = tf.cast(data["image_shape"], tf.int32)
@@ -283,7 +363,8 @@ class MaskRCNN(keras.Model):
         proposals, valid = self.proposals(objectness, deltas, anchors, image_shape,
                                           training=True)
         targets = self.detection_targets(proposals, valid, gt_boxes, gt_classes, gt_is_crowd,
-                                         data["gt_masks"], seeds=seeds)
+                                         data.get("gt_masks") if config.mask_on else None,
+                                         seeds=seeds, gt_keypoints=data.get("gt_keypoints"))
         class_logits, box_deltas = self.box_head(self.box_pooler(features[:4], targets["rois"]),
                                                  training=training)
         result["class_loss"] = losses.class_loss(class_logits, targets["class_targets"],
@@ -291,13 +372,25 @@ class MaskRCNN(keras.Model):
         result["box_loss"] = losses.box_loss(
             box_deltas, targets["box_targets"], targets["class_targets"],
             targets["is_positive"], targets["valid"], config.box_smooth_l1_beta)
-        mask_logits = self.mask_head(self.mask_pooler(features[:4], targets["mask_rois"]),
-                                     training=training)
-        result["mask_loss"] = losses.mask_loss(mask_logits, targets["mask_targets"],
-                                               targets["mask_classes"], targets["mask_valid"])
-        weights = (config.loss_weight_rpn_class, config.loss_weight_rpn_box,
-                   config.loss_weight_class, config.loss_weight_box, config.loss_weight_mask)
-        result["loss"] = tf.add_n([w * result[n] for w, n in zip(weights, LOSS_NAMES)])
+        if config.mask_on:
+            mask_logits = self.mask_head(self.mask_pooler(features[:4], targets["mask_rois"]),
+                                         training=training)
+            result["mask_loss"] = losses.mask_loss(mask_logits, targets["mask_targets"],
+                                                   targets["mask_classes"],
+                                                   targets["mask_valid"])
+        if config.num_keypoints:
+            # The same positive RoIs as the mask head (Detectron2 trains the keypoint head on
+            # the foreground proposals; those without a labelled keypoint inside add nothing).
+            heatmaps = self.keypoint_head(
+                self.keypoint_pooler(features[:4], targets["mask_rois"]), training=training)
+            result["keypoint_loss"] = keypoint_ops.keypoint_loss(
+                heatmaps, targets["keypoint_targets"], targets["keypoint_valid"])
+        weights = {"rpn_class_loss": config.loss_weight_rpn_class,
+                   "rpn_box_loss": config.loss_weight_rpn_box,
+                   "class_loss": config.loss_weight_class, "box_loss": config.loss_weight_box,
+                   "mask_loss": config.loss_weight_mask,
+                   "keypoint_loss": config.loss_weight_keypoint}
+        result["loss"] = tf.add_n([weights[n] * result[n] for n in self.loss_names])
         return result
 
     def train_step(self, data):
