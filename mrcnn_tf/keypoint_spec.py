@@ -37,6 +37,13 @@ COCO_PERSON_OKS_SIGMAS = (
     0.107, 0.087, 0.087, 0.089, 0.089,
 )
 
+# The synthetic "house" of mrcnn_tf.data.keypoint_shapes (the shapes_keypoints_tiny preset):
+# roof apex, the eaves, the bottom corners and the body's centre; limbs along the outline. One
+# sigma for all: see keypoint_shapes for why 0.05.
+HOUSE_KEYPOINT_NAMES = ("roof", "left_eave", "right_eave", "left_base", "right_base", "centre")
+HOUSE_SKELETON = (0, 1, 0, 2, 1, 2, 1, 3, 2, 4, 3, 4)
+HOUSE_OKS_SIGMAS = (0.05,) * len(HOUSE_KEYPOINT_NAMES)
+
 # A side word in a keypoint name: "left_eye", "eye_left", "Left Eye", "l_eye", "eye.R".
 _SIDE = re.compile(r"(^|[^a-z])(left|right|l|r)($|[^a-z])")
 _OTHER_SIDE = {"left": "right", "right": "left", "l": "r", "r": "l"}
