@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, Iterable, List, Tuple
 
 import cv2
 import numpy as np
@@ -204,17 +204,35 @@ def generate_shapes_example(index: int, seed: int = 0, image_size: int = 128,
         kinds.append(kind)
         colours.append(colour)
 
+    return _finish_example(rng, image, visible, np.asarray(kinds, np.int32) + 1, index)
+
+
+def _finish_example(rng: np.random.Generator, image: np.ndarray, visible: List[np.ndarray],
+                    class_ids: np.ndarray, index: int) -> Dict[str, np.ndarray]:
+    """Adds noise to a painted float image and packs the common example dict.
+
+    Args:
+      rng: the example's generator (the noise is its last draw).
+      image: float32 [S, S, 3] painted image, modified in place.
+      visible: N bool [S, S] visible masks, in instance order.
+      class_ids: int32 [N].
+      index: the example index, its `image_id`.
+
+    Returns:
+      the example dict described in the module docstring.
+    """
     # Mild noise over everything (objects included) so edges are not perfectly flat colour.
     noise_sigma = rng.uniform(2.0, 6.0)
     image += noise_sigma * rng.standard_normal(size=image.shape, dtype=np.float32)
     image = np.clip(np.round(image), 0, 255).astype(np.uint8)
 
     n = len(visible)
+    s = image.shape[0]
     masks = (np.stack(visible).astype(np.uint8) if n else np.zeros((0, s, s), np.uint8))
     return {
         "image": image,
         "boxes": tight_boxes(masks),
-        "class_ids": np.asarray(kinds, np.int32) + 1,
+        "class_ids": class_ids,
         "masks": masks,
         "is_crowd": np.zeros((n,), bool),
         "image_id": np.int64(index),
@@ -255,11 +273,25 @@ def shapes_dataset(num_images: int, seed: int = 0, image_size: int = 128,
     """
     if num_images < 0:
         raise ValueError(f"shapes_dataset: num_images={num_images}: expected >= 0")
-    signature = shapes_output_signature(image_size)
+    return _generated_dataset(
+        num_images, shapes_output_signature(image_size),
+        lambda index: generate_shapes_example(index, seed, image_size, min_shapes, max_shapes))
+
+
+def _generated_dataset(num_images: int, signature: Dict[str, tf.TensorSpec],
+                       generate_example: Callable[[int], Dict[str, np.ndarray]]
+                       ) -> tf.data.Dataset:
+    """Examples 0 .. num_images - 1 of `generate_example(index)`, generated on the fly.
+
+    Args:
+      num_images: dataset length, >= 0.
+      signature: the `tf.TensorSpec` of every field `generate_example` returns.
+      generate_example: index -> numpy example dict, a pure function of the index.
+    """
     keys = list(signature)
 
     def generate(index):
-        example = generate_shapes_example(int(index), seed, image_size, min_shapes, max_shapes)
+        example = generate_example(int(index))
         return [example[k] for k in keys]
 
     def load(index):
@@ -282,16 +314,30 @@ def write_shapes_coco(out_dir: str, num_images: int, seed: int = 0, image_size: 
     """
     # Imported here: the COCO glue pulls in pycocotools, which shapes alone does not need.
     from mrcnn_tf.evaluation.coco_eval import LabelMap, write_coco_json
+
+    images_dir, examples = _write_example_images(
+        out_dir, "shapes", (generate_shapes_example(index, seed, image_size, min_shapes,
+                                                    max_shapes) for index in range(num_images)))
+    annotations_path = os.path.join(out_dir, "annotations.json")
+    write_coco_json(examples, LabelMap.from_names(CLASS_NAMES), annotations_path)
+    return annotations_path, images_dir
+
+
+def _write_example_images(out_dir: str, prefix: str, examples: Iterable[Dict[str, np.ndarray]]
+                          ) -> Tuple[str, List[Dict[str, np.ndarray]]]:
+    """Writes each example's image as out_dir/images/{prefix}_{image_id:06d}.png (atomically)
+    and records that name in the example's "file_name".
+
+    Returns:
+      (images_dir, the examples as a list).
+    """
     from mrcnn_tf.io_utils import write_png_atomic
 
     images_dir = os.path.join(out_dir, "images")
     os.makedirs(images_dir, exist_ok=True)
-    examples = []
-    for index in range(num_images):
-        example = generate_shapes_example(index, seed, image_size, min_shapes, max_shapes)
-        example["file_name"] = f"shapes_{index:06d}.png"
+    written = []
+    for example in examples:
+        example["file_name"] = f"{prefix}_{int(example['image_id']):06d}.png"
         write_png_atomic(os.path.join(images_dir, example["file_name"]), example["image"])
-        examples.append(example)
-    annotations_path = os.path.join(out_dir, "annotations.json")
-    write_coco_json(examples, LabelMap.from_names(CLASS_NAMES), annotations_path)
-    return annotations_path, images_dir
+        written.append(example)
+    return images_dir, written
