@@ -10,6 +10,21 @@ the common structure of `mrcnn_tf.data` (see `mrcnn_tf.data.shapes`):
     masks      uint8   [N, H, W]  0/1, decoded by pycocotools
     is_crowd   bool    [N]        the annotation's `iscrowd`
     image_id   int64   []         the JSON's own image id (any integer, 0 included)
+    keypoints  float32 [N, K, 3]  only when a category of the label map declares keypoints
+                                  (person_keypoints_*.json): (y, x, v) per instance, see below
+
+Keypoints (`mrcnn_tf.keypoint_spec`): a category may declare "keypoints" (K names) and
+"skeleton" (1-based [[a, b], ...] limbs). Every label-map category that declares keypoints must
+declare the same names (otherwise `DatasetError`); the dataset's `keypoint_names`,
+`keypoint_skeleton` (flat, 0-based; the first such category's) and `num_keypoints` (K, 0 when
+none) come from them. An annotation's "keypoints" [x1, y1, v1, ...] are integer pixel indices;
+each labelled one (v = 1 occluded, v = 2 visible) becomes (y + 0.5, x + 0.5, v) in continuous
+pixels (Detectron2's rule), an unlabelled one (v = 0) (0, 0, 0). Annotations of a category
+without keypoints, crowd annotations and annotations without "keypoints" or with "num_keypoints"
+0 get all-zero rows. A malformed list (not 3K numbers, v not in {0, 1, 2}) of any other
+annotation makes it bad (skipped, below). Images are not filtered by their number of labelled
+keypoints (Detectron2's MIN_KEYPOINTS_PER_IMAGE); an image without any trains the other heads
+only.
 
 Only the JSON is held in memory; images and masks are decoded one image at a time.
 
@@ -49,9 +64,10 @@ re-counted); `report()` summarizes. With `strict=True` the first problem raises
 the JSON's images (those with a valid size), the label map's categories with their own ids, and
 their structurally valid annotations. Fields COCOeval needs but exports sometimes omit are
 filled in: `iscrowd` (0), `segmentation` (the box), `bbox` and `area` (from the mask; a box-only
-annotation's area is its box area). COCOeval counts a detection matched to a ground-truth
-annotation of id 0 as a false positive, so an annotation id 0 is renumbered to max(id) + 1 in
-`coco` (logged; messages still call it 0).
+annotation's area is its box area), and for keypoint categories `keypoints` (3K zeros) and
+`num_keypoints` (the labelled ones), which COCOeval "keypoints" reads. COCOeval counts a
+detection matched to a ground-truth annotation of id 0 as a false positive, so an annotation
+id 0 is renumbered to max(id) + 1 in `coco` (logged; messages still call it 0).
 """
 
 from __future__ import annotations
@@ -63,7 +79,7 @@ import json
 import math
 import os
 import threading
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -75,6 +91,7 @@ from mrcnn_tf.data.images import (SWAPPING_ORIENTATIONS, ImageReadError,
                                   read_image_and_orientation)
 from mrcnn_tf.data.validation import validate_example
 from mrcnn_tf.evaluation.coco_eval import LabelMap
+from mrcnn_tf.keypoint_spec import skeleton_from_coco
 
 PathLike = Any  # str or os.PathLike
 
@@ -97,13 +114,14 @@ ANN_BAD_SEGMENTATION = "malformed segmentation"
 ANN_RLE_SIZE = "RLE size differs from image"
 ANN_OUTSIDE = "outside the image"
 ANN_EMPTY_MASK = "empty mask"
+ANN_BAD_KEYPOINTS = "malformed keypoints"
 FIX_POLYGON_PART = "polygon part with < 3 points dropped"
 
 IMAGE_REASONS = (IMAGE_NO_SIZE, IMAGE_UNREADABLE, IMAGE_SIZE_MISMATCH, IMAGE_INVALID,
                  IMAGE_NO_ANNOTATIONS)
 ANNOTATION_REASONS = (ANN_UNKNOWN_IMAGE, ANN_UNKNOWN_CATEGORY, ANN_BAD_BBOX, ANN_NEGATIVE_BOX,
                       ANN_ZERO_BOX, ANN_NO_GEOMETRY, ANN_SHORT_POLYGON, ANN_BAD_SEGMENTATION,
-                      ANN_RLE_SIZE, ANN_OUTSIDE, ANN_EMPTY_MASK)
+                      ANN_RLE_SIZE, ANN_OUTSIDE, ANN_EMPTY_MASK, ANN_BAD_KEYPOINTS)
 FIX_REASONS = (FIX_POLYGON_PART,)
 
 # Each reason is logged this many times; later occurrences are only counted (a dataset with
@@ -153,9 +171,13 @@ def _box_polygon(x: float, y: float, w: float, h: float) -> List[float]:
     return [x, y, x, y + h, x + w, y + h, x + w, y]
 
 
-def example_signature() -> Dict[str, tf.TensorSpec]:
-    """`tf.TensorSpec` of one example; H, W and N are dynamic."""
-    return {
+def example_signature(num_keypoints: int = 0) -> Dict[str, tf.TensorSpec]:
+    """`tf.TensorSpec` of one example; H, W and N are dynamic.
+
+    Args:
+      num_keypoints: K; when > 0 the signature also has keypoints float32 [N, K, 3].
+    """
+    signature = {
         "image": tf.TensorSpec([None, None, 3], tf.uint8),
         "boxes": tf.TensorSpec([None, 4], tf.float32),
         "class_ids": tf.TensorSpec([None], tf.int32),
@@ -163,6 +185,21 @@ def example_signature() -> Dict[str, tf.TensorSpec]:
         "is_crowd": tf.TensorSpec([None], tf.bool),
         "image_id": tf.TensorSpec([], tf.int64),
     }
+    if num_keypoints:
+        signature["keypoints"] = tf.TensorSpec([None, int(num_keypoints), 3], tf.float32)
+    return signature
+
+
+def _coco_keypoints(ann: Mapping[str, Any], num_keypoints: int) -> np.ndarray:
+    """float32 [K, 3] (y, x, v) of a checked annotation's COCO [x1, y1, v1, ...] list.
+
+    Labelled keypoints move from integer pixel indices to pixel centres (+0.5); unlabelled
+    ones are all zero.
+    """
+    xyv = np.asarray(ann["keypoints"], np.float32).reshape(num_keypoints, 3)
+    labelled = xyv[:, 2:3] > 0
+    yx = np.where(labelled, xyv[:, 1::-1] + 0.5, 0.0)
+    return np.concatenate([yx, xyv[:, 2:3]], axis=1).astype(np.float32)
 
 
 class CocoDataset:
@@ -170,6 +207,10 @@ class CocoDataset:
 
     Attributes:
       label_map: contiguous class ids 1..K <-> dataset category ids and names.
+      keypoint_names: names of the K keypoint types the label map's categories declare (a
+        tuple, empty when none does); examples then carry keypoints [N, K, 3].
+      keypoint_skeleton: flat 0-based limb pairs (a0, b0, a1, b1, ...), empty when none.
+      num_keypoints: K = len(keypoint_names), 0 without keypoints.
       coco: pycocotools COCO ground truth, original ids, for COCOeval (see module doc).
       image_ids: ids of the images iterated, in JSON order.
       skipped: Counter reason -> number of distinct images/annotations skipped (or, for
@@ -192,7 +233,8 @@ class CocoDataset:
 
         Raises:
           DatasetError: missing path, invalid JSON, not a COCO annotations file (missing
-            lists, entries without ids, duplicate ids), unknown or ambiguous category name.
+            lists, entries without ids, duplicate ids), unknown or ambiguous category name,
+            malformed or differing keypoint names or skeleton of the selected categories.
           BadSampleError: with strict=True, for the first bad annotation or image entry.
         """
         self.annotations_path = os.fspath(annotations_path)
@@ -217,6 +259,7 @@ class CocoDataset:
         self._images = self._parse_images(data["images"])
         annotations = self._parse_annotations(data["annotations"], categories)
         self.label_map = self._make_label_map(categories, annotations, category_names)
+        self._keypoint_categories = self._parse_keypoint_spec(categories)
         kept = self._check_annotations(annotations)
         self.coco = self._make_coco(data, kept, [categories[i] for i in
                                                  self.label_map.dataset_ids])
@@ -392,6 +435,45 @@ class CocoDataset:
                                "expected at least one entry in 'categories'")
         return LabelMap.from_coco_categories(chosen)
 
+    def _parse_keypoint_spec(self, categories: Mapping[int, dict]) -> set:
+        """Sets keypoint_names, keypoint_skeleton and num_keypoints from the label map's
+        categories; returns the ids of those that declare keypoints."""
+        path = self.annotations_path
+        declaring = set()
+        names: Tuple[str, ...] = ()
+        skeleton: Tuple[int, ...] = ()
+        first = None  # (id, name) of the category the names were taken from
+        for cat_id in self.label_map.dataset_ids:
+            entry = categories[cat_id]
+            where = f"{path}: category {cat_id} {entry['name']!r}"
+            declared = entry.get("keypoints")
+            if declared in (None, []):
+                continue
+            if not (isinstance(declared, list) and all(isinstance(n, str) for n in declared)
+                    and len(set(declared)) == len(declared)):
+                raise DatasetError(f"{where}: 'keypoints' is {str(declared)[:80]}; expected a "
+                                   "list of distinct keypoint names")
+            if not names:
+                names, first = tuple(declared), (cat_id, entry["name"])
+                try:
+                    skeleton = skeleton_from_coco(entry.get("skeleton") or [], len(names),
+                                                  source=f"{where}: 'skeleton'")
+                except (TypeError, ValueError) as e:
+                    raise DatasetError(str(e)) from None
+            elif tuple(declared) != names:
+                raise DatasetError(f"{where}: 'keypoints' {declared} differ from category "
+                                   f"{first[0]} {first[1]!r}'s {list(names)}; expected every "
+                                   "selected category with keypoints to declare the same names "
+                                   "in the same order (select categories with category_names)")
+            declaring.add(cat_id)
+        self.keypoint_names = names
+        self.keypoint_skeleton = skeleton
+        self.num_keypoints = len(names)
+        if names:
+            logging.info("%s: %d keypoint types (%s) on categories %s", self._name, len(names),
+                         ", ".join(names), sorted(declaring))
+        return declaring
+
     # -- structural checks of annotations -----------------------------------------------------
 
     def _check_annotations(self, annotations: List[dict]) -> List[dict]:
@@ -516,7 +598,57 @@ class CocoDataset:
             if "area" not in ann:
                 ann["area"] = (float(bbox[2] * bbox[3]) if not has_segmentation
                                else float(mask_util.area(rle)))
+        if ann["category_id"] in self._keypoint_categories:
+            self._check_keypoints(ann, bad)
         return has_segmentation
+
+    def _has_keypoints(self, ann: Mapping[str, Any]) -> bool:
+        """Whether a checked annotation's keypoints train (otherwise its row is all zero)."""
+        return (ann["category_id"] in self._keypoint_categories and not ann["iscrowd"]
+                and ann["num_keypoints"] != 0)
+
+    def _check_keypoints(self, ann: dict, bad: Callable[[str, str], BadSampleError]) -> None:
+        """Checks (and completes) the keypoints of an annotation of a keypoint category.
+
+        COCOeval's "keypoints" evaluation reads "keypoints" and "num_keypoints" of every
+        ground-truth annotation of the category (ignoring those with num_keypoints 0 or
+        iscrowd), so both are filled in: a missing list becomes 3K zeros with num_keypoints 0,
+        a missing num_keypoints the number of labelled keypoints. A crowd or num_keypoints 0
+        annotation never uses its list, so a malformed one is replaced by zeros, not an error.
+
+        Raises:
+          BadSampleError: (made by `bad`) for a used list that is not 3K numbers with v in
+            {0, 1, 2}.
+        """
+        k = self.num_keypoints
+        values = ann.get("keypoints")
+        if values is None:
+            ann["keypoints"], ann["num_keypoints"] = [0] * (3 * k), 0
+            return
+        problem = self._keypoints_problem(values)
+        if problem is not None:
+            if not (ann["iscrowd"] or ann.get("num_keypoints") == 0):
+                raise bad(ANN_BAD_KEYPOINTS, problem)
+            ann["keypoints"], values = [0] * (3 * k), [0] * (3 * k)
+        if "num_keypoints" not in ann:
+            ann["num_keypoints"] = sum(1 for v in values[2::3] if v > 0)
+
+    def _keypoints_problem(self, values: Any) -> Optional[str]:
+        """What is wrong with a COCO keypoints list [x1, y1, v1, ...], or None."""
+        k = self.num_keypoints
+        if not (isinstance(values, list) and len(values) == 3 * k
+                and all(map(_is_number, values))):
+            got = (f"{len(values)} values" if isinstance(values, list)
+                   else f"a {type(values).__name__}")
+            return (f"keypoints are {got} ({str(values)[:60]}); expected {3 * k} finite "
+                    f"numbers [x1, y1, v1, ...] ({k} keypoints of its category)")
+        visibility = values[2::3]
+        wrong = [j for j, v in enumerate(visibility) if v not in (0, 1, 2)]
+        if wrong:
+            return (f"keypoint {wrong[0]} ('{self.keypoint_names[wrong[0]]}') has "
+                    f"v = {visibility[wrong[0]]!r}; expected 0 (not labelled), 1 (occluded) or "
+                    "2 (visible)")
+        return None
 
     @staticmethod
     def _rle(ann: dict, height: int, width: int) -> dict:
@@ -608,7 +740,8 @@ class CocoDataset:
 
         Returns:
           dict: image uint8 [H, W, 3], boxes float32 [N, 4], class_ids int32 [N],
-          masks uint8 [N, H, W], is_crowd bool [N], image_id int64 [].
+          masks uint8 [N, H, W], is_crowd bool [N], image_id int64 [], and, when
+          `num_keypoints` K > 0, keypoints float32 [N, K, 3] (y, x, v).
 
         Raises:
           KeyError: image_id is not an image of the JSON (or its entry had no valid size).
@@ -643,7 +776,8 @@ class CocoDataset:
                     "width/height in the JSON or the file); image skipped",
                     IMAGE_SIZE_MISMATCH, image_id=image_id)
 
-        boxes, class_ids, masks, is_crowd = [], [], [], []
+        boxes, class_ids, masks, is_crowd, keypoints = [], [], [], [], []
+        k = self.num_keypoints
         for ann in self.coco.imgToAnns.get(image_id, ()):
             try:
                 box, mask = self._instance(ann, height, width)
@@ -654,6 +788,9 @@ class CocoDataset:
             masks.append(mask)
             class_ids.append(self.label_map.contiguous_id(ann["category_id"]))
             is_crowd.append(bool(ann["iscrowd"]))
+            if k:
+                keypoints.append(_coco_keypoints(ann, k) if self._has_keypoints(ann)
+                                 else np.zeros((k, 3), np.float32))
         example = {
             "image": image,
             "boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
@@ -662,8 +799,11 @@ class CocoDataset:
             "is_crowd": np.asarray(is_crowd, bool),
             "image_id": np.int64(image_id),
         }
+        if k:
+            example["keypoints"] = np.asarray(keypoints, np.float32).reshape(-1, k, 3)
         try:
-            return validate_example(example, self.label_map.num_classes, source=where)
+            return validate_example(example, self.label_map.num_classes, source=where,
+                                    num_keypoints=k or None)
         except ValueError as e:
             raise BadSampleError(f"{e}; image skipped", IMAGE_INVALID,
                                  image_id=image_id) from None
@@ -720,7 +860,8 @@ class CocoDataset:
 
     def as_tf_dataset(self, shuffle: bool = False, seed: Optional[int] = None
                       ) -> tf.data.Dataset:
-        """The examples as a finite `tf.data.Dataset` (see `example_signature`).
+        """The examples as a finite `tf.data.Dataset` (see `example_signature`; keypoints
+        [N, K, 3] are included when `num_keypoints` K > 0).
 
         Images are read and masks decoded in Python (`tf.numpy_function`) inside a parallel,
         order-preserving map; bad samples are skipped as in `__iter__`.
@@ -730,12 +871,13 @@ class CocoDataset:
             are shuffled, never decoded images).
           seed: shuffle seed.
         """
-        signature = example_signature()
+        signature = example_signature(self.num_keypoints)
         keys = list(signature)
         placeholder = {  # returned for a skipped image, then filtered out
             "image": np.zeros((0, 0, 3), np.uint8), "boxes": np.zeros((0, 4), np.float32),
             "class_ids": np.zeros((0,), np.int32), "masks": np.zeros((0, 0, 0), np.uint8),
             "is_crowd": np.zeros((0,), bool), "image_id": np.int64(-1),
+            "keypoints": np.zeros((0, self.num_keypoints, 3), np.float32),
         }
 
         def load(image_id):

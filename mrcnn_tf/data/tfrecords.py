@@ -7,24 +7,37 @@ preprocess in parallel C++ threads, and lets `tf.distribute` split the *files* b
 One record (`tf.train.Example`) per example of the common structure (see
 `mrcnn_tf.data.shapes`):
 
-    image/encoded    bytes      PNG of the RGB image, or the original JPEG/PNG file bytes when
-                                they decode to exactly the same pixels (smaller, no re-encode)
-    image/format     bytes      b"png" or b"jpeg" (informational; decoding sniffs the bytes)
-    image/height     int64      H
-    image/width      int64      W
-    image/id         int64      image_id
-    object/bbox      float [4N] (y1, x1, y2, x2) pixels, flattened
-    object/class_id  int64 [N]  1..K
-    object/is_crowd  int64 [N]  0/1
-    object/mask_rle  bytes [N]  COCO compressed RLE "counts" of each [H, W] mask
-    format/version   int64      FORMAT_VERSION
+    image/encoded         bytes       PNG of the RGB image, or the original JPEG/PNG file
+                                      bytes when they decode to exactly the same pixels
+                                      (smaller, no re-encode)
+    image/format          bytes       b"png" or b"jpeg" (informational; decoding sniffs)
+    image/height          int64       H
+    image/width           int64       W
+    image/id              int64       image_id
+    object/bbox           float [4N]  (y1, x1, y2, x2) pixels, flattened
+    object/class_id       int64 [N]   1..num_classes
+    object/is_crowd       int64 [N]   0/1
+    object/mask_rle       bytes [N]   COCO compressed RLE "counts" of each [H, W] mask
+    object/keypoints      float [3NK] (y, x, v) of each instance's K keypoints, flattened;
+                                      only in records of examples with keypoints
+    object/num_keypoints  int64       K, keypoint types per instance; present exactly when
+                                      the record has keypoints (also with N = 0)
+    format/version        int64       FORMAT_VERSION
+
+Keypoints are optional features, so the format version is unchanged: records without them
+parse exactly as before. `parse_example(record)` gives no keypoints field;
+`parse_example(record, num_keypoints=K)` gives keypoints float32 [N, K, 3], all zero
+(v = 0, not labelled) for a record written without keypoints.
 
 Masks are stored as compressed RLE, never dense: a dense COCO example with 20 instances at
 640x480 is 6 MB of mask bytes, its RLE a few kB.
 
 Files: `PREFIX-00000-of-00004.tfrecord` ... plus `PREFIX-label_map.json` (the `LabelMap`, so
 the class ids in the records can be mapped back to dataset category ids). Read them back with
-`tfrecord_dataset("PREFIX-*-of-*.tfrecord")` and `read_label_map("PREFIX")`.
+`tfrecord_dataset("PREFIX-*-of-*.tfrecord")` and `read_label_map("PREFIX")`. When the shards
+have keypoints, the label map file also holds "keypoint_names" and "keypoint_skeleton" (flat
+0-based pairs), read back with `read_keypoint_spec("PREFIX")`; `LabelMap.from_dict` ignores
+them, and files without them read as having no keypoints.
 
 Crash safety: shards are written under temporary names (`.BASENAME.<token>.shardNNNNN.tmp`,
 hidden, without "-of-" and without the ".tfrecord" suffix, so no glob for shards matches
@@ -75,6 +88,11 @@ _FEATURES = {
     "object/is_crowd": tf.io.VarLenFeature(tf.int64),
     "object/mask_rle": tf.io.VarLenFeature(tf.string),
     "format/version": tf.io.FixedLenFeature([], tf.int64),
+}
+# Parsed only when the reader wants keypoints; absent in records without them (K = 0).
+_KEYPOINT_FEATURES = {
+    "object/keypoints": tf.io.VarLenFeature(tf.float32),
+    "object/num_keypoints": tf.io.FixedLenFeature([], tf.int64, default_value=0),
 }
 
 
@@ -206,9 +224,9 @@ def serialize_example(example: Mapping[str, Any], image_bytes: Optional[bytes] =
 
     Args:
       example: image uint8 [H, W, 3] RGB, boxes float32 [N, 4] (y1, x1, y2, x2) pixels,
-        class_ids int [N] in 1..K, masks [N, H, W] 0/1, is_crowd bool [N] (optional),
-        image_id int. Validated (and normalized) with
-        `mrcnn_tf.data.validation.validate_example`.
+        class_ids int [N] in 1..num_classes, masks [N, H, W] 0/1, is_crowd bool [N]
+        (optional), image_id int, keypoints float32 [N, K, 3] (y, x, v) (optional).
+        Validated (and normalized) with `mrcnn_tf.data.validation.validate_example`.
       image_bytes: the image's original JPEG or PNG file, stored instead of a PNG re-encode.
         The caller guarantees it decodes to exactly `example["image"]` (see `decodes_to`;
         `write_tfrecords` checks it); only its size and format are checked here.
@@ -245,12 +263,16 @@ def serialize_example(example: Mapping[str, Any], image_bytes: Optional[bytes] =
         "object/mask_rle": _bytes_feature(encode_masks_rle(ex["masks"])),
         "format/version": _int64_feature([FORMAT_VERSION]),
     }
+    if "keypoints" in ex:
+        features["object/keypoints"] = _float_feature(ex["keypoints"].reshape(-1))
+        features["object/num_keypoints"] = _int64_feature([ex["keypoints"].shape[1]])
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
 # -- decoding --------------------------------------------------------------------------------
 
-def parse_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
+def parse_example(serialized: tf.Tensor,
+                  num_keypoints: Optional[int] = None) -> Dict[str, tf.Tensor]:
     """Parses one record written by `serialize_example`.
 
     Pure TF except the RLE mask decoding (pycocotools in a `tf.numpy_function`), so it runs in
@@ -259,13 +281,17 @@ def parse_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
 
     Args:
       serialized: string [] tensor, one record.
+      num_keypoints: K > 0 to read keypoints (a graph needs a fixed set of fields, so the
+        caller says whether it wants them, not each record); None or 0 ignores them.
 
     Returns:
       dict: image uint8 [H, W, 3], boxes float32 [N, 4], class_ids int32 [N],
       masks uint8 [N, H, W], is_crowd bool [N], image_id int64 []; H, W, N dynamic (ranks
-      static).
+      static). With num_keypoints K also keypoints float32 [N, K, 3] (y, x, v), all zero for a
+      record without keypoints; a record with another K fails.
     """
-    parsed = tf.io.parse_single_example(serialized, _FEATURES)
+    features = dict(_FEATURES, **_KEYPOINT_FEATURES) if num_keypoints else _FEATURES
+    parsed = tf.io.parse_single_example(serialized, features)
     version_ok = tf.debugging.assert_equal(
         parsed["format/version"], tf.constant(FORMAT_VERSION, tf.int64),
         message=f"TFRecord format version mismatch: this reader reads version {FORMAT_VERSION}; "
@@ -294,7 +320,7 @@ def parse_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
     # numpy_function returns an unknown shape; the reshape gives a static rank 3 (and checks
     # the decoded size) so later ops see [N, H, W].
     masks = tf.reshape(masks, tf.stack([num, height, width]))
-    return {
+    example = {
         "image": tf.ensure_shape(image, [None, None, 3]),
         "boxes": boxes,
         "class_ids": class_ids,
@@ -302,6 +328,30 @@ def parse_example(serialized: tf.Tensor) -> Dict[str, tf.Tensor]:
         "is_crowd": is_crowd,
         "image_id": parsed["image/id"],
     }
+    if num_keypoints:
+        example["keypoints"] = _parse_keypoints(parsed, num, int(num_keypoints))
+    return example
+
+
+def _parse_keypoints(parsed: Mapping[str, tf.Tensor], num: tf.Tensor,
+                     num_keypoints: int) -> tf.Tensor:
+    """float32 [N, K, 3] from the parsed keypoint features (zeros when the record has none)."""
+    values = tf.sparse.to_dense(parsed["object/keypoints"])
+    stored_k = parsed["object/num_keypoints"]
+    size = tf.size(values, out_type=tf.int64)
+    want = tf.cast(num, tf.int64) * 3 * num_keypoints
+    absent = tf.logical_and(tf.equal(stored_k, 0), tf.equal(size, 0))
+    present = tf.logical_and(tf.equal(stored_k, num_keypoints), tf.equal(size, want))
+    ok = tf.debugging.Assert(
+        tf.logical_or(absent, present),
+        [f"TFRecord: expected object/keypoints of {num_keypoints} keypoints (3 * N * "
+         f"{num_keypoints} values) or none; got object/num_keypoints, values, N =",
+         stored_k, size, num])
+    with tf.control_dependencies([ok]):
+        # A record without keypoints has no labelled keypoint: padding with zeros (v = 0)
+        # says exactly that, and keeps one code path for both kinds of record.
+        values = tf.pad(values, [[0, want - size]])
+    return tf.reshape(values, tf.stack([num, num_keypoints, 3]))
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -371,10 +421,27 @@ def _stale_shards(out_prefix: str, keep: Sequence[str]) -> List[str]:
                   if pattern.fullmatch(p) and p not in keep)
 
 
+def _check_keypoint_spec(names: Sequence[str], skeleton: Sequence[int],
+                         source: str) -> Tuple[Tuple[str, ...], Tuple[int, ...]]:
+    """(names, skeleton) as tuples, checked: distinct str names, flat 0-based index pairs."""
+    names, skeleton = tuple(names), tuple(skeleton)
+    if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"{source}: keypoint_names {list(names)[:20]}: expected distinct "
+                         "strings")
+    if len(skeleton) % 2 or not all(
+            isinstance(i, (int, np.integer)) and not isinstance(i, bool)
+            and 0 <= i < len(names) for i in skeleton):
+        raise ValueError(f"{source}: keypoint_skeleton {list(skeleton)[:40]}: expected flat "
+                         f"0-based index pairs (a0, b0, a1, b1, ...) in 0..{len(names) - 1}")
+    return names, tuple(int(i) for i in skeleton)
+
+
 def _write_tfrecords(examples: Iterable[Mapping[str, Any]], out_prefix: str, num_shards: int,
                      label_map: Optional[LabelMap] = None, progress: Union[bool, int] = True,
                      image_bytes_fn: Optional[Callable[[Mapping[str, Any]], Optional[bytes]]]
-                     = None, total: Optional[int] = None) -> Tuple[List[str], Dict[str, Any]]:
+                     = None, total: Optional[int] = None, keypoint_names: Sequence[str] = (),
+                     keypoint_skeleton: Sequence[int] = ()
+                     ) -> Tuple[List[str], Dict[str, Any]]:
     """`write_tfrecords`, also returning statistics (examples, originals kept, seconds)."""
     if isinstance(num_shards, bool) or not isinstance(num_shards, (int, np.integer)) \
             or num_shards < 1:
@@ -384,6 +451,15 @@ def _write_tfrecords(examples: Iterable[Mapping[str, Any]], out_prefix: str, num
     folder, base = _split_prefix(out_prefix)
     every = _progress_every(progress)
     num_classes = label_map.num_classes if label_map is not None else _MAX_CLASS_ID
+    keypoint_names, keypoint_skeleton = _check_keypoint_spec(
+        keypoint_names, keypoint_skeleton, "write_tfrecords")
+    if keypoint_names and label_map is None:
+        raise ValueError("write_tfrecords: keypoint_names are stored in the label map file; "
+                         "expected a label_map with them")
+    label_map_json = label_map.to_dict() if label_map is not None else None
+    if keypoint_names:
+        label_map_json.update(keypoint_names=list(keypoint_names),
+                              keypoint_skeleton=list(keypoint_skeleton))
 
     final_paths = [shard_path(out_prefix, i, num_shards) for i in range(num_shards)]
     # Hidden, and neither "-of-" nor ".tfrecord" in the name: no shard glob can pick a partial
@@ -399,7 +475,8 @@ def _write_tfrecords(examples: Iterable[Mapping[str, Any]], out_prefix: str, num
     try:
         for index, example in enumerate(examples):
             where = f"example #{index} (image_id {example.get('image_id', '?')})"
-            ex = validate_example(example, num_classes=num_classes, source=where)
+            ex = validate_example(example, num_classes=num_classes, source=where,
+                                  num_keypoints=len(keypoint_names) or None)
             image_id = int(ex["image_id"])
             if image_id in seen_ids:
                 raise ValueError(f"{where}: image_id is used by an earlier example; ids must "
@@ -419,9 +496,9 @@ def _write_tfrecords(examples: Iterable[Mapping[str, Any]], out_prefix: str, num
                 _log_progress(index + 1, total, start, final=False)
         for writer in writers:
             writer.close()  # flushes; for gs:// this is where the upload completes
-        if label_map is not None:
+        if label_map_json is not None:
             # Before the renames: every complete set of shards has its label map next to it.
-            _write_json(label_map_path(out_prefix), label_map.to_dict())
+            _write_json(label_map_path(out_prefix), label_map_json)
     except BaseException:
         # BaseException: Ctrl-C must not leave temporary files either.
         for writer in writers:
@@ -458,7 +535,8 @@ def _write_tfrecords(examples: Iterable[Mapping[str, Any]], out_prefix: str, num
 def write_tfrecords(examples: Iterable[Mapping[str, Any]], out_prefix: str, num_shards: int,
                     label_map: Optional[LabelMap] = None, progress: Union[bool, int] = True,
                     image_bytes_fn: Optional[Callable[[Mapping[str, Any]], Optional[bytes]]]
-                    = None, total: Optional[int] = None) -> List[str]:
+                    = None, total: Optional[int] = None, keypoint_names: Sequence[str] = (),
+                    keypoint_skeleton: Sequence[int] = ()) -> List[str]:
     """Streams examples into `num_shards` TFRecord files.
 
     Memory stays bounded: each example is validated, serialized and written before the next is
@@ -481,17 +559,21 @@ def write_tfrecords(examples: Iterable[Mapping[str, Any]], out_prefix: str, num_
         it is stored instead of a PNG re-encode when it decodes (with `decode_image_bytes`) to
         exactly the example's image, and ignored otherwise.
       total: number of examples, if known, for percentages and time left in progress lines.
+      keypoint_names: the K keypoint names of the examples' keypoints [N, K, 3]; written to
+        the label map file (so label_map is then required), and every example with keypoints
+        must have K of them. Empty: keypoints of any K are written without names.
+      keypoint_skeleton: flat 0-based limb pairs, written next to the names.
 
     Returns:
       The shard paths, in shard order.
 
     Raises:
       ValueError: num_shards < 1, an unwritable or uncreatable folder (named), an invalid
-        example (naming its index and image_id), or a repeated image_id. No shard is created
-        then, and temporary files are removed.
+        example (naming its index and image_id), a repeated image_id, or malformed keypoint
+        names or skeleton. No shard is created then, and temporary files are removed.
     """
     paths, _ = _write_tfrecords(examples, out_prefix, num_shards, label_map, progress,
-                                image_bytes_fn, total)
+                                image_bytes_fn, total, keypoint_names, keypoint_skeleton)
     return paths
 
 
@@ -502,7 +584,8 @@ def make_tfrecords(dataset: Any, out_prefix: str, num_shards: int,
 
     Args:
       dataset: an object with `__iter__` yielding examples, `__len__` and a `label_map`
-        (`LabelMap`) attribute.
+        (`LabelMap`) attribute; its `keypoint_names` and `keypoint_skeleton` (as
+        `CocoDataset` has them), if any, go into the label map file.
       out_prefix, num_shards, image_bytes_fn, progress: as in `write_tfrecords`.
 
     Returns:
@@ -513,9 +596,11 @@ def make_tfrecords(dataset: Any, out_prefix: str, num_shards: int,
         raise ValueError(f"make_tfrecords: the dataset ({type(dataset).__name__}) needs a "
                          f"`label_map` attribute of type LabelMap, got {type(label_map).__name__}")
     total = len(dataset)
-    paths, stats = _write_tfrecords(iter(dataset), out_prefix, num_shards, label_map=label_map,
-                                    progress=progress, image_bytes_fn=image_bytes_fn,
-                                    total=total)
+    paths, stats = _write_tfrecords(
+        iter(dataset), out_prefix, num_shards, label_map=label_map, progress=progress,
+        image_bytes_fn=image_bytes_fn, total=total,
+        keypoint_names=getattr(dataset, "keypoint_names", ()),
+        keypoint_skeleton=getattr(dataset, "keypoint_skeleton", ()))
     num_bytes = sum(tf.io.gfile.stat(p).length for p in paths)
     seconds = stats["seconds"]
     logging.info(
@@ -531,8 +616,8 @@ def make_tfrecords(dataset: Any, out_prefix: str, num_shards: int,
     return paths
 
 
-def read_label_map(out_prefix: str) -> LabelMap:
-    """The `LabelMap` written next to the shards at `out_prefix` by `write_tfrecords`."""
+def _read_label_map_json(out_prefix: str) -> Tuple[str, Dict[str, Any]]:
+    """(path, parsed JSON) of the label map file next to the shards at `out_prefix`."""
     path = label_map_path(os.fspath(out_prefix))
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"label map {path!r} not found (written by write_tfrecords / "
@@ -542,7 +627,35 @@ def read_label_map(out_prefix: str) -> LabelMap:
             data = json.load(f)
         except json.JSONDecodeError as e:
             raise ValueError(f"label map {path!r} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"label map {path!r}: expected a JSON object, got a "
+                         f"{type(data).__name__}")
+    return path, data
+
+
+def read_label_map(out_prefix: str) -> LabelMap:
+    """The `LabelMap` written next to the shards at `out_prefix` by `write_tfrecords`."""
+    _, data = _read_label_map_json(out_prefix)
     return LabelMap.from_dict(data)
+
+
+def read_keypoint_spec(out_prefix: str) -> Tuple[Tuple[str, ...], Tuple[int, ...]]:
+    """(keypoint_names, keypoint_skeleton) of the shards at `out_prefix`.
+
+    Returns:
+      The K names and the flat 0-based skeleton written by `write_tfrecords`, or two empty
+      tuples for shards without keypoints (label map files of earlier versions included).
+
+    Raises:
+      FileNotFoundError: no label map file; ValueError: malformed keypoint entries (naming
+        the file).
+    """
+    path, data = _read_label_map_json(out_prefix)
+    names, skeleton = data.get("keypoint_names", []), data.get("keypoint_skeleton", [])
+    if not (isinstance(names, list) and isinstance(skeleton, list)):
+        raise ValueError(f"label map {path!r}: keypoint_names and keypoint_skeleton must be "
+                         "lists")
+    return _check_keypoint_spec(names, skeleton, f"label map {path!r}")
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -561,8 +674,8 @@ def _match_files(file_pattern: Union[str, Sequence[str]]) -> List[str]:
 
 def tfrecord_dataset(file_pattern: Union[str, Sequence[str]], shuffle_files: bool = True,
                      cycle_length: Optional[int] = None, seed: Optional[int] = None,
-                     input_context: Optional[tf.distribute.InputContext] = None
-                     ) -> tf.data.Dataset:
+                     input_context: Optional[tf.distribute.InputContext] = None,
+                     num_keypoints: Optional[int] = None) -> tf.data.Dataset:
     """Examples from TFRecord shards, decoded in parallel.
 
     Args:
@@ -576,11 +689,14 @@ def tfrecord_dataset(file_pattern: Union[str, Sequence[str]], shuffle_files: boo
       input_context: `tf.distribute.InputContext` (from `distribute_datasets_from_function`):
         this pipeline reads only files `input_pipeline_id::num_input_pipelines` of the sorted
         list, so workers read disjoint files and together read every file once.
+      num_keypoints: K to also read keypoints [N, K, 3] (e.g.
+        `len(read_keypoint_spec(prefix)[0])`); None ignores them (see `parse_example`).
 
     Returns:
       Dataset of dicts: image uint8 [H, W, 3], boxes float32 [N, 4], class_ids int32 [N],
-      masks uint8 [N, H, W], is_crowd bool [N], image_id int64 [] (see `parse_example`), ready
-      for `mrcnn_tf.data.pipeline.make_training_dataset`.
+      masks uint8 [N, H, W], is_crowd bool [N], image_id int64 [] and, with num_keypoints,
+      keypoints float32 [N, K, 3] (see `parse_example`), ready for
+      `mrcnn_tf.data.pipeline.make_training_dataset`.
 
     Raises:
       ValueError: a pattern matches no file (naming it), or there are fewer files than input
@@ -607,5 +723,8 @@ def tfrecord_dataset(file_pattern: Union[str, Sequence[str]], shuffle_files: boo
         lambda path: tf.data.TFRecordDataset(path, buffer_size=8 << 20),
         cycle_length=cycle_length, block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic)
-    return dataset.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE,
-                       deterministic=deterministic)
+
+    def parse(serialized):
+        return parse_example(serialized, num_keypoints=num_keypoints)
+
+    return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)

@@ -13,11 +13,17 @@ The example structure (see `mrcnn_tf.data.shapes`):
     masks      uint8   [N, H, W]  0/1
     is_crowd   bool    [N]        optional, defaults to all False
     image_id   int64   []
+    keypoints  float32 [N, K, 3]  optional: (y, x, v) per instance and keypoint type, in
+                                  continuous pixels (pixel i covers [i, i + 1)), v 0 = not
+                                  labelled (then y = x = 0), 1 = labelled but occluded,
+                                  2 = visible (`mrcnn_tf.keypoint_spec`). A crowd region or an
+                                  instance without keypoints has all v = 0. An example without
+                                  the field has no keypoint labels at all (it is not added).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
@@ -57,8 +63,41 @@ def to_rgb(image: np.ndarray, source: str = "image") -> np.ndarray:
           f"shape {image.shape}")
 
 
+def _validate_keypoints(value: Any, num: int, num_keypoints: Optional[int],
+                        source: str) -> np.ndarray:
+    """keypoints [N, K, 3] (y, x, v) -> float32 with y = x = 0 where v = 0 (see module doc)."""
+    keypoints = np.asarray(value)
+    if keypoints.size == 0 and keypoints.ndim != 3 and num_keypoints:
+        keypoints = keypoints.reshape(0, num_keypoints, 3)  # [] from an image without objects
+    k = "K" if num_keypoints is None else num_keypoints
+    if (keypoints.ndim != 3 or keypoints.shape[0] != num or keypoints.shape[2] != 3
+            or keypoints.shape[1] < 1
+            or (num_keypoints is not None and keypoints.shape[1] != num_keypoints)):
+        _fail(source, "keypoints", f"shape [N, K, 3] = ({num}, {k}, 3) (one row of K (y, x, v) "
+              "per box, K >= 1)", f"shape {keypoints.shape}")
+    if keypoints.dtype == bool or not np.issubdtype(keypoints.dtype, np.number):
+        _fail(source, "keypoints", "numbers (y, x, v)", f"dtype {keypoints.dtype}")
+    keypoints = keypoints.astype(np.float32)
+    finite = np.isfinite(keypoints).all(axis=2)
+    if not finite.all():
+        i, j = (int(a[0]) for a in np.nonzero(~finite))
+        _fail(source, "keypoints", "finite (y, x, v)",
+              f"instance {i} keypoint {j} = {keypoints[i, j].tolist()}")
+    visibility = keypoints[:, :, 2]
+    bad_v = ~np.isin(visibility, (0.0, 1.0, 2.0))
+    if bad_v.any():
+        i, j = (int(a[0]) for a in np.nonzero(bad_v))
+        _fail(source, "keypoints", "v in {0, 1, 2} (not labelled, occluded, visible)",
+              f"v = {float(visibility[i, j])} at instance {i} keypoint {j}")
+    # An unlabelled keypoint has no position; zeros keep equal examples bit-identical (and
+    # their TFRecords too) whatever a tool wrote there.
+    keypoints[:, :, :2] = np.where(visibility[:, :, None] == 0, 0.0, keypoints[:, :, :2])
+    return keypoints
+
+
 def validate_example(example: Mapping[str, Any], num_classes: int,
-                     source: str = "example") -> Dict[str, np.ndarray]:
+                     source: str = "example",
+                     num_keypoints: Optional[int] = None) -> Dict[str, np.ndarray]:
     """Validates and normalizes one example.
 
     Args:
@@ -67,10 +106,13 @@ def validate_example(example: Mapping[str, Any], num_classes: int,
       num_classes: K; class ids must lie in 1..K (0 is background).
       source: where the example came from, e.g. "instances_val2017.json image 139"; every
         error message starts with it.
+      num_keypoints: K that `keypoints` [N, K, 3] must have, if the example has keypoints;
+        None accepts any K >= 1. An example without keypoints is valid either way.
 
     Returns:
       A new dict: image uint8 [H, W, 3], boxes float32 [N, 4], class_ids int32 [N], masks
-      uint8 [N, H, W], is_crowd bool [N], image_id int64 [].
+      uint8 [N, H, W], is_crowd bool [N], image_id int64 [], and, only when the example has
+      them, keypoints float32 [N, K, 3] (y, x, v) with y = x = 0 where v = 0.
 
     Raises:
       ValueError: naming `source`, the field and what was expected.
@@ -148,7 +190,7 @@ def validate_example(example: Mapping[str, Any], num_classes: int,
     if image_id.shape != () or not np.issubdtype(image_id.dtype, np.integer):
         _fail(source, "image_id", "an integer scalar", f"{image_id!r}")
 
-    return {
+    out = {
         "image": image,
         "boxes": boxes,
         "class_ids": class_ids.astype(np.int32),
@@ -156,3 +198,6 @@ def validate_example(example: Mapping[str, Any], num_classes: int,
         "is_crowd": is_crowd,
         "image_id": np.int64(image_id),
     }
+    if example.get("keypoints") is not None:
+        out["keypoints"] = _validate_keypoints(example["keypoints"], num, num_keypoints, source)
+    return out

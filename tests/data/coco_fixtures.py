@@ -134,3 +134,31 @@ def compressed_rle(mask: np.ndarray) -> dict:
 
     rle = mask_util.encode(np.asfortranarray(np.asarray(mask, np.uint8)))
     return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+# -- COCO person keypoints ---------------------------------------------------------------------
+
+# COCO's own 1-based limb list, as person_keypoints_*.json files hold it.
+COCO_PERSON_SKELETON_1BASED = [
+    [16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8],
+    [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7],
+]
+
+
+def coco_keypoints(points: dict, num_keypoints: int = 17) -> list:
+    """A COCO "keypoints" list [x1, y1, v1, ...] of `num_keypoints` entries: keypoint k is
+    points[k] = (x, y, v) (integer pixel indices), every other one (0, 0, 0)."""
+    flat = [0] * (3 * num_keypoints)
+    for k, (x, y, v) in points.items():
+        flat[3 * k: 3 * k + 3] = [x, y, v]
+    return flat
+
+
+def person_category(cat_id: int = 1, name: str = "person",
+                    keypoint_names: Optional[Sequence[str]] = None) -> dict:
+    """A person_keypoints category with COCO's 17 names and 1-based skeleton by default."""
+    from mrcnn_tf.keypoint_spec import COCO_PERSON_KEYPOINT_NAMES
+
+    names = COCO_PERSON_KEYPOINT_NAMES if keypoint_names is None else keypoint_names
+    return {"id": cat_id, "name": name, "supercategory": "person", "keypoints": list(names),
+            "skeleton": [list(pair) for pair in COCO_PERSON_SKELETON_1BASED]}
