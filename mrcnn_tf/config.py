@@ -377,6 +377,13 @@ def torchvision_maskrcnn_r50_fpn_v2() -> Config:
     )
 
 
+def keypoint_fields(names, skeleton, sigmas) -> dict:
+    """The Config fields of a keypoint set: num_keypoints, keypoint_names, keypoint_skeleton
+    and keypoint_oks_sigmas (for `Config.replace(**keypoint_fields(...))`)."""
+    return {"num_keypoints": len(names), "keypoint_names": tuple(names),
+            "keypoint_skeleton": tuple(skeleton), "keypoint_oks_sigmas": tuple(sigmas)}
+
+
 def keypoint_rcnn_r50_fpn() -> Config:
     """Detectron2's COCO-Keypoints keypoint_rcnn_R_50_FPN_1x: one class (person), COCO's 17
     keypoints, no mask head, 1500 proposals per training image, box smooth-L1 beta 0.5 (plain
@@ -386,10 +393,8 @@ def keypoint_rcnn_r50_fpn() -> Config:
         name="keypoint_rcnn_r50_fpn",
         num_classes=1,
         mask_on=False,
-        num_keypoints=len(keypoint_spec.COCO_PERSON_KEYPOINT_NAMES),
-        keypoint_names=keypoint_spec.COCO_PERSON_KEYPOINT_NAMES,
-        keypoint_skeleton=keypoint_spec.COCO_PERSON_SKELETON,
-        keypoint_oks_sigmas=keypoint_spec.COCO_PERSON_OKS_SIGMAS,
+        **keypoint_fields(keypoint_spec.COCO_PERSON_KEYPOINT_NAMES, keypoint_spec.COCO_PERSON_SKELETON,
+                          keypoint_spec.COCO_PERSON_OKS_SIGMAS),
         rpn_post_nms_topk_train=1500,
         box_smooth_l1_beta=0.5,
     )
@@ -443,10 +448,8 @@ def shapes_keypoints_tiny() -> Config:
         name="shapes_keypoints_tiny",
         num_classes=1,
         mask_on=False,
-        num_keypoints=len(keypoint_spec.HOUSE_KEYPOINT_NAMES),
-        keypoint_names=keypoint_spec.HOUSE_KEYPOINT_NAMES,
-        keypoint_skeleton=keypoint_spec.HOUSE_SKELETON,
-        keypoint_oks_sigmas=keypoint_spec.HOUSE_OKS_SIGMAS,
+        **keypoint_fields(keypoint_spec.HOUSE_KEYPOINT_NAMES, keypoint_spec.HOUSE_SKELETON,
+                          keypoint_spec.HOUSE_OKS_SIGMAS),
         keypoint_head_conv_dim=64,
         keypoint_head_num_convs=4,
     )

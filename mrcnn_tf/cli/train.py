@@ -23,9 +23,10 @@ flags.DEFINE_string("val_annotations", None, "train: COCO-format validation anno
                     "(COCO AP after every --eval_every epochs, best.keras by mask AP).")
 flags.DEFINE_string("val_image_dir", None, "train: folder of the validation images.")
 flags.DEFINE_integer("synthetic_train_images", None, "train: use this many synthetic shapes "
-                     "images for training (instead of a dataset).")
-flags.DEFINE_integer("synthetic_val_images", None, "train: held-out synthetic shapes images "
-                     "for evaluation.")
+                     "images for training (instead of a dataset); keypoint shapes (houses) "
+                     "for a config with their keypoints (shapes_keypoints_tiny).")
+flags.DEFINE_integer("synthetic_val_images", None, "train: held-out synthetic images (of the "
+                     "same kind) for evaluation.")
 flags.DEFINE_integer("epochs", None, "train: epochs (default: enough epochs of "
                      "--steps_per_epoch for the config's total_steps).")
 flags.DEFINE_integer("steps_per_epoch", None, "train: steps between checkpoints and "
@@ -81,7 +82,8 @@ def _unknown_defaults(defaults):
 
 def training_data(values, config):
     """(source, label_map, val_examples, val_coco_gt, datasets_to_report) from the flags."""
-    from mrcnn_tf.data import shapes, tfrecords  # noqa: PLC0415
+    from mrcnn_tf.data import tfrecords  # noqa: PLC0415
+    from mrcnn_tf.data.synthetic import synthetic_set_for  # noqa: PLC0415
     from mrcnn_tf.evaluation.coco_eval import LabelMap  # noqa: PLC0415
     from mrcnn_tf.training.input import IndexedSource, TFRecordSource  # noqa: PLC0415
     kinds = [name for name, given in (
@@ -94,6 +96,12 @@ def training_data(values, config):
             "--train_tfrecords, or --synthetic_train_images"
             + (f" (got {', '.join(kinds)})" if kinds else ""))
     report = []
+    synthetic_set = None
+    if values["synthetic_train_images"] or values["synthetic_val_images"]:
+        try:
+            synthetic_set = synthetic_set_for(config)
+        except ValueError as e:
+            raise common.UsageError(str(e)) from None
     if values["synthetic_train_images"]:
         count = values["synthetic_train_images"]
         if count < 1:
@@ -101,14 +109,15 @@ def training_data(values, config):
         size = config.image_max_size
 
         def load(position):
-            return shapes.generate_shapes_example(position, SYNTHETIC_TRAIN_SEED, size)
+            return synthetic_set.generate(position, SYNTHETIC_TRAIN_SEED, size)
 
-        source = IndexedSource(count, load, f"synthetic shapes ({count} images)")
-        label_map = LabelMap.from_names(shapes.CLASS_NAMES)
+        source = IndexedSource(count, load, f"{synthetic_set.name} ({count} images)",
+                               synthetic_set.num_keypoints)
+        label_map = LabelMap.from_names(synthetic_set.class_names)
     elif values["train_tfrecords"]:
         prefix = values["train_tfrecords"]
         source = TFRecordSource(tfrecords._match_files(f"{prefix}-*-of-*.tfrecord"),
-                                name=prefix)
+                                name=prefix, num_keypoints=config.num_keypoints)
         label_map = tfrecords.read_label_map(prefix)
     else:
         if not values["train_image_dir"]:
@@ -122,9 +131,8 @@ def training_data(values, config):
 
     val_examples, val_gt = None, None
     if values["synthetic_val_images"]:
-        val_examples = shapes.make_shapes_arrays(values["synthetic_val_images"],
-                                                 seed=SYNTHETIC_VAL_SEED,
-                                                 image_size=config.image_max_size)
+        val_examples = synthetic_set.make_arrays(values["synthetic_val_images"],
+                                                 SYNTHETIC_VAL_SEED, config.image_max_size)
     elif values["val_annotations"]:
         val = common.coco_dataset(values["val_annotations"], values["val_image_dir"],
                                   ("val_annotations", "val_image_dir"))

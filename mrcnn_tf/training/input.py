@@ -43,21 +43,26 @@ class IndexedSource:
       load: callable(position) -> example dict of NumPy arrays (see
         `mrcnn_tf.data.coco.example_signature`); runs in a `tf.numpy_function`.
       name: for messages.
+      num_keypoints: K > 0 when the examples carry keypoints [N, K, 3].
     """
 
     def __init__(self, num_examples: int, load: Callable[[int], Dict[str, np.ndarray]],
-                 name: str):
+                 name: str, num_keypoints: int = 0):
         if num_examples < 1:
             raise ValueError(f"{name}: no training examples")
         self.num_examples = int(num_examples)
         self.load = load
         self.name = name
+        self.num_keypoints = int(num_keypoints)
 
     @classmethod
     def from_examples(cls, examples: Sequence[Dict[str, np.ndarray]], name="examples"):
-        """In-memory examples (e.g. `shapes.make_shapes_arrays`)."""
+        """In-memory examples (e.g. `shapes.make_shapes_arrays`), all with or all without
+        keypoints."""
         examples = list(examples)
-        return cls(len(examples), lambda j: examples[j], name)
+        num_keypoints = examples[0]["keypoints"].shape[1] if (
+            examples and "keypoints" in examples[0]) else 0
+        return cls(len(examples), lambda j: examples[j], name, num_keypoints)
 
     @classmethod
     def from_coco(cls, dataset):
@@ -75,12 +80,12 @@ class IndexedSource:
             raise ValueError(f"{dataset._name}: every image failed to load; "
                              f"see the warnings above ({dataset.report()})")
 
-        return cls(len(image_ids), load, dataset._name)
+        return cls(len(image_ids), load, dataset._name, dataset.num_keypoints)
 
     def elements(self, seed: int, first: int, stride: int) -> tf.data.Dataset:
         """(i, example) for i = first, first + stride, ... (see the module docstring)."""
         n = self.num_examples
-        signature = example_signature()
+        signature = example_signature(self.num_keypoints)
         keys = list(signature)
         base = tf.constant(seed, tf.int64)
 
@@ -108,14 +113,18 @@ class TFRecordSource:
     Args:
       files: the shard paths (see `tfrecords._match_files`); shuffle_buffer: records shuffled
         together (a window of the interleaved files) within a pass.
+      num_keypoints: K > 0 parses keypoints [N, K, 3] too (records without them give
+        unlabelled keypoints).
     """
 
-    def __init__(self, files: List[str], shuffle_buffer: int = 1024, name="tfrecords"):
+    def __init__(self, files: List[str], shuffle_buffer: int = 1024, name="tfrecords",
+                 num_keypoints: int = 0):
         if not files:
             raise ValueError(f"{name}: no TFRecord files")
         self.files = sorted(files)
         self.shuffle_buffer = int(shuffle_buffer)
         self.name = name
+        self.num_keypoints = int(num_keypoints)
 
     def elements(self, seed: int, first: int, stride: int) -> tf.data.Dataset:
         from mrcnn_tf.data.tfrecords import parse_example  # noqa: PLC0415
@@ -143,7 +152,7 @@ class TFRecordSource:
         stream = tf.data.Dataset.range(_ENDLESS).flat_map(one_pass).enumerate().skip(first)
         if stride > 1:
             stream = stream.shard(stride, 0)
-        return stream.map(lambda i, record: (i, parse_example(record)),
+        return stream.map(lambda i, record: (i, parse_example(record, self.num_keypoints)),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
