@@ -29,26 +29,75 @@ def predict_examples(model, examples):
         yield example, model.predict_images([example["image"]])[0]
 
 
-def evaluate_model(model, examples, label_map, coco_gt=None, iou_types=("bbox", "segm"),
-                   print_summary=True, results_path=None, on_prediction=None):
+def default_iou_types(config):
+    """What a model of `config` is scored on: "bbox", "segm" with a mask head (mask_on) and
+    "keypoints" with a keypoint head (num_keypoints > 0); None (no config) gives the box and
+    mask evaluation of a plain Mask R-CNN."""
+    if config is None:
+        return ("bbox", "segm")
+    return (("bbox",) + (("segm",) if config.mask_on else ())
+            + (("keypoints",) if config.num_keypoints > 0 else ()))
+
+
+def best_metric(config):
+    """The epoch-log metric that picks a run's best checkpoint: mask AP ("segm_AP") when the
+    model has masks, else keypoint AP ("keypoints_AP") when it has keypoints, else box AP."""
+    if config.mask_on:
+        return "segm_AP"
+    return "keypoints_AP" if config.num_keypoints > 0 else "bbox_AP"
+
+
+def build_ground_truth(model, examples, label_map):
+    """pycocotools COCO ground truth of `examples` (a sequence; see
+    `coco_eval.coco_ground_truth_dict`), its categories naming the keypoints and skeleton of
+    the model's config when the examples carry keypoints."""
+    config = getattr(model, "config", None)
+    if config is not None and config.num_keypoints > 0:
+        return coco_eval.build_coco_ground_truth(examples, label_map, config.keypoint_names,
+                                                 config.keypoint_skeleton)
+    return coco_eval.build_coco_ground_truth(examples, label_map)
+
+
+def _has_keypoint_ground_truth(coco_gt):
+    """Whether some category of `coco_gt` lists keypoint names (so OKS can be computed)."""
+    return any(c.get("keypoints") for c in coco_gt.cats.values())
+
+
+def evaluate_model(model, examples, label_map, coco_gt=None, iou_types=None,
+                   print_summary=True, results_path=None, on_prediction=None, oks_sigmas=None):
     """COCO metrics of `model` on `examples`.
 
     Args:
-      model: a MaskRCNN.
+      model: a MaskRCNN (or any object with `predict_images`; `config` is optional).
       examples: iterable of example dicts (a `CocoDataset`, a list of shapes examples, ...).
       label_map: `coco_eval.LabelMap` of the model's classes.
-      coco_gt: the ground truth as a pycocotools COCO; None builds it from `examples` (which
-        must then be a re-iterable sequence carrying boxes, class_ids, masks and is_crowd).
+      coco_gt: the ground truth as a pycocotools COCO (e.g. a COCO annotations file, whose
+        keypoints are already in COCO's convention); None builds it from `examples` (which
+        must then be a re-iterable sequence carrying boxes, class_ids, masks, is_crowd and,
+        for a keypoint model, keypoints).
+      iou_types: the COCOeval types to run; None: `default_iou_types(model.config)`, leaving
+        out "keypoints" (with a warning) when the ground truth has no keypoints.
       results_path: also write the COCO results JSON there (atomically).
       on_prediction: optional callable(example, prediction) seeing each image's prediction
         (e.g. to draw some) without running the model a second time.
+      oks_sigmas: K per-keypoint OKS sigmas; None: `model.config.oks_sigmas` (COCO's for
+        COCO's person keypoints).
     Returns:
-      the flat metrics dict of `coco_eval.evaluate_coco` over the images run, plus
-      "num_images".
+      the flat metrics dict of `coco_eval.evaluate_coco` over the images run (e.g.
+      "bbox/AP", "segm/AP", "keypoints/AP"), plus "num_images".
     """
+    config = getattr(model, "config", None)
     if coco_gt is None:
         examples = list(examples)
-        coco_gt = coco_eval.build_coco_ground_truth(examples, label_map)
+        coco_gt = build_ground_truth(model, examples, label_map)
+    if iou_types is None:
+        iou_types = default_iou_types(config)
+        if "keypoints" in iou_types and not _has_keypoint_ground_truth(coco_gt):
+            logging.warning("the model predicts keypoints but the ground truth has none; "
+                            "keypoint AP is not computed")
+            iou_types = tuple(t for t in iou_types if t != "keypoints")
+    if "keypoints" in iou_types and oks_sigmas is None and config is not None:
+        oks_sigmas = config.oks_sigmas
     results = []
     image_ids = []
     for example, prediction in predict_examples(model, examples):
@@ -61,7 +110,7 @@ def evaluate_model(model, examples, label_map, coco_gt=None, iou_types=("bbox", 
         write_json_atomic(results_path, results)
     # Only the images actually run count: a dataset may have skipped unreadable ones.
     metrics = coco_eval.evaluate_coco(coco_gt, results, iou_types, print_summary=print_summary,
-                                      image_ids=image_ids)
+                                      image_ids=image_ids, oks_sigmas=oks_sigmas)
     metrics["num_images"] = len(image_ids)
     return metrics
 
@@ -69,11 +118,12 @@ def evaluate_model(model, examples, label_map, coco_gt=None, iou_types=("bbox", 
 class COCOEvalCallback(keras.callbacks.Callback):
     """Evaluates with pycocotools every `every_n_epochs` epochs.
 
-    Adds "<type>_AP", "<type>_AP50", "<type>_AP75" (type bbox or segm) to the epoch logs, so
-    they show in the History, CSV logs and checkpoint callbacks that monitor them (e.g.
-    ModelCheckpoint(monitor="segm_AP", mode="max")); with `log_dir`, also writes them as
-    TensorBoard scalars under "eval/", with the predicted masks and boxes drawn on the first
-    `image_summaries` evaluation images.
+    Adds "<type>_AP", "<type>_AP50", "<type>_AP75" (type bbox, segm or keypoints) to the epoch
+    logs, so they show in the History, CSV logs and checkpoint callbacks that monitor them (e.g.
+    ModelCheckpoint(monitor="segm_AP", mode="max"); `best_metric(config)` names the one a run
+    keeps its best model by); with `log_dir`, also writes them as TensorBoard scalars under
+    "eval/", with the predicted masks, boxes and poses drawn on the first `image_summaries`
+    evaluation images.
 
     Args:
       examples: a re-iterable of example dicts (list, CocoDataset) to evaluate on.
@@ -81,13 +131,15 @@ class COCOEvalCallback(keras.callbacks.Callback):
       coco_gt: optional pycocotools COCO ground truth (built from `examples` when None).
       every_n_epochs: evaluation period.
       log_dir: optional TensorBoard folder.
+      iou_types: the COCOeval types; None: what the model's config predicts (see
+        `evaluate_model`), decided at the first evaluation, once the model is known.
       image_summaries: images with predictions drawn written to TensorBoard at each
         evaluation (needs log_dir).
       score_threshold: detections drawn on those images.
     """
 
     def __init__(self, examples, label_map, coco_gt=None, every_n_epochs=1, log_dir=None,
-                 iou_types=("bbox", "segm"), image_summaries=4, score_threshold=0.5):
+                 iou_types=None, image_summaries=4, score_threshold=0.5):
         super().__init__()
         if every_n_epochs < 1:
             raise ValueError(f"COCOEvalCallback every_n_epochs={every_n_epochs}: expected >= 1")
@@ -95,7 +147,7 @@ class COCOEvalCallback(keras.callbacks.Callback):
         self.label_map = label_map
         self.coco_gt = coco_gt
         self.every_n_epochs = int(every_n_epochs)
-        self.iou_types = tuple(iou_types)
+        self.iou_types = None if iou_types is None else tuple(iou_types)
         self.writer = (tf.summary.create_file_writer(os.path.join(log_dir, "eval"))
                        if log_dir else None)
         self.history = []
@@ -107,19 +159,25 @@ class COCOEvalCallback(keras.callbacks.Callback):
             return
         if self.coco_gt is None:
             self.examples = list(self.examples)
-            self.coco_gt = coco_eval.build_coco_ground_truth(self.examples, self.label_map)
+            self.coco_gt = build_ground_truth(self.model, self.examples, self.label_map)
         drawn = []
+        config = getattr(self.model, "config", None)
+        skeleton = config.keypoint_skeleton if config is not None else ()
 
         def draw(example, prediction):
+            # A model without a mask head returns no "masks"; one without keypoints none.
             if self.writer is not None and len(drawn) < self.image_summaries:
                 drawn.append(visualize.draw_instances(
                     example["image"], prediction["boxes"], prediction["class_ids"],
-                    prediction["scores"], prediction["masks"], list(self.label_map.names),
-                    score_threshold=self.score_threshold))
+                    prediction["scores"], prediction.get("masks"), list(self.label_map.names),
+                    score_threshold=self.score_threshold,
+                    keypoints=prediction.get("keypoints"), skeleton=skeleton))
 
         metrics = evaluate_model(self.model, self.examples, self.label_map, self.coco_gt,
                                  self.iou_types, print_summary=False, on_prediction=draw)
-        values = {f"{t}_{s}": metrics[f"{t}/{s}"] for t in self.iou_types for s in LOGGED_STATS}
+        # The types evaluate_model ran (a default may drop keypoints the ground truth lacks).
+        evaluated = [t for t in coco_eval.SUPPORTED_IOU_TYPES if f"{t}/AP" in metrics]
+        values = {f"{t}_{s}": metrics[f"{t}/{s}"] for t in evaluated for s in LOGGED_STATS}
         self.history.append({"epoch": epoch + 1, **values})
         logging.info("epoch %d COCO evaluation: %s", epoch + 1,
                      ", ".join(f"{k} {v:.4f}" for k, v in values.items()))

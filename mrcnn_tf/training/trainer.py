@@ -4,7 +4,8 @@ The run folder (`run_dir`):
   config.json, label_map.json, run.json   what was trained: config, classes, versions, schedule
   backup/                                  the resumable state (weights, optimizer, epoch)
   checkpoints/epoch-NNNN.keras             the model after each epoch, the last N kept
-  best.keras, best.json                    the model with the best mask AP (segm_AP)
+  best.keras, best.json                    the model with the best mask AP (segm_AP; without
+                                           masks keypoints_AP, else bbox_AP: best_metric)
   model.keras                              the final model
   tensorboard/                             losses, learning rate, COCO APs, prediction images
   metrics.json                             the final evaluation and the per-epoch history
@@ -32,7 +33,7 @@ from absl import logging
 import mrcnn_tf
 from mrcnn_tf.config import Config
 from mrcnn_tf.evaluation.coco_eval import LabelMap
-from mrcnn_tf.evaluation.evaluator import COCOEvalCallback
+from mrcnn_tf.evaluation.evaluator import COCOEvalCallback, best_metric
 from mrcnn_tf.io_utils import check_writable_folder, write_json_atomic
 from mrcnn_tf.training import checkpoints, distribute, precision
 from mrcnn_tf.training import input as training_input
@@ -150,7 +151,8 @@ def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
       options: the schedule and run settings.
       val_examples, val_coco_gt: held-out examples (a CocoDataset or a list of example
         dicts) and optionally their pycocotools ground truth; evaluated every
-        `options.eval_every` epochs (mask and box AP; best.keras follows segm_AP).
+        `options.eval_every` epochs (box, mask and keypoint AP as the model predicts them;
+        best.keras follows `evaluator.best_metric(config)`: segm_AP with masks).
       datasets_to_report: datasets with a `report()` (CocoDataset) whose skipped samples are
         logged each epoch.
       callbacks: extra Keras callbacks (run before the backup is written each epoch).
@@ -218,7 +220,8 @@ def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
                                          log_dir=tensorboard_dir,
                                          image_summaries=options.tensorboard_images)
             run_callbacks += [evaluator,
-                              checkpoints.BestCheckpoint(os.path.join(run_dir, "best.keras"))]
+                              checkpoints.BestCheckpoint(os.path.join(run_dir, "best.keras"),
+                                                         monitor=best_metric(config))]
         run_callbacks += [
             checkpoints.KeepLastCheckpoints(os.path.join(run_dir, "checkpoints"),
                                             options.keep_checkpoints),
