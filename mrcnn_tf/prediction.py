@@ -237,7 +237,8 @@ def overlay_names(paths: Sequence[PathLike]) -> list[str]:
 
 def _above_threshold(prediction: Mapping[str, Any], score_threshold: float) -> dict:
     """The detections with score >= threshold: boxes [n, 4], class_ids [n], scores [n],
-    masks [n, H, W] (or None)."""
+    masks [n, H, W] (None when the prediction has none, e.g. a model with mask_on=False), and
+    keypoints [n, K, 3] (y, x, score) only when the prediction has them."""
     scores = np.asarray(prediction["scores"], np.float32).reshape(-1)
     keep = scores >= score_threshold
     kept = {
@@ -248,30 +249,44 @@ def _above_threshold(prediction: Mapping[str, Any], score_threshold: float) -> d
     }
     if prediction.get("masks") is not None:
         kept["masks"] = np.asarray(prediction["masks"])[keep]
+    if prediction.get("keypoints") is not None:
+        kept["keypoints"] = np.asarray(prediction["keypoints"], np.float32)[keep]
     return kept
 
 
 def draw_prediction(image: np.ndarray, prediction: Mapping[str, Any],
-                    class_names: Sequence[str] | None, score_threshold: float) -> np.ndarray:
+                    class_names: Sequence[str] | None, score_threshold: float,
+                    skeleton: Sequence[int] = (),
+                    keypoint_threshold: float = visualize.KEYPOINT_SCORE_THRESHOLD
+                    ) -> np.ndarray:
     """The overlay `predict_files` writes: detections scoring >= threshold on the image.
+
+    Masks are drawn when the prediction has them, poses when it has keypoints.
 
     Args:
       image: uint8 [H, W, 3] RGB.
-      prediction: one entry of `MaskRCNN.predict_images` (boxes [n, 4] pixels, class_ids [n],
-        scores [n], masks [n, H, W] bool).
+      prediction: one entry of `MaskRCNN.predict_images`: boxes [n, 4] pixels, class_ids [n],
+        scores [n]; optionally masks [n, H, W] bool (absent with mask_on=False) and keypoints
+        [n, K, 3] (y, x, score) in continuous pixels (models with num_keypoints > 0).
       class_names: ["background", name_1, ...] (`LabelMap.class_names`) or K names.
+      score_threshold: minimum detection score drawn.
+      skeleton: flat 0-based limb pairs (`Config.keypoint_skeleton`); () draws dots only.
+      keypoint_threshold: minimum keypoint score drawn (see `visualize.draw_keypoints`).
 
     Returns:
       uint8 [H, W, 3]; equal to `image` where nothing is drawn.
     """
     kept = _above_threshold(prediction, score_threshold)
     return visualize.draw_instances(image, kept["boxes"], kept["class_ids"], kept["scores"],
-                                    kept["masks"], class_names)
+                                    kept["masks"], class_names, keypoints=kept.get("keypoints"),
+                                    skeleton=skeleton, keypoint_threshold=keypoint_threshold)
 
 
 def predict_files(model, paths: Sequence[PathLike], out_dir: PathLike,
                   score_threshold: float = 0.5, results_path: PathLike | None = None,
-                  image_ids: Mapping[str, int] | None = None) -> dict[str, Any]:
+                  image_ids: Mapping[str, int] | None = None,
+                  keypoint_threshold: float = visualize.KEYPOINT_SCORE_THRESHOLD
+                  ) -> dict[str, Any]:
     """Runs the model on image files; writes overlays and a COCO results JSON.
 
     Args:
@@ -282,6 +297,8 @@ def predict_files(model, paths: Sequence[PathLike], out_dir: PathLike,
       results_path: the results JSON; default `out_dir/results.json`.
       image_ids: optional {file name: COCO image id}, e.g. `image_ids_from_annotations`;
         see `resolve_image_ids`. Default: 1-based positions in `paths`.
+      keypoint_threshold: keypoints scoring below it are not drawn on the overlays; poses
+        are drawn with the model's `config.keypoint_skeleton`.
 
     Returns:
       {"images": inputs processed, "skipped": unreadable inputs, "skipped_files": their paths,
@@ -305,6 +322,8 @@ def predict_files(model, paths: Sequence[PathLike], out_dir: PathLike,
     os.makedirs(results_dir, exist_ok=True)
     label_map = model.label_map
     class_names = label_map.class_names
+    # Anything with predict_images and label_map will do; without a config, no limbs.
+    skeleton = tuple(getattr(getattr(model, "config", None), "keypoint_skeleton", ()))
 
     results: list[dict] = []
     overlays: list[str] = []
@@ -319,7 +338,8 @@ def predict_files(model, paths: Sequence[PathLike], out_dir: PathLike,
             continue
         prediction = model.predict_images([image])[0]
         kept = _above_threshold(prediction, score_threshold)
-        overlay = draw_prediction(image, prediction, class_names, score_threshold)
+        overlay = draw_prediction(image, prediction, class_names, score_threshold, skeleton,
+                                  keypoint_threshold)
         overlay_path = os.path.join(out_dir, name)
         write_png_atomic(overlay_path, overlay)
         overlays.append(overlay_path)

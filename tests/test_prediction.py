@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import os
+import types
 
 import keras
 import numpy as np
@@ -284,3 +285,78 @@ def test_overlay_changes_exactly_where_detections_pass_the_threshold(model, tmp_
     assert [r["category_id"] for r in results] == expected_ids
     assert results[0]["bbox"] == [8.0, 24.0, 32.0, 32.0]  # COCO x, y, w, h
     assert summary["detections"] == len(expected_ids)
+
+
+# ---------------------------------------------------------------------------------------------
+# poses: keypoints, and predictions without masks (mask_on=False)
+# ---------------------------------------------------------------------------------------------
+
+SKELETON = (0, 1, 1, 2)
+
+
+def _pose_prediction(height, width):
+    """`_known_prediction` without masks (a mask_on=False model) and with K = 3 keypoints:
+    A's first two on row 32 (pixel centres), its third scoring 0.2; B's inside B's box."""
+    pred = _known_prediction(height, width)
+    del pred["masks"]
+    pred["keypoints"] = np.asarray([
+        [[32.5, 14.5, 0.9], [32.5, 34.5, 0.6], [48.5, 24.5, 0.2]],
+        [[84.5, 66.5, 0.9], [84.5, 84.5, 0.9], [80.5, 75.5, 0.9]],
+    ], np.float32)
+    return pred
+
+
+def test_draw_prediction_draws_pose_without_masks():
+    h, w = 96, 96
+    image = np.full([h, w, 3], 128, np.uint8)
+    pred = _pose_prediction(h, w)
+    names = ["background", "square", "circle"]
+    overlay = prediction.draw_prediction(image, pred, names, 0.5, skeleton=SKELETON,
+                                         keypoint_threshold=0.3)
+    np.testing.assert_array_equal(image, 128)  # input untouched
+    changed = np.any(overlay != image, axis=-1)
+    # No mask: inside A's box, away from its edges and its pose, nothing is tinted.
+    assert not changed[38:46, 12:36].any()
+    # A's pose: its two keypoints and the limb between them; the 0.2 keypoint (below 0.3)
+    # and its limb are not drawn. B (score 0.3 < 0.5) has no pose.
+    assert changed[32, 14] and changed[32, 34] and changed[32, 16:33].all()
+    assert not changed[40:55, 14:36].any()
+    assert not changed[62:, :].any()
+    # Exactly draw_instances of the kept detection without masks.
+    expected = visualize.draw_instances(image, pred["boxes"][:1], pred["class_ids"][:1],
+                                        pred["scores"][:1], None, names,
+                                        keypoints=pred["keypoints"][:1], skeleton=SKELETON,
+                                        keypoint_threshold=0.3)
+    np.testing.assert_array_equal(overlay, expected)
+    # The default keypoint threshold (0.05) keeps the 0.2 keypoint.
+    default = prediction.draw_prediction(image, pred, names, 0.5, skeleton=SKELETON)
+    assert np.any(default[48, 24] != 128)
+
+
+def test_above_threshold_keeps_keypoints_with_their_detections():
+    pred = _pose_prediction(96, 96)
+    kept = prediction._above_threshold(pred, 0.5)
+    assert kept["masks"] is None
+    np.testing.assert_array_equal(kept["keypoints"], pred["keypoints"][:1])
+    assert kept["keypoints"].dtype == np.float32
+    assert "keypoints" not in prediction._above_threshold(_known_prediction(96, 96), 0.5)
+
+
+def test_predict_files_draws_poses_with_the_models_skeleton(model, tmp_path):
+    h, w = 96, 96
+    image = np.full([h, w, 3], 128, np.uint8)
+    path = str(tmp_path / "grey.png")
+    write_png_atomic(path, image)
+    # Anything with predict_images, label_map and config is a model to predict_files.
+    keypoint_model = types.SimpleNamespace(
+        label_map=model.label_map, config=types.SimpleNamespace(keypoint_skeleton=SKELETON),
+        predict_images=lambda images: [_pose_prediction(*images[0].shape[:2])])
+    summary = prediction.predict_files(keypoint_model, [path], tmp_path / "out",
+                                       score_threshold=0.5, keypoint_threshold=0.3)
+    overlay = read_image_rgb(summary["overlays"][0])
+    expected = prediction.draw_prediction(image, _pose_prediction(h, w),
+                                          model.label_map.class_names, 0.5, skeleton=SKELETON,
+                                          keypoint_threshold=0.3)
+    np.testing.assert_array_equal(overlay, expected)
+    assert np.any(overlay[32, 24] != 128)  # the limb 0-1: the skeleton came from the config
+    assert summary["detections"] == 1

@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 
 from mrcnn_tf import io_utils
+from mrcnn_tf.keypoint_spec import COCO_PERSON_SKELETON
 from mrcnn_tf.visualize import (
+    KEYPOINT_SCORE_THRESHOLD,
     class_name,
     color_palette,
     draw_boxes,
     draw_instances,
+    draw_keypoints,
     make_grid,
     mask_to_color,
 )
@@ -194,3 +197,145 @@ def test_mask_to_color():
     assert heat.shape == (56, 56, 3) and heat.dtype == np.uint8
     # Jet: low values are blue, high values red (RGB order).
     assert heat[0, 0, 2] > heat[0, 0, 0] and heat[-1, -1, 0] > heat[-1, -1, 2]
+
+
+# ---------------------------------------------------------------------------------------------
+# keypoints
+# ---------------------------------------------------------------------------------------------
+
+RED = (255, 0, 0)
+
+
+def _changed(out, image):
+    return np.any(out != image, axis=-1)
+
+
+def _pose():
+    """One instance, K = 3, in continuous pixels: A and B on row 10 (pixel centres 10.5),
+    C low-scoring below them; limbs A-B and B-C."""
+    keypoints = np.asarray([[[10.5, 10.5, 0.9], [10.5, 50.5, 0.8], [50.5, 30.5, 0.01]]],
+                           np.float32)
+    return keypoints, (0, 1, 1, 2)
+
+
+def test_draw_keypoints_draws_dots_and_limbs_only_there():
+    image = _image()
+    original = image.copy()
+    keypoints, skeleton = _pose()
+    out = draw_keypoints(image, keypoints, skeleton, colors=RED)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(image, original)  # input not modified
+    # Continuous (10.5, 10.5) is the centre of pixel (10, 10): the dot is drawn there in the
+    # instance colour, and symmetric about it (no half-pixel shift).
+    assert tuple(out[10, 10]) == RED and tuple(out[10, 50]) == RED
+    dot = _changed(out, image)[5:16, 3:8]  # left half of A's dot, beside the limb
+    np.testing.assert_array_equal(dot, dot[::-1])
+    assert _changed(out, image)[10, 7] and not _changed(out, image)[10, 4]
+    # The limb A-B: every pixel of row 10 between the dots (and their rims), nearly RED
+    # (anti-aliased) where the gradient has 30 in the red channel.
+    assert (out[10, 14:47, 0] >= 200).all() and (out[10, 14:47, 1:] < 60).all()
+    # C scores 0.01 < 0.05: neither C nor the limb B-C is drawn. Nothing changes outside the
+    # band around A, B and their limb.
+    changed = _changed(out, image)
+    band = np.zeros_like(changed)
+    band[10 - 4:10 + 5, 10 - 4:50 + 5] = True
+    assert changed[band].any() and not changed[~band].any()
+
+
+def test_draw_keypoints_threshold_is_a_parameter():
+    image = _image()
+    keypoints, skeleton = _pose()
+    assert KEYPOINT_SCORE_THRESHOLD == 0.05
+    # Raised above B's score: B and both of its limbs go, A stays.
+    out = draw_keypoints(image, keypoints, skeleton, score_threshold=0.85, colors=RED)
+    assert tuple(out[10, 10]) == RED
+    assert not _changed(out, image)[:, 20:].any()
+    # Lowered below C's: C and the limb B-C appear (the limb's middle, (30.5, 40.5)).
+    out = draw_keypoints(image, keypoints, skeleton, score_threshold=0.0, colors=RED)
+    assert tuple(out[50, 30]) == RED and _changed(out, image)[30, 40]
+    # Non-finite or far-away points are skipped, not drawn at a clipped place or crashing.
+    bad = keypoints.copy()
+    bad[0, 0, :2] = np.nan
+    bad[0, 1, :2] = 1e12
+    np.testing.assert_array_equal(draw_keypoints(image, bad, skeleton), image)
+
+
+def test_draw_keypoints_ground_truth_visibility():
+    image = np.zeros([64, 64, 3], np.uint8)
+    # v = 2 visible, v = 1 occluded, v = 0 not labelled (its coordinates are junk in COCO).
+    gt = np.asarray([[[10.5, 10.5, 2], [10.5, 50.5, 1], [50.5, 30.5, 0]]], np.float32)
+    # score_threshold is not used with visibility: v = 1 is drawn although 1 < 1.5.
+    out = draw_keypoints(image, gt, (0, 1, 1, 2), score_threshold=1.5, visibility=True,
+                         colors=RED, radius=4)
+    assert tuple(out[10, 10]) == RED                       # visible: a filled dot
+    assert tuple(out[10, 54]) == RED                       # occluded: the dot's edge ...
+    assert out[10, 50, 0] < 200 and out[10, 50].any()      # ... around a dark hole
+    assert not out[40:, :].any()                           # v = 0 and its limb: nothing
+    # Without visibility the same array reads as scores: 2 and 1 pass 0.05, 0 does not.
+    as_scores = draw_keypoints(image, gt, (0, 1, 1, 2), colors=RED, radius=4)
+    assert tuple(as_scores[10, 50]) == RED and not as_scores[40:, :].any()
+
+
+def test_draw_keypoints_sizes_grow_with_the_image():
+    def drawn_pixels(side):
+        image = np.zeros([side, side, 3], np.uint8)
+        keypoints = np.asarray([[[side / 2, side / 2, 1.0], [side / 2, side / 4, 1.0]]])
+        return _changed(draw_keypoints(image, keypoints, (0, 1)), image).sum()
+
+    assert drawn_pixels(640) > 3 * drawn_pixels(64) > 0
+    image = np.zeros([64, 64, 3], np.uint8)
+    one = np.asarray([[[32.5, 32.5, 1.0]]])
+    assert (_changed(draw_keypoints(image, one, radius=6), image).sum()
+            > _changed(draw_keypoints(image, one, radius=2), image).sum())
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(keypoints=np.zeros([3, 3])), r"keypoints must have shape \[n, K, 3\]"),
+    (dict(keypoints=np.zeros([1, 3, 2])), r"keypoints must have shape \[n, K, 3\]"),
+    (dict(skeleton=(0, 3)), r"skeleton: 3 is not a keypoint index in 0\.\.2"),
+    (dict(skeleton=(0, -1)), r"skeleton: -1"),
+    (dict(skeleton=(0, 1, 2)), r"skeleton: .*odd number \(3\)"),
+    (dict(skeleton=(0, 1.5)), r"skeleton: 1\.5"),
+    (dict(colors=np.zeros([2, 3], np.uint8)), r"colors must be one RGB colour or \[1, 3\]"),
+    (dict(radius=0), r"radius must be an integer >= 1"),
+    (dict(thickness=1.5), r"thickness must be an integer >= 1"),
+])
+def test_draw_keypoints_rejects_bad_arguments(kwargs, match):
+    args = dict(keypoints=_pose()[0], skeleton=(0, 1))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        draw_keypoints(_image(), **args)
+
+
+def test_draw_keypoints_accepts_pairs_and_no_instances():
+    image = _image()
+    keypoints, _ = _pose()
+    flat = draw_keypoints(image, keypoints, COCO_PERSON_SKELETON[:0] + (0, 1))
+    np.testing.assert_array_equal(draw_keypoints(image, keypoints, [[0, 1]]), flat)
+    assert _changed(flat, image)[10, 30]
+    out = draw_keypoints(image, np.zeros([0, 17, 3]), COCO_PERSON_SKELETON)
+    np.testing.assert_array_equal(out, image)
+    assert out is not image
+
+
+def test_draw_instances_draws_poses_without_masks_in_instance_colours():
+    image = _image()
+    # Instance 1 scores 0.9 and its label fits above its box (rows < 14), so the label covers
+    # none of its pose; instance 0 scores 0.2.
+    boxes = np.asarray([[44, 4, 60, 60], [14, 4, 40, 60]], np.float32)
+    keypoints = np.concatenate([_pose()[0] + [[[40, 0, 0]]], _pose()[0] + [[[12, 0, 0]]]])
+    plain = draw_instances(image, boxes, [1, 1], [0.2, 0.9], score_threshold=0.5)
+    out = draw_instances(image, boxes, [1, 1], [0.2, 0.9], score_threshold=0.5,
+                         keypoints=keypoints, skeleton=(0, 1, 1, 2))
+    color = tuple(color_palette(1)[0])  # the first colour: the first instance drawn
+    # The kept instance's pose (row 22), in the colour of its box.
+    assert tuple(out[22, 10]) == color and tuple(out[22, 50]) == color
+    # Only the pose differs from the drawing without keypoints; the instance scoring 0.2
+    # (below the detection threshold) gets no pose either (its keypoints are on row 50).
+    differs = _changed(out, plain)
+    assert differs[22, 14:47].all()
+    assert not differs[:18].any() and not differs[27:].any()
+    with pytest.raises(ValueError, match="2 boxes but keypoints of 1 instances"):
+        draw_instances(image, boxes, [1, 1], keypoints=keypoints[:1])
+    with pytest.raises(ValueError, match="skeleton"):
+        draw_instances(image, boxes, [1, 1], keypoints=keypoints, skeleton=(0, 9))
