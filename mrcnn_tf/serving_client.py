@@ -7,7 +7,10 @@ image bytes to its `serve_encoded` signature and turns the answer back into NumP
   detection_boxes    float32 [B, D, 4]   (ymin, xmin, ymax, xmax) / (H, W, H, W), in [0, 1]
   detection_scores   float32 [B, D]
   detection_classes  float32 [B, D]      dataset category ids, 0 on padding rows
-  detection_masks    float32 [B, D, m, m] box-relative (or [B, D, H, W] for a full-image export)
+  detection_masks    float32 [B, D, m, m] box-relative (or [B, D, H, W] for a full-image export);
+                     absent for a model without a mask head (config.mask_on False)
+  detection_keypoints        float32 [B, D, K, 3] (y, x, score), y, x / (H, W); keypoint
+  detection_keypoint_scores  float32 [B, D, K]    models only (config.num_keypoints = K > 0)
 
 `detections_for_image` converts one image's rows into pixel boxes and full-image masks for
 drawing, and `run_client` does the whole round trip for a list of image files.
@@ -52,7 +55,7 @@ def _check_images(images_bytes: Sequence[bytes]) -> list[bytes]:
 def _stack_outputs(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """REST row-format predictions (one dict per image) -> {name: float32 [B, ...]}."""
     if not rows or not isinstance(rows[0], Mapping):
-        # A single-output signature answers with bare values; ours has five named outputs.
+        # A single-output signature answers with bare values; ours has named outputs.
         raise ServingError(f"unexpected predictions format: {str(rows)[:200]}")
     names = list(rows[0])
     # JSON numbers come back as Python floats; float32 is the signatures' output dtype, and
@@ -75,7 +78,8 @@ def predict_rest(url: str, model_name: str, images_bytes: Sequence[bytes],
       signature: the signature taking `encoded_image_string_tensor` string [B].
       timeout: seconds to wait for the answer.
     Returns:
-      {output name: float32 array with leading dimension B}, the five OUTPUT_KEYS.
+      {output name: float32 array with leading dimension B}: OUTPUT_KEYS for a Mask
+      R-CNN, or the keys of the module docstring the served model has.
     Raises:
       ServingError (a RuntimeError): HTTP error (with the server's "error" message), an
         unreachable server, or a response without predictions.
@@ -191,7 +195,9 @@ def detections_for_image(outputs: Mapping[str, np.ndarray], index: int, height: 
         boxes         float32 [n, 4] (y1, x1, y2, x2) pixels
         category_ids  int64   [n]    dataset category ids
         scores        float32 [n]
-        masks         bool    [n, height, width]
+        masks         bool    [n, height, width]   (when the outputs have detection_masks)
+        keypoints     float32 [n, K, 3] (y, x, score), continuous pixels (when the outputs
+                      have detection_keypoints)
     """
     n = int(outputs["num_detections"][index])
     scores = np.asarray(outputs["detection_scores"][index][:n], np.float32)
@@ -199,18 +205,27 @@ def detections_for_image(outputs: Mapping[str, np.ndarray], index: int, height: 
     scale = np.asarray([height, width, height, width], np.float32)
     boxes = np.asarray(outputs["detection_boxes"][index][:n], np.float32)[keep] * scale
     category_ids = np.rint(outputs["detection_classes"][index][:n][keep]).astype(np.int64)
-    masks = np.asarray(outputs["detection_masks"][index][:n], np.float32)[keep]
-    k = int(keep.sum())
-    if k == 0:
-        full = np.zeros((0, height, width), bool)
-    elif full_image_masks:
-        # Already pasted by the server; a mixed-size request pads them to its largest image.
-        full = masks[:, :height, :width] >= 0.5
-    else:
-        from mrcnn_tf.ops import masks as mask_ops
+    found = {"boxes": boxes, "category_ids": category_ids, "scores": scores[keep]}
+    if "detection_masks" in outputs:
+        found["masks"] = _full_image_masks(
+            np.asarray(outputs["detection_masks"][index][:n], np.float32)[keep], boxes,
+            height, width, full_image_masks)
+    if "detection_keypoints" in outputs:
+        keypoints = np.asarray(outputs["detection_keypoints"][index][:n], np.float32)[keep]
+        found["keypoints"] = keypoints * np.float32([height, width, 1.0])  # score unscaled
+    return found
 
-        full = mask_ops.paste_masks(masks, boxes, height, width).numpy() >= 0.5
-    return {"boxes": boxes, "category_ids": category_ids, "scores": scores[keep], "masks": full}
+
+def _full_image_masks(masks, boxes, height, width, full_image_masks):
+    """Kept served masks [k, m, m] (or [k, H', W'] pasted) -> bool [k, height, width]."""
+    if len(masks) == 0:
+        return np.zeros((0, height, width), bool)
+    if full_image_masks:
+        # Already pasted by the server; a mixed-size request pads them to its largest image.
+        return masks[:, :height, :width] >= 0.5
+    from mrcnn_tf.ops import masks as mask_ops
+
+    return mask_ops.paste_masks(masks, boxes, height, width).numpy() >= 0.5
 
 
 def _overlay_path(out_dir: str, image_path: str, used: set[str]) -> str:
@@ -248,7 +263,8 @@ def run_client(url_or_target: str, model_name: str, image_paths: Sequence[str],
       full_image_masks: as for `detections_for_image`.
     Returns:
       one dict per image: {"image": path, "height", "width"} plus the arrays of
-      `detections_for_image` (boxes, category_ids, scores, masks).
+      `detections_for_image` (boxes, category_ids, scores, and masks and/or keypoints as the
+      model serves them).
     """
     from mrcnn_tf import io_utils, visualize
 
@@ -281,9 +297,11 @@ def run_client(url_or_target: str, model_name: str, image_paths: Sequence[str],
             # id i + 1 and its own name lets dataset ids (which may be sparse or 0) show as is.
             labels = ["background"] + [names.get(int(c), f"id {int(c)}")
                                        for c in found["category_ids"]]
+            # Keypoints only when served, so mask-only models draw as before.
+            extra = {"keypoints": found["keypoints"]} if "keypoints" in found else {}
             overlay = visualize.draw_instances(image, found["boxes"], np.arange(1, n + 1),
-                                               scores=found["scores"], masks=found["masks"],
-                                               class_names=labels)
+                                               scores=found["scores"], masks=found.get("masks"),
+                                               class_names=labels, **extra)
             io_utils.write_png_atomic(_overlay_path(out_dir, path, used), overlay)
         results.append({"image": path, "height": height, "width": width, **found})
     return results

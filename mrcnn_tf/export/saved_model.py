@@ -8,7 +8,7 @@ Serving watches (`--model_base_path=exports/NAME`). The SavedModel has two signa
   serve_encoded     encoded_image_string_tensor  string [B]           JPEG/PNG/BMP/GIF bytes;
                                                                        images may differ in size
 
-and both return, D = config.detections_per_image:
+and both return, D = config.detections_per_image, K = config.num_keypoints:
 
   num_detections     float32 [B]            real detections per image (rows past it are 0)
   detection_boxes    float32 [B, D, 4]      (ymin, xmin, ymax, xmax) divided by the image's
@@ -18,10 +18,24 @@ and both return, D = config.detections_per_image:
                                             0 on padding rows
   detection_masks    float32 [B, D, m, m]   box-relative mask probabilities (m = mask_size),
                      or [B, D, H, W]        with full_image_masks=True: pasted into the image.
+                                            Only when config.mask_on: a model without a mask
+                                            head (Keypoint R-CNN) has no such output.
+  detection_keypoints
+                     float32 [B, D, K, 3]   (y, x, score): y, x in continuous pixels (pixel i
+                                            covers [i, i + 1)) divided by the image's original
+                                            height / width, as the boxes; score the heatmap
+                                            peak probability. Only when K > 0.
+  detection_keypoint_scores
+                     float32 [B, D, K]      the score column of detection_keypoints (K > 0).
+
+All rows past num_detections are zero, keypoints included. The TF Object Detection API's
+detection_keypoints are (y, x) only, [B, D, K, 2]; here the score rides along as a third
+column, so [..., :2] reads the same way.
 
 Resizing, padding, normalization, NMS and box scaling all run inside the graph, so a client
 sends only image pixels or bytes. The label map and the model config travel as assets
-(`<version>/assets/label_map.json`, `<version>/assets/config.json`).
+(`<version>/assets/label_map.json`, `<version>/assets/config.json`); the config carries
+`keypoint_names` and `keypoint_skeleton`, which name and connect the K keypoint columns.
 """
 
 from __future__ import annotations
@@ -36,11 +50,20 @@ import tensorflow as tf
 
 from mrcnn_tf.ops import masks as mask_ops
 
+# The outputs of a Mask R-CNN (mask head, no keypoints); `output_keys` gives any model's.
 OUTPUT_KEYS = ("num_detections", "detection_boxes", "detection_scores", "detection_classes",
                "detection_masks")
+KEYPOINT_OUTPUT_KEYS = ("detection_keypoints", "detection_keypoint_scores")
 LABEL_MAP_ASSET = "label_map.json"
 CONFIG_ASSET = "config.json"
 _VERSION_RE = re.compile(r"^[0-9]+$")
+
+
+def output_keys(config) -> tuple:
+    """The signature outputs of a model with this config: OUTPUT_KEYS without detection_masks
+    when config.mask_on is False, plus KEYPOINT_OUTPUT_KEYS when config.num_keypoints > 0."""
+    keys = tuple(k for k in OUTPUT_KEYS if config.mask_on or k != "detection_masks")
+    return keys + (KEYPOINT_OUTPUT_KEYS if config.num_keypoints else ())
 
 
 class _ServingModule(tf.Module):
@@ -52,6 +75,8 @@ class _ServingModule(tf.Module):
         self.full_image_masks = bool(full_image_masks)
         self.detections_per_image = int(model.config.detections_per_image)
         self.mask_size = int(model.config.mask_size)
+        self.mask_on = bool(model.config.mask_on)
+        self.num_keypoints = int(model.config.num_keypoints)
         self.paste_rule = str(model.config.paste_rule)
         # Row c holds the dataset id of contiguous class c; row 0 (background) maps padding
         # rows to 0, as the TF Object Detection API does.
@@ -63,7 +88,7 @@ class _ServingModule(tf.Module):
     @tf.function(input_signature=[
         tf.TensorSpec([None, None, None, 3], tf.uint8, name="image_tensor")])
     def serve_images(self, image_tensor):
-        """image_tensor uint8 [B, H, W, 3], all one size -> the dict of OUTPUT_KEYS."""
+        """image_tensor uint8 [B, H, W, 3], all one size -> the dict of `output_keys`."""
         # A loaded signature checks the dtype of its inputs but not their shape: without this
         # a [H, W, 3] or 4-channel request would fail deep inside the resize or normalization
         # with a message that does not name the input.
@@ -81,33 +106,44 @@ class _ServingModule(tf.Module):
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name="encoded_image_string_tensor")])
     def serve_encoded(self, encoded_image_string_tensor):
-        """encoded_image_string_tensor string [B] -> the dict of OUTPUT_KEYS.
+        """encoded_image_string_tensor string [B] -> the dict of `output_keys`.
 
         Each image is decoded and detected on its own (map_fn), so one request may mix image
         sizes; per-image outputs have the fixed shapes [D, ...] and stack into a batch.
         """
-        d, m = self.detections_per_image, self.mask_size
         encoded_image_string_tensor = tf.ensure_shape(
             encoded_image_string_tensor, [None], name="check_encoded_image_shape")
+        # map_fn needs every output's per-image shape up front; the model's keys depend on its
+        # heads (masks when mask_on, keypoints when num_keypoints > 0).
+        signature = self._per_image_signature()
 
         def detect_one(encoded):
             image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8,
                                        expand_animations=False)
             out = self.model(image[None], training=False)
-            return (out["boxes"][0], out["class_ids"][0], out["scores"][0], out["masks"][0],
-                    out["num_detections"][0], tf.shape(image)[0:2])
+            one = {k: out[k][0] for k in signature if k != "sizes"}
+            one["sizes"] = tf.shape(image)[0:2]
+            return one
 
-        boxes, class_ids, scores, masks, num, sizes = tf.map_fn(
-            detect_one, encoded_image_string_tensor,
-            fn_output_signature=(tf.TensorSpec([d, 4], tf.float32),
-                                 tf.TensorSpec([d], tf.int32),
-                                 tf.TensorSpec([d], tf.float32),
-                                 tf.TensorSpec([d, m, m], tf.float32),
-                                 tf.TensorSpec([], tf.int32),
-                                 tf.TensorSpec([2], tf.int32)))
-        outputs = {"boxes": boxes, "class_ids": class_ids, "scores": scores, "masks": masks,
-                   "num_detections": num}
+        outputs = tf.map_fn(detect_one, encoded_image_string_tensor,
+                            fn_output_signature=signature)
+        sizes = outputs.pop("sizes")
         return self._postprocess(outputs, sizes)
+
+    def _per_image_signature(self):
+        """{MaskRCNN.call output key, and "sizes" (the decoded height, width): the TensorSpec
+        of one image's value}, for serve_encoded's map_fn."""
+        d, m, k = self.detections_per_image, self.mask_size, self.num_keypoints
+        signature = {"boxes": tf.TensorSpec([d, 4], tf.float32),
+                     "class_ids": tf.TensorSpec([d], tf.int32),
+                     "scores": tf.TensorSpec([d], tf.float32),
+                     "num_detections": tf.TensorSpec([], tf.int32),
+                     "sizes": tf.TensorSpec([2], tf.int32)}
+        if self.mask_on:
+            signature["masks"] = tf.TensorSpec([d, m, m], tf.float32)
+        if k:
+            signature["keypoints"] = tf.TensorSpec([d, k, 3], tf.float32)
+        return signature
 
     # -- shared output formatting ----------------------------------------------------------
     def _postprocess(self, outputs, sizes):
@@ -115,24 +151,34 @@ class _ServingModule(tf.Module):
 
         Args:
           outputs: the dict of `MaskRCNN.call`: boxes [B, D, 4] original pixels, class_ids
-            [B, D] int32 1..K (0 padding), scores [B, D], masks [B, D, m, m], num_detections [B].
+            [B, D] int32 1..K (0 padding), scores [B, D], num_detections [B]; masks
+            [B, D, m, m] when mask_on; keypoints [B, D, K, 3] (y, x, score) original pixels
+            when num_keypoints > 0.
           sizes: int32 [B, 2] original (height, width) of each image.
+        Returns:
+          the dict of `output_keys(config)` (see the module docstring).
         """
         boxes = outputs["boxes"]
         # max(.., 1) is a no-op for real images (decode and the signature give sizes >= 1) but
         # keeps the division finite if an empty image ever reached here.
         hw = tf.cast(tf.maximum(sizes, 1), tf.float32)
-        normalized = boxes / tf.tile(hw, [1, 2])[:, None, :]
-        masks = outputs["masks"]
-        if self.full_image_masks:
-            masks = self._paste(masks, boxes, sizes)
-        return {
+        served = {
             "num_detections": tf.cast(outputs["num_detections"], tf.float32),
-            "detection_boxes": normalized,
+            "detection_boxes": boxes / tf.tile(hw, [1, 2])[:, None, :],
             "detection_scores": outputs["scores"],
             "detection_classes": tf.gather(self.dataset_ids, outputs["class_ids"]),
-            "detection_masks": masks,
         }
+        if self.mask_on:
+            masks = outputs["masks"]
+            served["detection_masks"] = (self._paste(masks, boxes, sizes)
+                                         if self.full_image_masks else masks)
+        if self.num_keypoints:
+            keypoints = outputs["keypoints"]
+            # (y, x) by (H, W) as the boxes; the score column is not a coordinate (divisor 1).
+            divisor = tf.concat([hw, tf.ones_like(hw[:, :1])], axis=1)  # [B, 3]
+            served["detection_keypoints"] = keypoints / divisor[:, None, None, :]
+            served["detection_keypoint_scores"] = keypoints[..., 2]
+        return served
 
     def _paste(self, masks, boxes, sizes):
         """Box-relative masks [B, D, m, m] -> full-image masks [B, D, Hmax, Wmax].
@@ -179,11 +225,20 @@ def export_saved_model(model, export_dir: str, full_image_masks: bool = False) -
         box-relative [B, D, m, m]. Costs B * D * H * W floats per request.
     Returns:
       the path of the new version folder, `export_dir/<version>`.
+    Raises:
+      TypeError: `model` is not a MaskRCNN.
+      ValueError: full_image_masks=True for a model without a mask head (config.mask_on
+        False): there are no masks to paste, and silently exporting without them would hide
+        a wrong deployment setting.
     """
     for attr in ("config", "category_ids", "label_map"):
         if not hasattr(model, attr):
             raise TypeError(f"export_saved_model: expected a MaskRCNN model, got "
                             f"{type(model).__name__} (no .{attr})")
+    if full_image_masks and not model.config.mask_on:
+        raise ValueError("export_saved_model full_image_masks=True: the model has no mask head "
+                         "(config.mask_on is False), so it has no masks to paste; export with "
+                         "full_image_masks=False")
     if not model.built:
         model.build()
     os.makedirs(export_dir, exist_ok=True)

@@ -1,23 +1,32 @@
 """TFLite export of a MaskRCNN: one fixed-size image in, padded detections out, builtin ops only.
 
 The exported graph is the model's own inference path (`MaskRCNN.call`: resize + pad +
-normalize, backbone, FPN, RPN, proposals, box head, per-class NMS, mask head) traced for a
-single uint8 image of a fixed size, with the RoIAlign switched to the gather-only
-implementation (`roi_align_implementation="builtin"`). It converts with
-`tf.lite.OpsSet.TFLITE_BUILTINS` alone: no Flex (select TensorFlow) ops and no custom ops,
-so the plain LiteRT interpreter runs it on phones. Ops it lowers to include CONV_2D, RESIZE_BILINEAR,
-TOPK_V2, GATHER, NON_MAX_SUPPRESSION_V4, WHILE (the batch map over NMS), SELECT_V2 and
-arithmetic.
+normalize, backbone, FPN, RPN, proposals, box head, per-class NMS, then the mask and/or
+keypoint heads the config has) traced for a single uint8 image of a fixed size, with the
+RoIAlign switched to the gather-only implementation (`roi_align_implementation="builtin"`,
+in every pooler: box, mask and keypoint). It converts with `tf.lite.OpsSet.TFLITE_BUILTINS`
+alone: no Flex (select TensorFlow) ops and no custom ops, so the plain LiteRT interpreter runs
+it on phones. Ops it lowers to include CONV_2D, RESIZE_BILINEAR, TOPK_V2, GATHER,
+NON_MAX_SUPPRESSION_V4, WHILE (the batch map over NMS), SELECT_V2 and arithmetic. The keypoint
+heatmap decode (`ops.keypoints.heatmaps_to_keypoints` on the 56 x 56 maps, no resize) adds
+ARG_MAX, FLOOR_DIV and FLOOR_MOD (and RESHAPE, TRANSPOSE, REDUCE_MAX, EXP, SUM, which the rest
+of the graph has too).
 
 Signature "serving_default", input "images" uint8 [1, H, W, 3] RGB 0..255, outputs
-(D = config.detections_per_image; rows past num_detections are zero):
+(D = config.detections_per_image, K = config.num_keypoints; rows past num_detections are
+zero), the same names as the SavedModel's (`output_names(config)`):
   "num_detections"    float32 [1]
   "detection_boxes"   float32 [1, D, 4] (y1, x1, y2, x2) normalized by the input H and W
   "detection_scores"  float32 [1, D]
   "detection_classes" float32 [1, D] the dataset's own category ids (`model.category_ids`;
                       read only the first num_detections rows: 0 can be a real dataset id)
   "detection_masks"   float32 [1, D, mask_size, mask_size] box-relative mask probabilities
-                      (paste into the image with `mrcnn_tf.ops.masks.paste_masks`)
+                      (paste into the image with `mrcnn_tf.ops.masks.paste_masks`); only when
+                      config.mask_on
+  "detection_keypoints"       float32 [1, D, K, 3] (y, x, score), y and x in continuous
+                      pixels (pixel i covers [i, i + 1)) normalized by the input H and W as the
+                      boxes; only when K > 0
+  "detection_keypoint_scores" float32 [1, D, K] the score column; only when K > 0
 """
 
 from __future__ import annotations
@@ -30,16 +39,20 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+from mrcnn_tf.export import saved_model
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
 
 QUANTIZATIONS = ("float32", "float16", "int8_dynamic")
 SIGNATURE_KEY = "serving_default"
 INPUT_NAME = "images"
-OUTPUT_NAMES = ("num_detections", "detection_boxes", "detection_scores", "detection_classes",
-                "detection_masks")
+# A Mask R-CNN's outputs (mask head, no keypoints); `output_names` gives any model's. The
+# SavedModel signatures have the same names.
+OUTPUT_NAMES = saved_model.OUTPUT_KEYS
+output_names = saved_model.output_keys
 
 __all__ = ["export_tflite", "convert_tflite", "builtin_inference_model", "make_interpreter",
-           "run_tflite", "QUANTIZATIONS", "OUTPUT_NAMES", "SIGNATURE_KEY", "INPUT_NAME"]
+           "run_tflite", "output_names", "QUANTIZATIONS", "OUTPUT_NAMES", "SIGNATURE_KEY",
+           "INPUT_NAME"]
 
 
 def builtin_inference_model(model):
@@ -78,7 +91,8 @@ def _check_model(model):
 
 
 class _Detector(tf.Module):
-    """Wraps the model in the exported signature: uint8 [1, H, W, 3] -> the OUTPUT_NAMES dict."""
+    """Wraps the model in the exported signature: uint8 [1, H, W, 3] -> the `output_names`
+    dict."""
 
     def __init__(self, model, input_size):
         super().__init__()
@@ -88,20 +102,28 @@ class _Detector(tf.Module):
         self.category_table = tf.constant([0] + list(model.category_ids), tf.int32)
 
     def serve(self, images):
-        """images: uint8 [1, H, W, 3] -> dict of OUTPUT_NAMES (see the module docstring)."""
+        """images: uint8 [1, H, W, 3] -> dict of `output_names` (see the module docstring)."""
         outputs = self.model(images, training=False)
         height, width = self.input_size
         # Python floats: the normalization is folded into one constant multiply.
         boxes = outputs["boxes"] * tf.constant([1.0 / height, 1.0 / width] * 2, tf.float32)
-        return {
+        served = {
             # float32, as in the SavedModel and the TF Object Detection API convention.
             "num_detections": tf.cast(outputs["num_detections"], tf.float32),
             "detection_boxes": boxes,
             "detection_scores": outputs["scores"],
             "detection_classes": tf.cast(
                 tf.gather(self.category_table, outputs["class_ids"]), tf.float32),
-            "detection_masks": outputs["masks"],
         }
+        if "masks" in outputs:
+            served["detection_masks"] = outputs["masks"]
+        if "keypoints" in outputs:
+            keypoints = outputs["keypoints"]
+            # (y, x) as the boxes; the score column is left as it is (factor 1).
+            served["detection_keypoints"] = keypoints * tf.constant(
+                [1.0 / height, 1.0 / width, 1.0], tf.float32)
+            served["detection_keypoint_scores"] = keypoints[..., 2]
+        return served
 
 
 def _check_input_size(input_size, config):
@@ -212,7 +234,8 @@ def run_tflite(interpreter, image) -> dict:
       interpreter: from `make_interpreter`.
       image: uint8 [H, W, 3] or [1, H, W, 3] at the exported input size.
     Returns:
-      dict of NumPy arrays keyed by OUTPUT_NAMES, with the batch dimension of 1.
+      dict of NumPy arrays keyed by `output_names(config)` of the exported model, with the
+      batch dimension of 1.
     """
     runner = interpreter.get_signature_runner(SIGNATURE_KEY)
     image = np.asarray(image)
