@@ -2,9 +2,12 @@
 export.
 
 Everything a first-time user needs to see the whole life of a model on a laptop CPU:
-train with `model.fit` (Keras progress bar), evaluate on a separate held-out shapes set with
+train with `model.fit` (Keras progress bar), evaluate on a separate held-out synthetic set with
 pycocotools, write overlay PNGs of the predictions, save the model as a `.keras` file, and
 export it as a SavedModel for TF Serving and a builtin-ops TFLite file.
+
+With the `shapes_keypoints_tiny` config it is the same for Keypoint R-CNN on synthetic houses
+(six named keypoints, no masks): keypoint (OKS) AP instead of mask AP, poses on the overlays.
 """
 
 import os
@@ -16,7 +19,8 @@ from absl import logging
 
 from mrcnn_tf import visualize
 from mrcnn_tf.config import get_config
-from mrcnn_tf.data import pipeline, shapes
+from mrcnn_tf.data import pipeline
+from mrcnn_tf.data.synthetic import synthetic_set_for
 from mrcnn_tf.evaluation import coco_eval, evaluator
 from mrcnn_tf.export.saved_model import export_saved_model
 from mrcnn_tf.export.tflite import export_tflite
@@ -30,27 +34,36 @@ EVAL_SEED = 1000
 
 
 def train_dataset(config, num_images, batch_size, seed=TRAIN_SEED):
-    """Shapes examples generated once and cached, then shuffled, flipped and batched."""
-    raw = shapes.shapes_dataset(num_images, seed=seed, image_size=config.image_max_size).cache()
+    """Synthetic examples (the config's set: shapes, or keypoint houses) generated once and
+    cached, then shuffled, flipped and batched."""
+    raw = synthetic_set_for(config).dataset(num_images, seed, config.image_max_size).cache()
     return pipeline.make_training_dataset(raw, config, batch_size, shuffle=True, augment=True,
                                           seed=seed)
 
 
 def draw_predictions(examples, predictions, class_names, out_dir, count=8,
-                     score_threshold=0.5, zoom=2):
+                     score_threshold=0.5, zoom=2, skeleton=()):
     """Writes one overlay PNG per image and a grid of them; returns the grid's path.
 
-    Images are enlarged `zoom` times (nearest neighbour; masks and boxes with them) before
-    drawing, so labels stay readable on small synthetic images.
+    Images are enlarged `zoom` times (nearest neighbour; masks, boxes and keypoints with them)
+    before drawing, so labels stay readable on small synthetic images. Masks are drawn when
+    the predictions have them, poses (with `skeleton`) when they have keypoints.
     """
     os.makedirs(out_dir, exist_ok=True)
     tiles = []
     for example, prediction in list(zip(examples, predictions))[:count]:
         image = np.repeat(np.repeat(example["image"], zoom, axis=0), zoom, axis=1)
-        masks = np.repeat(np.repeat(prediction["masks"], zoom, axis=1), zoom, axis=2)
+        masks = prediction.get("masks")
+        if masks is not None:
+            masks = np.repeat(np.repeat(masks, zoom, axis=1), zoom, axis=2)
+        keypoints = prediction.get("keypoints")
+        if keypoints is not None:
+            # Continuous coordinates scale exactly with a nearest-neighbour zoom.
+            keypoints = keypoints * np.array([zoom, zoom, 1.0], np.float32)
         overlay = visualize.draw_instances(
             image, prediction["boxes"] * zoom, prediction["class_ids"],
-            prediction["scores"], masks, class_names, score_threshold=score_threshold)
+            prediction["scores"], masks, class_names, score_threshold=score_threshold,
+            keypoints=keypoints, skeleton=skeleton)
         write_png_atomic(os.path.join(out_dir, f"image_{int(example['image_id']):04d}.png"),
                          overlay)
         tiles.append(overlay)
@@ -92,9 +105,11 @@ def run(out_dir, steps=None, train_images=2000, eval_images=200, batch_size=None
                          f"{train_images}")
     keras.utils.set_random_seed(seed)
     os.makedirs(out_dir, exist_ok=True)
-    label_map = coco_eval.LabelMap.from_names(shapes.CLASS_NAMES)
+    synthetic = synthetic_set_for(config)
+    class_names = list(synthetic.class_names)
+    label_map = coco_eval.LabelMap.from_names(class_names)
 
-    model = MaskRCNN(config, class_names=list(shapes.CLASS_NAMES))
+    model = MaskRCNN(config, class_names=class_names)
     model.compile(optimizer=make_optimizer(config, batch_size=batch_size))
     dataset = train_dataset(config, train_images, batch_size, seed=seed)
     # Ten epochs (fewer for tiny runs) so the progress bar shows how the losses move.
@@ -108,8 +123,7 @@ def run(out_dir, steps=None, train_images=2000, eval_images=200, batch_size=None
               shuffle=False)
     train_seconds = time.time() - start
 
-    examples = shapes.make_shapes_arrays(eval_images, seed=EVAL_SEED,
-                                         image_size=config.image_max_size)
+    examples = synthetic.make_arrays(eval_images, EVAL_SEED, config.image_max_size)
     start = time.time()
     shown = []  # the first few (example, prediction) pairs, drawn below
 
@@ -120,8 +134,9 @@ def run(out_dir, steps=None, train_images=2000, eval_images=200, batch_size=None
     metrics = evaluator.evaluate_model(model, examples, label_map,
                                        on_prediction=keep_for_drawing)
     eval_seconds = time.time() - start
-    grid = draw_predictions([ex for ex, _ in shown], [p for _, p in shown],
-                            list(shapes.CLASS_NAMES), os.path.join(out_dir, "predictions"))
+    grid = draw_predictions([ex for ex, _ in shown], [p for _, p in shown], class_names,
+                            os.path.join(out_dir, "predictions"),
+                            skeleton=config.keypoint_skeleton)
     save_model(model, os.path.join(out_dir, "model.keras"))
     start = time.time()
     saved_model_dir = export_saved_model(model, os.path.join(out_dir, "export", "saved_model"))
@@ -141,8 +156,10 @@ def run(out_dir, steps=None, train_images=2000, eval_images=200, batch_size=None
     write_json_atomic(os.path.join(out_dir, "metrics.json"), summary, indent=2)
     print(f"\ntrained {steps} steps in {train_seconds:.0f} s; evaluated {eval_images} "
           f"held-out images in {eval_seconds:.0f} s")
-    print(f"mask AP@[.5:.95] {metrics['segm/AP']:.3f}  AP@0.5 {metrics['segm/AP50']:.3f}")
-    print(f"box  AP@[.5:.95] {metrics['bbox/AP']:.3f}  AP@0.5 {metrics['bbox/AP50']:.3f}")
+    for kind, label in (("segm", "mask"), ("keypoints", "keypoint (OKS)"), ("bbox", "box")):
+        if f"{kind}/AP" in metrics:
+            print(f"{label} AP@[.5:.95] {metrics[f'{kind}/AP']:.3f}  "
+                  f"AP@0.5 {metrics[f'{kind}/AP50']:.3f}")
     print(f"overlays: {grid}\nmodel: {os.path.join(out_dir, 'model.keras')}")
     print(f"exported in {export_seconds:.0f} s: SavedModel {saved_model_dir}, TFLite "
           f"{tflite['path']} ({tflite['size_bytes'] / 1e6:.1f} MB)")

@@ -127,3 +127,30 @@ def test_serve_client_names_inputs_that_match_nothing(tmp_path):
     result = run_cli("serve-client", "--inputs", str(tmp_path / "nothing-*.png"))
     assert result.returncode == 2
     assert "matches no image file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_draws_poses_without_masks(tmp_path):
+    """The keypoint demo's overlays: poses drawn, no mask tint, from predictions that have
+    keypoints and no masks."""
+    import numpy as np
+
+    from mrcnn_tf.data import keypoint_shapes
+
+    example = keypoint_shapes.generate_keypoint_example(0, seed=0, image_size=64)
+    n = len(example["boxes"])
+    keypoints = example["keypoints"].copy()
+    keypoints[..., 2] = 0.9  # every keypoint predicted with a high score
+    prediction = {"boxes": example["boxes"], "class_ids": example["class_ids"],
+                  "scores": np.full(n, 0.99, np.float32), "keypoints": keypoints}
+    bare = dict(prediction, keypoints=None)
+    grid = demo.draw_predictions([example], [prediction], ["house"], str(tmp_path / "kp"),
+                                 skeleton=keypoint_shapes.SKELETON)
+    demo.draw_predictions([example], [bare], ["house"], str(tmp_path / "plain"))
+    import cv2
+    with_pose = cv2.imread(os.path.join(str(tmp_path / "kp"), "image_0000.png"))
+    without = cv2.imread(os.path.join(str(tmp_path / "plain"), "image_0000.png"))
+    assert os.path.exists(grid) and with_pose.shape == (128, 128, 3)
+    # Zoom 2: keypoint (y, x) lands on pixel floor(2y), floor(2x) of the overlay.
+    y, x = (example["keypoints"][0, 5, :2] * 2).astype(int)
+    assert np.any(with_pose[y, x] != without[y, x])
+    assert (with_pose != without).any(axis=2).mean() < 0.5  # poses, not a full repaint

@@ -1,18 +1,29 @@
-"""`mrcnn-tf demo`: train shapes_tiny on synthetic shapes, evaluate, draw, save."""
+"""`mrcnn-tf demo`: train shapes_tiny (or shapes_keypoints_tiny) on synthetic data, evaluate,
+draw, save, export."""
 
 from absl import flags
+
+from mrcnn_tf.cli import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", None, "demo: training steps (default: the config's total_steps).")
 flags.DEFINE_integer("train_images", 2000, "demo: distinct synthetic training images.")
 flags.DEFINE_integer("eval_images", 200, "demo: held-out synthetic images for COCO evaluation.")
 
-SUMMARY = "train shapes_tiny on synthetic shapes, COCO-evaluate, draw, save (runs/demo)"
-USAGE = "[--out runs/demo] [--steps N] [--batch_size N] [--train_images N] [--eval_images N]"
-FLAG_NAMES = ("out", "steps", "batch_size", "train_images", "eval_images", "seed")
+SUMMARY = ("train shapes_tiny on synthetic shapes (or --config shapes_keypoints_tiny: keypoints "
+           "on synthetic houses), COCO-evaluate, draw, save, export (runs/demo)")
+USAGE = ("[--out runs/demo] [--config shapes_tiny|shapes_keypoints_tiny] [--steps N] "
+         "[--batch_size N] [--train_images N] [--eval_images N]")
+FLAG_NAMES = ("out", "config", "override", "steps", "batch_size", "train_images", "eval_images",
+              "seed")
 
 
 def main():
     from mrcnn_tf import demo  # noqa: PLC0415
+    config = None
+    if FLAGS.config or FLAGS.override:
+        FLAGS.config = FLAGS.config or "shapes_tiny"
+        config = common.experiment().config
     demo.run(FLAGS.out or "runs/demo", steps=FLAGS.steps, train_images=FLAGS.train_images,
-             eval_images=FLAGS.eval_images, batch_size=FLAGS.batch_size, seed=FLAGS.seed)
+             eval_images=FLAGS.eval_images, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
+             config=config)

@@ -11,6 +11,7 @@ import dataclasses
 from typing import Callable, Dict, List, Tuple
 
 import numpy as np
+import tensorflow as tf
 
 from mrcnn_tf import keypoint_spec
 from mrcnn_tf.data import keypoint_shapes, shapes
@@ -18,13 +19,15 @@ from mrcnn_tf.data import keypoint_shapes, shapes
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticSet:
-    """A synthetic dataset: its name, class names (classes 1..K) and keypoint count, and
-    `generate(index, seed, image_size)` -> one example dict (a pure function of its args)."""
+    """A synthetic dataset: its name, class names (classes 1..K) and keypoint count,
+    `generate(index, seed, image_size)` -> one example dict (a pure function of its args) and
+    `dataset(num_images, seed, image_size)` -> the same examples as a tf.data.Dataset."""
 
     name: str
     class_names: Tuple[str, ...]
     num_keypoints: int
     generate: Callable[[int, int, int], Dict[str, np.ndarray]]
+    dataset: Callable[[int, int, int], tf.data.Dataset]
 
     def make_arrays(self, num_images: int, seed: int, image_size: int
                     ) -> List[Dict[str, np.ndarray]]:
@@ -33,10 +36,11 @@ class SyntheticSet:
 
 
 SHAPES = SyntheticSet("synthetic shapes", tuple(shapes.CLASS_NAMES), 0,
-                      shapes.generate_shapes_example)
+                      shapes.generate_shapes_example, shapes.shapes_dataset)
 KEYPOINT_SHAPES = SyntheticSet("synthetic keypoint shapes", tuple(keypoint_shapes.CLASS_NAMES),
                                keypoint_shapes.NUM_KEYPOINTS,
-                               keypoint_shapes.generate_keypoint_example)
+                               keypoint_shapes.generate_keypoint_example,
+                               keypoint_shapes.keypoint_shapes_dataset)
 
 
 def synthetic_set_for(config) -> SyntheticSet:
