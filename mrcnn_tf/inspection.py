@@ -1,22 +1,31 @@
 """What the model sees, step by step, for one example (`mrcnn-tf inspect`).
 
 `inspect_example(model, example, out_dir)` runs the model's own pieces on one example and
-writes six PNG views, the ones matterport's inspect_data / inspect_model notebooks made
+writes one PNG per view, the ones matterport's inspect_data / inspect_model notebooks made
 popular, without a notebook:
 
-    anchors.png       per FPN level P2..P6, the anchors of every ratio centred on the image
-                      centre and on the ground-truth box centres (one tile per level, captioned
-                      with level, stride and size), and a last tile with the positive anchors
-                      of the RPN targets. Too few positives for an object means its size or
-                      shape is not covered by `anchor_sizes` / `anchor_ratios`.
-    proposals.png     the top RPN proposals at inference, coloured by rank.
-    rois.png          the RoIs sampled for the box and mask heads in training: positives with
-                      the box their regression targets decode to (it must coincide with the
-                      matched ground-truth box) and a sample of the negatives.
-    mask_targets.png  each positive RoI's mask target (mask_size x mask_size) next to the
-                      image crop of that RoI, captioned with the target class.
-    detections.png    the final detections, as `mrcnn-tf predict` draws them.
-    ground_truth.png  the ground-truth boxes and masks.
+    anchors.png           per FPN level P2..P6, the anchors of every ratio centred on the
+                          image centre and on the ground-truth box centres (one tile per level,
+                          captioned with level, stride and size), and a last tile with the
+                          positive anchors of the RPN targets. Too few positives for an object
+                          means its size or shape is not covered by `anchor_sizes` /
+                          `anchor_ratios`.
+    proposals.png         the top RPN proposals at inference, coloured by rank.
+    rois.png              the RoIs sampled for the box, mask and keypoint heads in training:
+                          positives with the box their regression targets decode to (it must
+                          coincide with the matched ground-truth box) and a sample of the
+                          negatives.
+    mask_targets.png      each positive RoI's mask target (mask_size x mask_size) next to the
+                          image crop of that RoI, captioned with the target class. Only for a
+                          model with a mask head (config.mask_on).
+    keypoint_targets.png  each positive RoI with its ground-truth keypoints and, for every
+                          keypoint the loss trains on, the centre of its target heatmap bin
+                          decoded back to image pixels (`keypoint_target_points`); labelled
+                          keypoints outside the RoI, which get no target, are crossed out.
+                          Only for a Keypoint R-CNN model (config.num_keypoints > 0).
+    detections.png        the final detections (masks and poses as the model has them), as
+                          `mrcnn-tf predict` draws them.
+    ground_truth.png      the ground-truth boxes, masks and keypoints (with the skeleton).
 
 Everything is drawn on the resized image the network sees (before normalization), cropped to
 its valid region (no padding), and enlarged with nearest-neighbour to at least
@@ -25,8 +34,9 @@ view has a caption bar above the image.
 
 The work is split so that each part can be used and tested on its own:
 `inspection_data` runs the model (TF) and returns NumPy arrays in resized-image pixels,
-`write_inspection_views` draws them, and `roi_target_boxes`, `anchor_tiles` and
-`mask_target_tiles` expose the checks a reader of the pictures makes by eye.
+`write_inspection_views` draws them (`view_names` says which views apply), and
+`roi_target_boxes`, `keypoint_target_points`, `anchor_tiles`, `mask_target_tiles` and
+`keypoint_target_tiles` expose the checks a reader of the pictures makes by eye.
 """
 
 from __future__ import annotations
@@ -49,7 +59,9 @@ from mrcnn_tf.ops import boxes as box_ops
 from mrcnn_tf.ops import masks as mask_ops
 from mrcnn_tf.ops import targets as target_ops
 
-VIEW_NAMES = ("anchors", "proposals", "rois", "mask_targets", "detections", "ground_truth")
+# Every view, in the order they are written; `view_names` picks those a model has.
+VIEW_NAMES = ("anchors", "proposals", "rois", "mask_targets", "keypoint_targets", "detections",
+              "ground_truth")
 # Images whose shorter side is below this are enlarged (nearest-neighbour, integer factor).
 MIN_DISPLAY_SIDE = 256
 MAX_ZOOM = 8
@@ -63,6 +75,20 @@ MASK_GRID_COLUMNS = 4
 GRID_PADDING = 4
 GRID_PAD_VALUE = 96  # grey between tiles: visibly not part of any image
 PANEL_GAP = 2  # pixels between the crop and the mask target inside a mask tile
+# Keypoint target tiles: a square crop around each positive RoI resampled to this side (wide
+# enough for the one-segment legend lines of the view's caption).
+KEYPOINT_PANEL_SIDE = 224
+KEYPOINT_GRID_COLUMNS = 4
+# Context around the RoI, its GT box and the GT's keypoints in a keypoint tile (fraction of the
+# side), so that keypoints just outside the RoI still show.
+KEYPOINT_TILE_MARGIN = 0.1
+# Tiles beyond this many positives are left out (taken in turn from every instance), which
+# keeps the PNG readable when a large image has a hundred positives.
+MAX_KEYPOINT_TILES = 24
+# GT dots larger than the target dots (and their outlines), so that a target on its keypoint
+# shows as a magenta dot inside a white ring.
+GT_KEYPOINT_RADIUS = 5
+TARGET_KEYPOINT_RADIUS = 2
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _FONT_SCALE = 0.4
@@ -72,6 +98,7 @@ _WHITE = (255, 255, 255)
 _GREEN = (40, 220, 40)
 _MAGENTA = (255, 0, 255)
 _GREY = (170, 170, 170)
+_RED = (255, 40, 40)
 _CAPTION_BG = (24, 24, 24)
 
 
@@ -98,14 +125,51 @@ def roi_target_boxes(rois, box_targets, box_coder_weights) -> np.ndarray:
     return box_ops.decode(deltas, rois, tuple(box_coder_weights)).numpy()
 
 
-def _to_numpy_example(example: Mapping[str, Any], num_classes: int) -> dict:
+def keypoint_target_points(rois, indices, valid, heatmap_size: int) -> np.ndarray:
+    """Keypoint training targets decoded back to image pixels: the centre of each target bin.
+
+    `ops.keypoints.keypoint_targets` encodes a keypoint as the flat index y_bin * S + x_bin of
+    the S x S heatmap bin of its RoI (y1, x1, y2, x2) it falls in; this returns that bin's
+    centre,
+
+        (y1 + (y_bin + 0.5) * (y2 - y1) / S,  x1 + (x_bin + 0.5) * (x2 - x1) / S),
+
+    which lies within half a bin, ((y2 - y1) / 2S, (x2 - x1) / 2S), of the keypoint. A point
+    away from its labelled keypoint means a wrong match, a wrong RoI or a wrong encoding.
+
+    Args:
+      rois: float [..., P, 4] (y1, x1, y2, x2) pixels, the RoIs the targets belong to.
+      indices: int [..., P, K] flat heatmap indices in [0, S * S).
+      valid: bool [..., P, K], the targets the loss trains on.
+      heatmap_size: S (`config.keypoint_heatmap_size`).
+
+    Returns:
+      float32 [..., P, K, 3] (y, x, v) in pixels: v = 2 where valid and (0, 0, 0) elsewhere
+      (`keypoint_spec`'s unlabelled keypoint), so `visualize.draw_keypoints(...,
+      visibility=True)` draws exactly the targets.
+    """
+    size = int(heatmap_size)
+    rois = np.asarray(rois, np.float32)[..., None, :]  # [..., P, 1, 4]: broadcasts over K
+    indices = np.asarray(indices, np.int64)
+    valid = np.asarray(valid, bool)
+    y_bin, x_bin = np.divmod(indices, size)
+    y = rois[..., 0] + (y_bin + 0.5) * (rois[..., 2] - rois[..., 0]) / size
+    x = rois[..., 1] + (x_bin + 0.5) * (rois[..., 3] - rois[..., 1]) / size
+    points = np.stack([y, x, np.full_like(y, 2.0)], axis=-1).astype(np.float32)
+    return np.where(valid[..., None], points, np.float32(0.0))
+
+
+def _to_numpy_example(example: Mapping[str, Any], num_classes: int,
+                      num_keypoints: int) -> dict:
     example = dict(example)
     example.setdefault("image_id", 0)  # only used to key sampling seeds; not drawn
     for key, value in list(example.items()):
         if isinstance(value, tf.Tensor):
             example[key] = value.numpy()
     image_id = example.get("image_id")
-    return validate_example(example, num_classes, source=f"inspect example (image_id {image_id})")
+    return validate_example(example, num_classes,
+                            source=f"inspect example (image_id {image_id})",
+                            num_keypoints=num_keypoints or None)
 
 
 def inspection_data(model, example: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,8 +186,9 @@ def inspection_data(model, example: Mapping[str, Any]) -> dict[str, Any]:
     Args:
       model: a `MaskRCNN`.
       example: dict with image uint8 [H, W, 3], boxes float [N, 4] (y1, x1, y2, x2) pixels,
-        class_ids int [N] in 1..K, masks uint8 [N, H, W], optional is_crowd bool [N] and
-        image_id (as `generate_shapes_example` or `CocoDataset` give). N may be 0.
+        class_ids int [N] in 1..K, masks uint8 [N, H, W], optional is_crowd bool [N],
+        keypoints float [N, K, 3] (y, x, v) and image_id (as `generate_shapes_example`,
+        `generate_keypoint_example` or `CocoDataset` give). N may be 0.
 
     Returns:
       dict of NumPy values (h, w = resized size; G ground-truth instances after truncation to
@@ -139,13 +204,20 @@ def inspection_data(model, example: Mapping[str, Any]) -> dict[str, Any]:
         "rois" float32 [S, 4] sampled training RoIs (valid slots), "roi_is_positive" bool [S],
         "roi_classes" int32 [S], "roi_matched_gt" int32 [S], "roi_box_targets" [S, 4],
         "roi_target_boxes" [S, 4] (`roi_target_boxes` of them);
-        "mask_rois" [P, 4], "mask_classes" int32 [P], "mask_matched_gt" int32 [P],
-        "mask_targets" float32 [P, m, m] for the P positive RoIs;
-        "det_boxes" [D, 4], "det_class_ids" int32 [D], "det_scores" [D],
-        "det_masks" bool [D, h, w].
+        "mask_rois" [P, 4], "mask_classes" int32 [P], "mask_matched_gt" int32 [P]: the P
+        positive RoIs, which both the mask and the keypoint head train on;
+        "det_boxes" [D, 4], "det_class_ids" int32 [D], "det_scores" [D];
+        "keypoint_skeleton" (config.keypoint_skeleton, () without keypoints).
+      With a mask head (config.mask_on) also:
+        "mask_targets" float32 [P, m, m]; "det_masks" bool [D, h, w].
+      With a keypoint head (config.num_keypoints = K > 0) also:
+        "gt_keypoints" float32 [G, K, 3] (y, x, v); "keypoint_heatmap_size" S;
+        "keypoint_targets" int32 [P, K] flat heatmap indices y_bin * S + x_bin,
+        "keypoint_valid" bool [P, K], "keypoint_target_points" float32 [P, K, 3] (y, x, v)
+        (`keypoint_target_points` of them); "det_keypoints" float32 [D, K, 3] (y, x, score).
     """
     config = model.config
-    ex = _to_numpy_example(example, config.num_classes)
+    ex = _to_numpy_example(example, config.num_classes, config.num_keypoints)
     data = pipeline.preprocess_for_training(ex, config, augment=False)
     images = data["images"][None]
     image_shape = data["image_shape"][None]
@@ -164,8 +236,11 @@ def inspection_data(model, example: Mapping[str, Any]) -> dict[str, Any]:
                                  config, seeds=seeds)
     train_proposals, train_valid = model.proposals(objectness, deltas, anchors, image_shape,
                                                    training=True)
-    targets = model.detection_targets(train_proposals, train_valid, gt_boxes, gt_classes,
-                                      gt_is_crowd, gt_masks, seeds=seeds)
+    # The same target call as compute_losses: no mask targets without a mask head.
+    targets = model.detection_targets(
+        train_proposals, train_valid, gt_boxes, gt_classes, gt_is_crowd,
+        gt_masks if config.mask_on else None, seeds=seeds,
+        gt_keypoints=data["gt_keypoints"][None] if config.num_keypoints else None)
 
     # Inference input: padded to a multiple of size_divisibility rather than to the square
     # training canvas. When both are the same size the pixels are identical, so the pyramid
@@ -234,17 +309,30 @@ def inspection_data(model, example: Mapping[str, Any]) -> dict[str, Any]:
     out["mask_rois"] = targets["mask_rois"].numpy()[0][mask_valid]
     out["mask_classes"] = targets["mask_classes"].numpy()[0][mask_valid].astype(np.int32)
     out["mask_matched_gt"] = targets["matched_gt"].numpy()[0][:p][mask_valid].astype(np.int32)
-    out["mask_targets"] = targets["mask_targets"].numpy()[0][mask_valid].astype(np.float32)
+    if "mask_targets" in targets:
+        out["mask_targets"] = targets["mask_targets"].numpy()[0][mask_valid].astype(np.float32)
+    out["keypoint_skeleton"] = tuple(config.keypoint_skeleton)
+    if "keypoint_targets" in targets:
+        size = config.keypoint_heatmap_size
+        out["gt_keypoints"] = data["gt_keypoints"].numpy()[:g]
+        out["keypoint_heatmap_size"] = size
+        out["keypoint_targets"] = targets["keypoint_targets"].numpy()[0][mask_valid]
+        out["keypoint_valid"] = targets["keypoint_valid"].numpy()[0][mask_valid]
+        out["keypoint_target_points"] = keypoint_target_points(
+            out["mask_rois"], out["keypoint_targets"], out["keypoint_valid"], size)
 
     # Detections, with masks pasted at the resized size (as predict pastes them at the
-    # original size).
+    # original size); keypoints are already in the resized frame.
     n = int(detections["num_detections"][0])
     det_boxes = detections["boxes"][0, :n]
     out["det_boxes"] = det_boxes.numpy()
     out["det_class_ids"] = detections["class_ids"][0, :n].numpy().astype(np.int32)
     out["det_scores"] = detections["scores"][0, :n].numpy()
-    out["det_masks"] = (mask_ops.paste_masks(detections["masks"][0, :n], det_boxes, h, w)
-                        >= 0.5).numpy()
+    if "masks" in detections:
+        out["det_masks"] = (mask_ops.paste_masks(detections["masks"][0, :n], det_boxes, h, w)
+                            >= 0.5).numpy()
+    if "keypoints" in detections:
+        out["det_keypoints"] = detections["keypoints"][0, :n].numpy().astype(np.float32)
     return out
 
 
@@ -323,6 +411,17 @@ def _draw_outlined(image: np.ndarray, boxes: np.ndarray, colors, thickness: int 
     return visualize.draw_boxes(dark, boxes, colors=colors, thickness=thickness)
 
 
+def _draw_outlined_poses(image: np.ndarray, keypoints: np.ndarray, skeleton: Sequence[int],
+                         color, radius: int) -> np.ndarray:
+    """Ground-truth style poses (third column v: 1 occluded, 2 visible, 0 not drawn) in one
+    colour over a black outline, so that they read on any image colour (as `_draw_outlined`
+    boxes do)."""
+    dark = visualize.draw_keypoints(image, keypoints, skeleton, visibility=True,
+                                    colors=(0, 0, 0), radius=radius + 1, thickness=3)
+    return visualize.draw_keypoints(dark, keypoints, skeleton, visibility=True, colors=color,
+                                    radius=radius, thickness=1)
+
+
 def _clip_to(boxes: np.ndarray, height: float, width: float) -> np.ndarray:
     """Boxes clipped to the image, so anchors larger than it still show as its border."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4).copy()
@@ -347,6 +446,29 @@ def _rank_colors(n: int) -> np.ndarray:
 
 def _format_number(value: float) -> str:
     return f"{value:g}"
+
+
+def _no_positives_tile(height: int, width: int, caption: Sequence) -> np.ndarray:
+    """The one tile of a per-positive-RoI grid when there is no positive RoI: black, saying
+    so, under `caption` (as many lines as the real tiles have, so shapes agree)."""
+    panel = np.zeros([height, width, 3], np.uint8)
+    cv2.putText(panel, "no positive RoIs", (_CAPTION_PAD, height // 2), _FONT, _FONT_SCALE,
+                _WHITE, 1, cv2.LINE_AA)
+    return _with_caption(panel, caption)
+
+
+def _map_keypoints(keypoints, origin, scale: float) -> np.ndarray:
+    """Keypoints [..., K, 3] moved into another frame: (y, x) -> ((y, x) - origin) * scale,
+    the third column (v or score) kept. Continuous pixels scale as they are (pixel i of an
+    image enlarged z times covers [i z, (i + 1) z)), so this serves zoom and crops alike."""
+    mapped = np.array(keypoints, np.float32, copy=True)
+    mapped[..., :2] = (mapped[..., :2] - np.asarray(origin, np.float32)) * scale
+    return mapped
+
+
+def _poses(data: Mapping[str, Any], key: str, zoom: int) -> np.ndarray | None:
+    """data[key] keypoints [N, K, 3] scaled to the enlarged display, or None if absent."""
+    return None if key not in data else _map_keypoints(data[key], (0.0, 0.0), zoom)
 
 
 # -- views -----------------------------------------------------------------------------------
@@ -495,10 +617,7 @@ def mask_target_tiles(data: Mapping[str, Any],
         name = visualize.class_name(class_names, int(class_id))
         tiles.append(_with_caption(panel, [f"#{i + 1} {name}"]))
     if not tiles:
-        panel = np.zeros([side, width, 3], np.uint8)
-        cv2.putText(panel, "no positive RoIs", (_CAPTION_PAD, side // 2), _FONT, _FONT_SCALE,
-                    _WHITE, 1, cv2.LINE_AA)
-        tiles.append(_with_caption(panel, ["mask targets"]))
+        tiles.append(_no_positives_tile(side, width, ["mask targets"]))
     return tiles
 
 
@@ -509,76 +628,217 @@ def split_mask_tile(tile: np.ndarray, mask_size: int) -> tuple[np.ndarray, np.nd
     return tile[top:top + side, :side], tile[top:top + side, side + PANEL_GAP:]
 
 
+def keypoint_tile_region(roi: np.ndarray, gt_box: np.ndarray,
+                         keypoints: np.ndarray) -> np.ndarray:
+    """The square a keypoint tile shows: the RoI, its matched GT box and that GT's labelled
+    keypoints, plus KEYPOINT_TILE_MARGIN context on every side, so that the keypoints outside
+    the RoI (dropped from the targets) are in the picture too. Square keeps the aspect ratio
+    of the crop.
+
+    Args:
+      roi, gt_box: float [4] (y1, x1, y2, x2) pixels.
+      keypoints: float [K, 3] (y, x, v) of the GT; those with v > 0 count.
+
+    Returns:
+      float64 [4] (y1, x1, y2, x2) pixels, y2 - y1 == x2 - x1 > 0; a point (y, x) lies at
+      ((y, x) - (y1, x1)) * KEYPOINT_PANEL_SIDE / (y2 - y1) in the tile's panel.
+    """
+    labelled = keypoints[keypoints[:, 2] > 0, :2]
+    ys = np.concatenate([[roi[0], roi[2], gt_box[0], gt_box[2]], labelled[:, 0]])
+    xs = np.concatenate([[roi[1], roi[3], gt_box[1], gt_box[3]], labelled[:, 1]])
+    cy, cx = (ys.min() + ys.max()) / 2.0, (xs.min() + xs.max()) / 2.0
+    half = max(ys.max() - ys.min(), xs.max() - xs.min(), 1.0) * (0.5 + KEYPOINT_TILE_MARGIN)
+    return np.asarray([cy - half, cx - half, cy + half, cx + half], np.float64)
+
+
+def _spread_over_instances(matched: np.ndarray, limit: int) -> np.ndarray:
+    """Indices of at most `limit` of the entries, each instance's first entry before any
+    instance's second (so every instance shows when there is room for one each), ordered by
+    (instance, index) so that the tiles of one instance sit together."""
+    matched = np.asarray(matched).reshape(-1)
+    rank = np.zeros(matched.shape, np.int64)  # position of each entry within its instance
+    for g in np.unique(matched):
+        where = np.flatnonzero(matched == g)
+        rank[where] = np.arange(len(where))
+    chosen = np.lexsort((np.arange(len(matched)), matched, rank))[:max(0, int(limit))]
+    return chosen[np.lexsort((chosen, matched[chosen]))]
+
+
+def keypoint_target_tiles(data: Mapping[str, Any],
+                          class_names: Sequence[str] | None) -> list[np.ndarray]:
+    """The tiles of keypoint_targets.png, one per positive RoI (at most MAX_KEYPOINT_TILES,
+    taken in turn from every instance), or one "none" tile.
+
+    Tile layout: a two-line caption ("#i <class name>  GT g", then the counts of targets and of
+    dropped keypoints) of caption_height(2) rows above a T x T crop (T = KEYPOINT_PANEL_SIDE)
+    of the square `keypoint_tile_region` around the RoI, showing the RoI (green), the matched
+    GT's keypoints and skeleton (white, radius GT_KEYPOINT_RADIUS; holed: occluded), the decoded
+    targets (`keypoint_target_points`) with the skeleton (magenta, radius
+    TARGET_KEYPOINT_RADIUS, drawn over the GT so a target on its keypoint shows as a magenta
+    dot in a white ring) and a red cross on every labelled keypoint that has no target
+    (outside the RoI). Poses have black outlines.
+
+    Returns:
+      uint8 tiles, all [caption_height(2) + T, T, 3].
+    """
+    side = KEYPOINT_PANEL_SIDE
+    skeleton = data.get("keypoint_skeleton", ())
+    matched = data["mask_matched_gt"]
+    tiles = []
+    for i in _spread_over_instances(matched, MAX_KEYPOINT_TILES):
+        roi, g = data["mask_rois"][i], int(matched[i])
+        gt = data["gt_keypoints"][g]
+        region = keypoint_tile_region(roi, data["gt_boxes"][g], gt)
+        scale = side / (region[2] - region[0])
+        origin = region[:2]
+        panel = visualize.draw_boxes(_crop_box(data["image"], region, side),
+                                     (roi - np.tile(origin, 2))[None] * scale, colors=_GREEN)
+        gt_tile = _map_keypoints(gt[None], origin, scale)
+        panel = _draw_outlined_poses(panel, gt_tile, skeleton, _WHITE, GT_KEYPOINT_RADIUS)
+        panel = _draw_outlined_poses(
+            panel, _map_keypoints(data["keypoint_target_points"][i][None], origin, scale),
+            skeleton, _MAGENTA, TARGET_KEYPOINT_RADIUS)
+        dropped = (gt[:, 2] > 0) & ~data["keypoint_valid"][i]
+        for y, x in gt_tile[0, dropped, :2]:
+            # Continuous (y, x) -> OpenCV's pixel-centre coordinates, as draw_keypoints does;
+            # black under red, like the outlined boxes.
+            for color, width in (((0, 0, 0), 4), (_RED, 2)):
+                cv2.drawMarker(panel, (int(round(x - 0.5)), int(round(y - 0.5))), color,
+                               cv2.MARKER_TILTED_CROSS, 3 * GT_KEYPOINT_RADIUS, width,
+                               cv2.LINE_AA)
+        name = visualize.class_name(class_names, int(data["mask_classes"][i]))
+        tiles.append(_with_caption(panel, [
+            f"#{i + 1} {name}  GT {g + 1}",
+            [(f"{int(data['keypoint_valid'][i].sum())} targets", _MAGENTA),
+             (f"{int(dropped.sum())} dropped", _RED if dropped.any() else _GREY)],
+        ]))
+    if not tiles:
+        tiles.append(_no_positives_tile(side, side, ["keypoint targets", ""]))
+    return tiles
+
+
+def keypoint_targets_view(data: Mapping[str, Any],
+                          class_names: Sequence[str] | None) -> np.ndarray:
+    """keypoint_targets.png: the `keypoint_target_tiles` grid under a caption with a legend."""
+    tiles = keypoint_target_tiles(data, class_names)
+    grid = visualize.make_grid(tiles, KEYPOINT_GRID_COLUMNS, GRID_PADDING, GRID_PAD_VALUE)
+    positives = len(data["mask_rois"])
+    size = data["keypoint_heatmap_size"]
+    shown = f" ({min(positives, MAX_KEYPOINT_TILES)} shown)" if positives > MAX_KEYPOINT_TILES \
+        else ""
+    return _with_caption(grid, [
+        f"keypoint targets of {positives} positive RoI{'' if positives == 1 else 's'}{shown}, "
+        f"{size}x{size} heatmap bins",
+        [("green: positive RoI", _GREEN)],
+        [("white: GT (holed: occluded)", _WHITE)],
+        [("magenta: target bin centre", _MAGENTA)],
+        [("red x: outside RoI, dropped", _RED)],
+    ], wrap=True)
+
+
 def detections_view(data: Mapping[str, Any], class_names: Sequence[str] | None,
-                    score_threshold: float = 0.5) -> np.ndarray:
-    """Final detections with score >= threshold, drawn as `predict` draws them."""
+                    score_threshold: float = 0.5,
+                    keypoint_threshold: float = visualize.KEYPOINT_SCORE_THRESHOLD
+                    ) -> np.ndarray:
+    """Final detections with score >= threshold, drawn as `predict` draws them: masks when the
+    model has a mask head, poses (keypoints scoring >= keypoint_threshold, with the
+    skeleton) when it has a keypoint head."""
     h, w = data["image_shape"]
     z = display_zoom(h, w)
     scores = data["det_scores"]
-    drawn = visualize.draw_instances(_enlarge(data["image"], z), data["det_boxes"] * z,
-                                     data["det_class_ids"], scores,
-                                     _enlarge(data["det_masks"], z, first_axis=1),
-                                     class_names, score_threshold=score_threshold)
+    masks = data.get("det_masks")
+    drawn = visualize.draw_instances(
+        _enlarge(data["image"], z), data["det_boxes"] * z, data["det_class_ids"], scores,
+        None if masks is None else _enlarge(masks, z, first_axis=1), class_names,
+        score_threshold=score_threshold, keypoints=_poses(data, "det_keypoints", z),
+        skeleton=data.get("keypoint_skeleton", ()), keypoint_threshold=keypoint_threshold)
+    poses = (f"; keypoints with score >= {_format_number(keypoint_threshold)}"
+             if "det_keypoints" in data else "")
     return _with_caption(drawn, [
         f"detections: {int(np.sum(scores >= score_threshold))} with score >= "
-        f"{_format_number(score_threshold)} (of {len(scores)})"], wrap=True)
+        f"{_format_number(score_threshold)} (of {len(scores)}){poses}"], wrap=True)
 
 
 def ground_truth_view(data: Mapping[str, Any],
                       class_names: Sequence[str] | None) -> np.ndarray:
-    """Ground-truth masks and boxes (crowd regions included)."""
+    """Ground-truth masks, boxes (crowd regions included) and, when the model has keypoints,
+    the labelled keypoints with the skeleton (holed dots: occluded)."""
     h, w = data["image_shape"]
     z = display_zoom(h, w)
     drawn = visualize.draw_instances(_enlarge(data["image"], z), data["gt_boxes"] * z,
                                      data["gt_classes"], None,
-                                     _enlarge(data["gt_masks"], z, first_axis=1), class_names)
+                                     _enlarge(data["gt_masks"], z, first_axis=1), class_names,
+                                     keypoints=_poses(data, "gt_keypoints", z),
+                                     skeleton=data.get("keypoint_skeleton", ()),
+                                     keypoint_visibility=True)
     crowd = int(np.sum(data["gt_is_crowd"]))
+    labelled = ("" if "gt_keypoints" not in data else
+                f", {int(np.sum(data['gt_keypoints'][..., 2] > 0))} labelled keypoints")
     return _with_caption(drawn, [
         f"ground truth: {len(data['gt_boxes'])} instances"
-        + (f" ({crowd} crowd)" if crowd else "")], wrap=True)
+        + (f" ({crowd} crowd)" if crowd else "") + labelled], wrap=True)
+
+
+def view_names(data: Mapping[str, Any]) -> tuple[str, ...]:
+    """The views `write_inspection_views` writes for `inspection_data` output `data`, in
+    VIEW_NAMES order: mask_targets only for a model with a mask head, keypoint_targets only
+    for one with a keypoint head; the others always."""
+    # The two optional views are named after the data they draw.
+    optional = ("mask_targets", "keypoint_targets")
+    return tuple(name for name in VIEW_NAMES if name not in optional or name in data)
 
 
 def write_inspection_views(data: Mapping[str, Any], out_dir: str | os.PathLike,
                            class_names: Sequence[str] | None, max_proposals: int = 50,
-                           score_threshold: float = 0.5) -> dict[str, str]:
-    """Draws the six views of `inspection_data` output and writes them as PNGs.
+                           score_threshold: float = 0.5,
+                           keypoint_threshold: float = visualize.KEYPOINT_SCORE_THRESHOLD
+                           ) -> dict[str, str]:
+    """Draws the views of `inspection_data` output and writes them as PNGs.
 
     Returns:
-      {view name: path} for VIEW_NAMES, files "<view name>.png" in out_dir.
+      {view name: path} for `view_names(data)`, files "<view name>.png" in out_dir.
     """
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    images = {
-        "anchors": visualize.make_grid(anchor_tiles(data), ANCHOR_GRID_COLUMNS, GRID_PADDING,
-                                       GRID_PAD_VALUE),
-        "proposals": proposals_view(data, max_proposals),
-        "rois": rois_view(data),
-        "mask_targets": visualize.make_grid(mask_target_tiles(data, class_names),
-                                            MASK_GRID_COLUMNS, GRID_PADDING, GRID_PAD_VALUE),
-        "detections": detections_view(data, class_names, score_threshold),
-        "ground_truth": ground_truth_view(data, class_names),
+    # Drawn on demand: a model without a mask (keypoint) head has no data for that view.
+    makers = {
+        "anchors": lambda: visualize.make_grid(anchor_tiles(data), ANCHOR_GRID_COLUMNS,
+                                               GRID_PADDING, GRID_PAD_VALUE),
+        "proposals": lambda: proposals_view(data, max_proposals),
+        "rois": lambda: rois_view(data),
+        "mask_targets": lambda: visualize.make_grid(mask_target_tiles(data, class_names),
+                                                    MASK_GRID_COLUMNS, GRID_PADDING,
+                                                    GRID_PAD_VALUE),
+        "keypoint_targets": lambda: keypoint_targets_view(data, class_names),
+        "detections": lambda: detections_view(data, class_names, score_threshold,
+                                              keypoint_threshold),
+        "ground_truth": lambda: ground_truth_view(data, class_names),
     }
     paths = {}
-    for name in VIEW_NAMES:
+    for name in view_names(data):
         paths[name] = os.path.join(out_dir, f"{name}.png")
-        write_png_atomic(paths[name], images[name])
+        write_png_atomic(paths[name], makers[name]())
     return paths
 
 
 def inspect_example(model, example: Mapping[str, Any], out_dir: str | os.PathLike,
-                    max_proposals: int = 50, score_threshold: float = 0.5) -> dict[str, str]:
-    """Writes the six inspection views of one example (see the module docstring).
+                    max_proposals: int = 50, score_threshold: float = 0.5,
+                    keypoint_threshold: float = visualize.KEYPOINT_SCORE_THRESHOLD
+                    ) -> dict[str, str]:
+    """Writes the inspection views of one example (see the module docstring).
 
     Args:
       model: a `MaskRCNN`.
       example: one example dict (see `inspection_data`); boxes/masks may be empty.
-      out_dir: folder for anchors.png, proposals.png, rois.png, mask_targets.png,
-        detections.png and ground_truth.png (created if missing).
+      out_dir: folder for anchors.png, proposals.png, rois.png, mask_targets.png (with a mask
+        head), keypoint_targets.png (with a keypoint head), detections.png and
+        ground_truth.png (created if missing).
       max_proposals: proposals drawn in proposals.png (the best ones).
       score_threshold: detections drawn in detections.png score at least this.
+      keypoint_threshold: predicted keypoints drawn in detections.png score at least this.
 
     Returns:
-      {view name: PNG path}.
+      {view name: PNG path}, for `view_names` of the model's data.
 
     Raises:
       ValueError: naming the field, for a malformed example; or max_proposals < 1.
@@ -587,4 +847,4 @@ def inspect_example(model, example: Mapping[str, Any], out_dir: str | os.PathLik
         raise ValueError(f"inspect_example: max_proposals={max_proposals}: expected >= 1")
     data = inspection_data(model, example)
     return write_inspection_views(data, out_dir, model.label_map.class_names,
-                                  int(max_proposals), score_threshold)
+                                  int(max_proposals), score_threshold, keypoint_threshold)

@@ -1,4 +1,5 @@
-"""Tests for mrcnn_tf.inspection: the six `mrcnn-tf inspect` views and the data behind them."""
+"""Tests for mrcnn_tf.inspection: the six `mrcnn-tf inspect` views of a Mask R-CNN model and
+the data behind them (keypoint models: test_inspection_keypoints.py)."""
 
 import os
 
@@ -126,7 +127,10 @@ def test_mask_target_of_a_gt_box_roi_is_the_gt_mask(data):
 def test_inspect_example_writes_six_drawn_views(model, example, tmp_path):
     paths = inspection.inspect_example(model, example, tmp_path / "views", max_proposals=20,
                                        score_threshold=0.0)
-    assert list(paths) == list(inspection.VIEW_NAMES)
+    # A mask model without keypoints: every view but keypoint_targets.
+    assert list(paths) == ["anchors", "proposals", "rois", "mask_targets", "detections",
+                           "ground_truth"]
+    assert sorted(os.listdir(tmp_path / "views")) == sorted(f"{n}.png" for n in paths)
     display = np.repeat(np.repeat(example["image"], _zoom(), 0), _zoom(), 1)
     for name, path in paths.items():
         assert path == str(tmp_path / "views" / f"{name}.png")
