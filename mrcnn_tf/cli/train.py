@@ -37,8 +37,9 @@ flags.DEFINE_string("init_weights", None, "train: start from these weights (.ker
                     "folder or .weights.h5 of the same architecture).")
 flags.DEFINE_boolean("init_new_classes", False, "train: with --init_weights made for other "
                      "classes (e.g. COCO weights, your own dataset): load everything but the "
-                     "class-specific output layers (class logits, box deltas, mask predictor), "
-                     "which start fresh.")
+                     "class-specific output layers (class logits, box deltas, mask predictor; "
+                     "the keypoint heatmap layer when the keypoint count differs too), which "
+                     "start fresh.")
 flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
                   "train: compute dtype policy (losses, RoIAlign, box decoding and NMS stay "
                   "float32; mixed_float16 adds dynamic loss scaling).")

@@ -20,7 +20,8 @@ ARCHITECTURE_FIELDS = ("num_classes", "backbone", "norm", "stride_in_1x1", "tiny
                        "box_head_num_convs", "box_head_conv_dim", "box_head_num_fcs",
                        "box_head_fc_dim", "box_head_norm", "mask_head_conv_dim",
                        "mask_head_num_convs", "mask_head_norm", "mask_pool_size",
-                       "box_pool_size")
+                       "box_pool_size", "mask_on", "num_keypoints", "keypoint_head_conv_dim",
+                       "keypoint_head_num_convs")
 # A run folder's models, in order of preference.
 RUN_FOLDER_MODELS = ("best.keras", "model.keras")
 
@@ -71,6 +72,9 @@ def architecture_differences(saved: Config, wanted: Config) -> list:
 
 # Layers whose shapes depend on the class count: re-initialized when fine-tuning on new classes.
 CLASS_SPECIFIC_LAYERS = ("box_head/class_logits/", "box_head/box_deltas/", "mask_head/predictor/")
+# The keypoint head's output layer (one heatmap per keypoint type): re-initialized too when
+# fine-tuning on new classes with another keypoint set.
+KEYPOINT_SPECIFIC_LAYERS = ("keypoint_head/score_lowres/",)
 
 
 def load_weights_into(model, path: str, flag: str = "--weights",
@@ -80,20 +84,25 @@ def load_weights_into(model, path: str, flag: str = "--weights",
 
     new_classes: the model has other classes than the weights (fine-tuning on another
     dataset): everything is copied except the class-specific output layers
-    (`CLASS_SPECIFIC_LAYERS`), which keep their fresh initialization. Only the class count may
-    differ; needs a .keras model or run folder.
+    (`CLASS_SPECIFIC_LAYERS`, and `KEYPOINT_SPECIFIC_LAYERS` when the keypoint count differs),
+    which keep their fresh initialization. Only the class and keypoint counts may differ;
+    needs a .keras model or run folder.
     """
     path = resolve_model_path(path, flag)
     if path.endswith(".keras"):
         source = load_model(path, flag)
         differences = architecture_differences(source.config, model.config)
         if new_classes:
-            differences = [d for d in differences if not d.startswith("num_classes=")]
+            differences = [d for d in differences
+                           if not d.startswith(("num_classes=", "num_keypoints="))]
         if differences:
             raise ValueError(f"{flag}={path}: made for another config: "
                              f"{'; '.join(differences)}")
         if new_classes:
-            _copy_all_but_class_layers(source, model)
+            fresh = CLASS_SPECIFIC_LAYERS
+            if source.config.num_keypoints != model.config.num_keypoints:
+                fresh += KEYPOINT_SPECIFIC_LAYERS
+            _copy_all_but(source, model, fresh)
         else:
             model.set_weights(source.get_weights())
         return
@@ -106,11 +115,11 @@ def load_weights_into(model, path: str, flag: str = "--weights",
     model.load_weights(path)
 
 
-def _copy_all_but_class_layers(source, model) -> None:
+def _copy_all_but(source, model, fresh_layers) -> None:
     """Copies variable by variable (both models list them in the same order, being the same
-    architecture), leaving the class-specific output layers of `model` as they are."""
+    architecture), leaving the layers of `model` named in `fresh_layers` as they are."""
     for theirs, ours in zip(source.weights, model.weights, strict=True):
-        if any(layer in ours.path for layer in CLASS_SPECIFIC_LAYERS):
+        if any(layer in ours.path for layer in fresh_layers):
             continue
         if tuple(theirs.shape) != tuple(ours.shape):
             raise ValueError(f"{ours.path}: shape {tuple(theirs.shape)} in the weights, "
