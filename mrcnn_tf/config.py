@@ -23,6 +23,8 @@ HEAD_NORMS = ("none",) + NORMS
 FPN_NORMS = ("auto",) + HEAD_NORMS
 RESIZE_RULES = ("detectron2", "torchvision")
 PASTE_RULES = ("detectron2", "torchvision")
+# How heatmaps become keypoints: see Config.keypoint_decode_rule.
+KEYPOINT_DECODE_RULES = ("detectron2", "torchvision")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +129,13 @@ class Config:
     keypoint_pool_size: int = 14  # RoIAlign output; heatmaps are 4x this (56 x 56)
     keypoint_head_conv_dim: int = 512
     keypoint_head_num_convs: int = 8
+    # How a detection's heatmaps become (y, x, score): "detectron2" takes the centre of the
+    # argmax bin of the S x S maps, scored by its softmax probability (static shapes
+    # throughout; mrcnn_tf.ops.keypoints.heatmaps_to_keypoints); "torchvision" resizes each
+    # RoI's maps bicubically to its own pixel size, takes the argmax pixel and scores it by
+    # the resized logit, exactly as torchvision's Keypoint R-CNN (for imported weights;
+    # heatmaps_to_keypoints_torchvision: shapes inside depend on the boxes, so not under XLA).
+    keypoint_decode_rule: str = "detectron2"
     box_smooth_l1_beta: float = 0.0
     # dw, dh are clamped at this before exp() when decoding.
     bbox_delta_clip: float = math.log(1000.0 / 16)
@@ -176,6 +185,8 @@ class Config:
               "0 < image_min_size <= image_max_size")
         check(self.resize_rule in RESIZE_RULES, "resize_rule", f"one of {RESIZE_RULES}")
         check(self.paste_rule in PASTE_RULES, "paste_rule", f"one of {PASTE_RULES}")
+        check(self.keypoint_decode_rule in KEYPOINT_DECODE_RULES, "keypoint_decode_rule",
+              f"one of {KEYPOINT_DECODE_RULES}")
         check(self.size_divisibility >= 32 and self.size_divisibility % 32 == 0,
               "size_divisibility", "a positive multiple of 32 (the coarsest backbone stride)")
         check(len(self.pixel_mean) == 3, "pixel_mean", "3 values (R, G, B)")
@@ -384,6 +395,29 @@ def keypoint_fields(names, skeleton, sigmas) -> dict:
             "keypoint_skeleton": tuple(skeleton), "keypoint_oks_sigmas": tuple(sigmas)}
 
 
+def torchvision_keypointrcnn_r50_fpn() -> Config:
+    """torchvision's `keypointrcnn_resnet50_fpn` inference settings, for imported weights: the
+    v1 Mask R-CNN settings (`torchvision_maskrcnn_r50_fpn`) with one class (person), no mask
+    head, COCO's 17 keypoints on a 14 x 14 RoIAlign (sampling ratio 2, aligned=False), the
+    8-conv 512-channel head, torchvision's keypoint decode (per-RoI bicubic resize, the logit as
+    score) and KeypointRCNN's training scale jitter (shorter side 640..800; 800 at test time).
+    Everything else (1000 proposals and 100 detections per test image, thresholds, box coder)
+    is KeypointRCNN's default as for Mask R-CNN."""
+    return torchvision_maskrcnn_r50_fpn().replace(
+        name="torchvision_keypointrcnn_r50_fpn",
+        num_classes=1,
+        mask_on=False,
+        **keypoint_fields(keypoint_spec.COCO_PERSON_KEYPOINT_NAMES,
+                          keypoint_spec.COCO_PERSON_SKELETON,
+                          keypoint_spec.COCO_PERSON_OKS_SIGMAS),
+        keypoint_pool_size=14,
+        keypoint_head_conv_dim=512,
+        keypoint_head_num_convs=8,
+        keypoint_decode_rule="torchvision",
+        train_min_sizes=(640, 672, 704, 736, 768, 800),
+    )
+
+
 def keypoint_rcnn_r50_fpn() -> Config:
     """Detectron2's COCO-Keypoints keypoint_rcnn_R_50_FPN_1x: one class (person), COCO's 17
     keypoints, no mask head, 1500 proposals per training image, box smooth-L1 beta 0.5 (plain
@@ -460,6 +494,7 @@ PRESETS = {
     "coco_r101_fpn": coco_r101_fpn,
     "torchvision_maskrcnn_r50_fpn": torchvision_maskrcnn_r50_fpn,
     "torchvision_maskrcnn_r50_fpn_v2": torchvision_maskrcnn_r50_fpn_v2,
+    "torchvision_keypointrcnn_r50_fpn": torchvision_keypointrcnn_r50_fpn,
     "keypoint_rcnn_r50_fpn": keypoint_rcnn_r50_fpn,
     "shapes_tiny": shapes_tiny,
     "shapes_keypoints_tiny": shapes_keypoints_tiny,

@@ -1,7 +1,9 @@
-"""`mrcnn-tf import-weights`: a torchvision Mask R-CNN checkpoint -> a mrcnn-tf model folder.
+"""`mrcnn-tf import-weights`: a torchvision Mask R-CNN or Keypoint R-CNN checkpoint -> a
+mrcnn-tf model folder.
 
-Writes OUT/model.keras (with torchvision's COCO label map), OUT/config.json (the preset that
-reproduces torchvision's inference) and OUT/label_map.json. Reading the .pth file needs the
+Writes OUT/model.keras (with torchvision's label map: COCO's 90 classes, or person for
+keypointrcnn_resnet50_fpn), OUT/config.json (the preset that reproduces torchvision's
+inference) and OUT/label_map.json. Reading the .pth file needs the
 optional extra `pip install mrcnn-tf[torch]`; the file is read with
 torch.load(weights_only=True), so no pickled code runs.
 """
@@ -20,13 +22,15 @@ flags.DEFINE_enum("arch", "maskrcnn_resnet50_fpn", sorted(torchvision_maskrcnn.A
 flags.DEFINE_string("checkpoint", None, "import-weights: the .pth state dict (may also be "
                     "given as the positional CHECKPOINT).")
 flags.DEFINE_float("bn_epsilon", None, "import-weights: the BatchNorm epsilon torchvision "
-                   "ran the checkpoint with (default: 0 for maskrcnn_resnet50_fpn, as "
-                   "torchvision sets for its COCO weights, and 1e-5 for a v1 model built "
-                   "without weights= and trained; 1e-5 for maskrcnn_resnet50_fpn_v2).")
+                   "ran the checkpoint with (default: 0 for maskrcnn_resnet50_fpn and "
+                   "keypointrcnn_resnet50_fpn, as torchvision sets for their COCO weights; "
+                   "give 1e-5 for such a model built without weights= and trained, and for "
+                   "the COCO_LEGACY keypoint weights; 1e-5 for maskrcnn_resnet50_fpn_v2).")
 
-SUMMARY = "torchvision Mask R-CNN .pth -> model.keras + config + COCO label map"
-USAGE = ("--from torchvision --arch maskrcnn_resnet50_fpn[_v2] CHECKPOINT.pth --out DIR "
-         "(or --checkpoint CHECKPOINT.pth)")
+SUMMARY = ("torchvision Mask R-CNN / Keypoint R-CNN .pth -> model.keras + config + "
+           "label map")
+USAGE = ("--from torchvision --arch maskrcnn_resnet50_fpn[_v2]|keypointrcnn_resnet50_fpn "
+         "CHECKPOINT.pth --out DIR (or --checkpoint CHECKPOINT.pth)")
 FLAG_NAMES = ("from", "arch", "checkpoint", "bn_epsilon", "out")
 POSITIONAL_ARGS = ("CHECKPOINT",)
 

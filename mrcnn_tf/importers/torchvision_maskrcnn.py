@@ -1,4 +1,4 @@
-"""torchvision Mask R-CNN weights -> `mrcnn_tf.modeling.mask_rcnn.MaskRCNN`.
+"""torchvision Mask R-CNN and Keypoint R-CNN weights -> `mrcnn_tf.modeling.mask_rcnn.MaskRCNN`.
 
     read_state_dict(path)            .pth file -> {key: np.ndarray} (torch needed here only)
     convert(state_dict, arch)        -> a built MaskRCNN with every variable set
@@ -15,6 +15,15 @@ Supported (`ARCHITECTURES`):
   without bias), a 2-conv RPN head, a 4conv1fc box head with BatchNorm and BatchNorm in the
   mask head. BatchNorm in eval mode is an affine map of its four arrays, so it is imported
   like the frozen BN of the backbone.
+- `keypointrcnn_resnet50_fpn`, the model of `keypointrcnn_resnet50_fpn_coco-fc266e95.pth`
+  (COCO_V1; BatchNorm eps 0 as for Mask R-CNN v1; the older COCO_LEGACY file
+  `keypointrcnn_resnet50_fpn_coco-9f466800.pth` runs with eps 1e-5: pass bn_epsilon=1e-5):
+  the preset `torchvision_keypointrcnn_r50_fpn`. The v1 backbone, FPN, RPN and box head with
+  2 class slots (background, person), no mask head, and the keypoint head: 8 x (3x3 conv 512
+  + ReLU) in `roi_heads.keypoint_head` (nn.Sequential, so the convs are its items 0, 2, ...,
+  14) -> our conv_fcn1..8, then `roi_heads.keypoint_predictor.kps_score_lowres`
+  (ConvTranspose2d 4x4, stride 2, padding 1) -> score_lowres. The preset decodes heatmaps
+  with torchvision's rule (`ops.keypoints.heatmaps_to_keypoints_torchvision`).
 
 Layout conversions (torch -> ours):
 
@@ -31,7 +40,9 @@ Layout conversions (torch -> ours):
   2), so objectness channels are taken as they are. The box weights (10, 10, 5, 5) read the
   same in both orders.
 - Class index i of torchvision's 91 outputs is our class id i (0 = background) and COCO
-  category id i, so nothing is permuted there; `coco_label_map()` names the 90 ids.
+  category id i, so nothing is permuted there; `coco_label_map()` names the 90 ids. Keypoint
+  R-CNN's 2 outputs are background and person (COCO category 1): `coco_person_label_map()`.
+  Its 17 heatmaps come in COCO's keypoint order, which is ours.
 - Frozen BatchNorm keeps its four arrays. torchvision computes (x - mean) * weight /
   sqrt(var + eps_torch) + bias, with eps_torch = 0 for the COCO_V1 weights (torchvision calls
   `overwrite_eps(model, 0.0)` after loading them) and 1e-5 otherwise; our layer adds its own
@@ -96,6 +107,7 @@ class Architecture:
     bn_epsilon: float
     resnet_blocks: Tuple[int, int, int, int]
     mapping: Callable[["object", "Architecture"], List["_Entry"]]
+    label_map: Callable[[], "object"]
 
 
 def coco_label_map():
@@ -103,6 +115,12 @@ def coco_label_map():
     torchvision's names ("N/A" for the 10 ids COCO leaves unused)."""
     from mrcnn_tf.evaluation.coco_eval import LabelMap  # noqa: PLC0415
     return LabelMap(tuple(range(1, len(COCO_CATEGORY_NAMES))), COCO_CATEGORY_NAMES[1:])
+
+
+def coco_person_label_map():
+    """Our `LabelMap` of torchvision's Keypoint R-CNN: class 1, COCO's "person" (id 1)."""
+    from mrcnn_tf.evaluation.coco_eval import LabelMap  # noqa: PLC0415
+    return LabelMap((1,), ("person",))
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -261,12 +279,23 @@ def _batch_norm(prefix: str, layer, torch_epsilon: float) -> List[_Entry]:
 
 
 def _resnet_fpn_mapping(model, arch: Architecture) -> List[_Entry]:
-    """Entries of torchvision's Mask R-CNN, v1 or v2 (read off our model's config): ResNet
-    body, FPN (+ BatchNorm in v2), RPN head (1 or 2 convs), box head (v1 TwoMLPHead `fc6`,
-    `fc7`; v2 FastRCNNConvFCHead: 4 conv + BN blocks, a Flatten at index 4, then Linear at 5)
-    + FastRCNNPredictor, MaskRCNNHeads (+ BN in v2) + MaskRCNNPredictor."""
+    """Entries of torchvision's Mask R-CNN, v1 or v2, or Keypoint R-CNN (read off our model's
+    config): ResNet body, FPN (+ BatchNorm in v2), RPN head (1 or 2 convs), box head (v1
+    TwoMLPHead `fc6`, `fc7`; v2 FastRCNNConvFCHead: 4 conv + BN blocks, a Flatten at index 4,
+    then Linear at 5) + FastRCNNPredictor; then the model's other heads: MaskRCNNHeads (+ BN in
+    v2) + MaskRCNNPredictor when config.mask_on, KeypointRCNNHeads + KeypointRCNNPredictor
+    when config.num_keypoints."""
+    entries = _body_entries(model, arch) + _box_head_entries(model, arch)
+    if model.config.mask_on:
+        entries += _mask_head_entries(model, arch)
+    if model.config.num_keypoints:
+        entries += _keypoint_head_entries(model)
+    return entries
+
+
+def _body_entries(model, arch: Architecture) -> List[_Entry]:
+    """ResNet body, FPN and RPN head."""
     eps = arch.bn_epsilon
-    config = model.config
     backbone = model.backbone
     entries = _conv("backbone.body.conv1", backbone.get_layer("conv1_conv"))
     entries += _batch_norm("backbone.body.bn1", backbone.get_layer("conv1_bn"), eps)
@@ -299,7 +328,14 @@ def _resnet_fpn_mapping(model, arch: Architecture) -> List[_Entry]:
     entries += _conv("rpn.head.cls_logits", rpn.objectness)
     entries += _conv("rpn.head.bbox_pred", rpn.deltas,
                      out_perm=_box_perm(_shape(rpn.deltas.kernel)[-1]))
+    return entries
 
+
+def _box_head_entries(model, arch: Architecture) -> List[_Entry]:
+    """Box head (TwoMLPHead or FastRCNNConvFCHead) and FastRCNNPredictor."""
+    eps = arch.bn_epsilon
+    config = model.config
+    entries = []
     box = model.box_head
     pool = config.box_pool_size
     if box.num_convs == 0 and box.num_fcs == 2:  # v1's TwoMLPHead
@@ -320,14 +356,31 @@ def _resnet_fpn_mapping(model, arch: Architecture) -> List[_Entry]:
     entries += _linear("roi_heads.box_predictor.cls_score", box.class_logits)
     entries += _linear("roi_heads.box_predictor.bbox_pred", box.box_deltas,
                        out_perm=_box_perm(_shape(box.box_deltas.kernel)[-1]))
+    return entries
 
+
+def _mask_head_entries(model, arch: Architecture) -> List[_Entry]:
+    """MaskRCNNHeads (conv [+ BN] blocks) and MaskRCNNPredictor."""
+    entries = []
     mask = model.mask_head
     for i, (conv, norm) in enumerate(zip(mask.convs, mask.norm_layers())):
         entries += _conv(f"roi_heads.mask_head.{i}.0", conv)
         if norm is not None:
-            entries += _batch_norm(f"roi_heads.mask_head.{i}.1", norm, eps)
+            entries += _batch_norm(f"roi_heads.mask_head.{i}.1", norm, arch.bn_epsilon)
     entries += _conv_transpose("roi_heads.mask_predictor.conv5_mask", mask.upsample)
     entries += _conv("roi_heads.mask_predictor.mask_fcn_logits", mask.predictor)
+    return entries
+
+
+def _keypoint_head_entries(model) -> List[_Entry]:
+    """KeypointRCNNHeads, an nn.Sequential of (Conv2d, ReLU) pairs (conv i at item 2i), and
+    KeypointRCNNPredictor's transposed conv (its 2x bilinear upsample has no weights)."""
+    head = model.keypoint_head
+    entries = []
+    for i, conv in enumerate(head.convs):
+        entries += _conv(f"roi_heads.keypoint_head.{2 * i}", conv)
+    entries += _conv_transpose("roi_heads.keypoint_predictor.kps_score_lowres",
+                               head.score_lowres)
     return entries
 
 
@@ -336,12 +389,27 @@ ARCHITECTURES: Dict[str, Architecture] = {
     # overwrite_eps(model, 0.0) after loading them).
     "maskrcnn_resnet50_fpn": Architecture(
         preset="torchvision_maskrcnn_r50_fpn", bn_epsilon=0.0, resnet_blocks=(3, 4, 6, 3),
-        mapping=_resnet_fpn_mapping),
+        mapping=_resnet_fpn_mapping, label_map=coco_label_map),
     # v2: every BatchNorm (backbone, FPN, box and mask heads) is nn.BatchNorm2d, eps 1e-5.
     "maskrcnn_resnet50_fpn_v2": Architecture(
         preset="torchvision_maskrcnn_r50_fpn_v2", bn_epsilon=1e-5, resnet_blocks=(3, 4, 6, 3),
-        mapping=_resnet_fpn_mapping),
+        mapping=_resnet_fpn_mapping, label_map=coco_label_map),
+    # COCO_V1 weights run with eps 0 too (models/detection/keypoint_rcnn.py); the
+    # COCO_LEGACY ones keep FrozenBatchNorm2d's 1e-5.
+    "keypointrcnn_resnet50_fpn": Architecture(
+        preset="torchvision_keypointrcnn_r50_fpn", bn_epsilon=0.0, resnet_blocks=(3, 4, 6, 3),
+        mapping=_resnet_fpn_mapping, label_map=coco_person_label_map),
 }
+# State-dict tensors whose shape tells a count that the config must match: (key, axis,
+# config field, slots beyond the count). Used to hint at the right config in errors.
+_COUNTED_KEYS = (
+    ("roi_heads.box_predictor.cls_score.weight", 0, "num_classes", 1),  # + background
+    ("roi_heads.keypoint_predictor.kps_score_lowres.weight", 1, "num_keypoints", 0),
+)
+# Config fields beyond training.weights.ARCHITECTURE_FIELDS that decide which heads exist and
+# what their layers are; a config must match the architecture's preset in these too.
+_HEAD_FIELDS = ("mask_on", "keypoint_pool_size", "keypoint_head_conv_dim",
+                "keypoint_head_num_convs")
 
 
 # -- key names -------------------------------------------------------------------------------
@@ -402,8 +470,8 @@ def convert(state_dict: Mapping[str, np.ndarray], arch: str = "maskrcnn_resnet50
       bn_epsilon: the epsilon torchvision's BatchNorm ran with for these weights; default the
         architecture's (0.0 for the v1 COCO weights). 1e-5 for a model built without
         `weights=` (nn.BatchNorm2d / FrozenBatchNorm2d defaults) and then trained.
-      config: our config (default: the architecture's preset; with 90 classes the model
-        carries the COCO label map).
+      config: our config (default: the architecture's preset; with the preset's class count
+        the model carries the architecture's label map: COCO's 90 classes, or person).
       source: names the state dict in error messages (e.g. the file).
 
     Returns:
@@ -425,8 +493,8 @@ def convert(state_dict: Mapping[str, np.ndarray], arch: str = "maskrcnn_resnet50
 
     from mrcnn_tf.modeling.mask_rcnn import MaskRCNN  # noqa: PLC0415 (loads TensorFlow)
     labels = {}
-    if config.num_classes == len(COCO_CATEGORY_NAMES) - 1:
-        label_map = coco_label_map()
+    label_map = spec.label_map()
+    if config.num_classes == label_map.num_classes:
         labels = {"class_names": list(label_map.names),
                   "category_ids": list(label_map.dataset_ids)}
     model = MaskRCNN(config, **labels)
@@ -446,16 +514,9 @@ def convert(state_dict: Mapping[str, np.ndarray], arch: str = "maskrcnn_resnet50
         parts = [f"{len(items)} {what}: {_listing(items)}"
                  for what, items in (("missing", missing), ("unexpected", unexpected),
                                      ("wrongly shaped", wrong)) if items]
-        hint = ""
-        slots_key = "roi_heads.box_predictor.cls_score.weight"
-        if slots_key in keys and np.ndim(state_dict[keys[slots_key]]) == 2:
-            slots = int(np.shape(state_dict[keys[slots_key]])[0])
-            if slots != config.num_classes + 1:
-                hint = (f" (the checkpoint has {slots} class slots: pass config="
-                        f"get_config({spec.preset!r}, num_classes={slots - 1}))")
         raise ValueError(f"{source}: not a torchvision {arch} state dict for config "
                          f"{config.name!r} ({config.num_classes + 1} class slots): "
-                         + "; ".join(parts) + hint)
+                         + "; ".join(parts) + _count_hint(state_dict, keys, config, spec.preset))
 
     values = []
     for entry in entries:
@@ -471,16 +532,39 @@ def convert(state_dict: Mapping[str, np.ndarray], arch: str = "maskrcnn_resnet50
     return model
 
 
+def _count_hint(state_dict: Mapping[str, np.ndarray], keys: Mapping[str, str], config: Config,
+                preset: str) -> str:
+    """The end of a refusal, " (the checkpoint has ...: pass config=...)", when the shapes of
+    `_COUNTED_KEYS` show other class or keypoint counts than `config`'s; "" otherwise."""
+    counts = []
+    for key, axis, field, extra in _COUNTED_KEYS:
+        if key in keys and np.ndim(state_dict[keys[key]]) > axis:
+            count = int(np.shape(state_dict[keys[key]])[axis]) - extra
+            if count != getattr(config, field):
+                counts.append((field, count))
+    if not counts:
+        return ""
+    told = ", ".join(f"{field}={count}" for field, count in counts)
+    also = (" and that many keypoint_names, keypoint_skeleton and keypoint_oks_sigmas"
+            if any(field == "num_keypoints" for field, _ in counts) else "")
+    return f" (the checkpoint has {told}: pass config=get_config({preset!r}, {told}){also})"
+
+
 def _check_architecture(config: Config, arch: str, preset: str) -> None:
-    """Refuses a `config` whose layers differ from `arch`'s (its preset's), the class count
-    aside: the mapping follows the model, so a v2 config under arch v1 would otherwise be
-    filled with v1's BatchNorm epsilon."""
+    """Refuses a `config` whose layers differ from `arch`'s (its preset's), the class and
+    keypoint counts aside: the mapping follows the model, so a v2 config under arch v1 would
+    otherwise be filled with v1's BatchNorm epsilon, and a config without the keypoint head
+    (or with a mask head) would not describe Keypoint R-CNN."""
     from mrcnn_tf.training.weights import ARCHITECTURE_FIELDS  # noqa: PLC0415
     reference = get_config(preset)
     differences = [f"{name}={getattr(config, name)!r} (the preset has "
                    f"{getattr(reference, name)!r})"
-                   for name in ARCHITECTURE_FIELDS
+                   for name in ARCHITECTURE_FIELDS + _HEAD_FIELDS
                    if name != "num_classes" and getattr(config, name) != getattr(reference, name)]
+    if bool(config.num_keypoints) != bool(reference.num_keypoints):
+        differences.append(f"num_keypoints={config.num_keypoints} (the preset has "
+                           f"{reference.num_keypoints}: {arch} has "
+                           f"{'a' if reference.num_keypoints else 'no'} keypoint head)")
     if differences:
         raise ValueError(f"config {config.name!r} does not describe torchvision's {arch} (preset "
                          f"{preset!r}): {'; '.join(differences)}")
@@ -507,8 +591,9 @@ def import_weights(checkpoint: str, out_dir: str, arch: str = "maskrcnn_resnet50
                    bn_epsilon: Optional[float] = None) -> str:
     """Converts a torchvision checkpoint into a model folder.
 
-    Writes `out_dir/model.keras` (atomically; it carries the COCO label map as class_names
-    and category_ids), `out_dir/config.json` and `out_dir/label_map.json`.
+    Writes `out_dir/model.keras` (atomically; it carries the architecture's label map, COCO's
+    classes or person, as class_names and category_ids), `out_dir/config.json` and
+    `out_dir/label_map.json`.
 
     Returns:
       The path of model.keras.

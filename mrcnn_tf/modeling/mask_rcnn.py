@@ -254,10 +254,12 @@ class MaskRCNN(keras.Model):
         """Keypoints [B, D, K, 3] (y, x, score) of the detections, in the frame of `boxes`
         (0 on padding rows).
 
-        Each keypoint is the centre of its S x S heatmap's argmax bin (S = 56) inside the
-        detection box, scored by that bin's softmax probability
-        (`ops.keypoints.heatmaps_to_keypoints`, whose docstring bounds the error against
-        Detectron2's per-RoI resize: half a bin).
+        By `config.keypoint_decode_rule`: "detectron2" takes the centre of each S x S
+        heatmap's argmax bin (S = 56) inside the detection box, scored by that bin's softmax
+        probability (`ops.keypoints.heatmaps_to_keypoints`, whose docstring bounds the error
+        against Detectron2's per-RoI resize: half a bin); "torchvision" resizes the maps
+        bicubically to the box's pixel size and scores the argmax pixel by its logit, as
+        torchvision does (`ops.keypoints.heatmaps_to_keypoints_torchvision`).
         """
         used = self._used_rows(detections)
         boxes = detections["boxes"] if used is None else detections["boxes"][:, :used]
@@ -266,7 +268,10 @@ class MaskRCNN(keras.Model):
         shape = tf.shape(logits)
         size, k = self.config.keypoint_heatmap_size, self.config.num_keypoints
         flat = tf.reshape(logits, tf.stack([shape[0] * shape[1], size, size, k]))
-        keypoints = keypoint_ops.heatmaps_to_keypoints(flat, tf.reshape(boxes, [-1, 4]))
+        decode = (keypoint_ops.heatmaps_to_keypoints_torchvision
+                  if self.config.keypoint_decode_rule == "torchvision"
+                  else keypoint_ops.heatmaps_to_keypoints)
+        keypoints = decode(flat, tf.reshape(boxes, [-1, 4]))
         keypoints = tf.reshape(keypoints, tf.stack([shape[0], shape[1], k, 3]))
         return self._pad_rows(keypoints, used, detections)
 

@@ -108,6 +108,19 @@ def keypoint_loss(logits, indices, valid):
     return _global_mean(tf.reduce_sum(ce * weight), tf.reduce_sum(weight))
 
 
+def _heatmap_inputs(logits, rois):
+    """Checks decoder inputs: logits [N, S, S, K] with static square S x S maps, rois [N, 4].
+    Returns both as tensors."""
+    logits = tf.convert_to_tensor(logits)
+    rois = tf.convert_to_tensor(rois)
+    if logits.shape.rank is not None and logits.shape.rank != 4:
+        raise ValueError(f"logits has rank {logits.shape.rank}: expected 4, [N, S, S, K]")
+    _check_last_dim(rois, 4, "rois", "(y1, x1, y2, x2)")
+    if logits.shape[1] is None or logits.shape[2] != logits.shape[1]:
+        raise ValueError(f"logits has shape {logits.shape}: expected static square S x S maps")
+    return logits, rois
+
+
 def _decode_axis(index, start, end, grid):
     """Image coordinate of the centre of cell `index` of `grid` equal cells over a RoI side.
 
@@ -155,14 +168,8 @@ def heatmaps_to_keypoints(logits, rois, resize_to=None, method="bicubic"):
     Returns:
       [N, K, 3] float32 (y, x, score).
     """
-    logits = tf.convert_to_tensor(logits)
-    rois = tf.convert_to_tensor(rois)
-    if logits.shape.rank is not None and logits.shape.rank != 4:
-        raise ValueError(f"logits has rank {logits.shape.rank}: expected 4, [N, S, S, K]")
-    _check_last_dim(rois, 4, "rois", "(y1, x1, y2, x2)")
+    logits, rois = _heatmap_inputs(logits, rois)
     size = logits.shape[1]
-    if size is None or logits.shape[2] != size:
-        raise ValueError(f"logits has shape {logits.shape}: expected static square S x S maps")
     grid = size if resize_to is None else int(resize_to)
     if grid < 1:
         raise ValueError(f"resize_to={resize_to}: expected a positive integer or None")
@@ -182,3 +189,152 @@ def heatmaps_to_keypoints(logits, rois, resize_to=None, method="bicubic"):
     # relative error either way.
     score = 1.0 / tf.reduce_sum(tf.exp(logits - peak[:, None, None, :]), axis=[1, 2])
     return tf.stack([y, x, score], axis=-1)
+
+
+# -- torchvision's decode --------------------------------------------------------------------
+# PyTorch's cubic convolution coefficient (F.interpolate(mode="bicubic"), as OpenCV);
+# tf.image.resize's bicubic kernel uses Keys' a = -0.5, so it cannot reproduce PyTorch's maps.
+TORCH_CUBIC_A = -0.75
+# RoIs decoded at once by `heatmaps_to_keypoints_torchvision`: each one's maps are resized to
+# its own pixel size (a whole-image box of 1333 x 800 pixels makes 17 such maps, ~70 MB of
+# float32, a few times that in temporaries), so a few in flight bound the memory.
+TORCHVISION_DECODE_PARALLEL_ROIS = 4
+
+
+def _fused_multiply_add(a, b, c):
+    """float32 a * b + c rounded once, as a fused multiply-add instruction computes it.
+
+    The float64 product of two float32 values is exact, so only the float64 sum rounds before
+    the cast to float32 (a double rounding that differs from a truly fused result in about one
+    case in 2^29).
+    """
+    f64 = tf.float64
+    return tf.cast(tf.cast(a, f64) * tf.cast(b, f64) + tf.cast(c, f64), tf.float32)
+
+
+def torch_bicubic_taps(in_size, out_size):
+    """Input samples and weights of PyTorch's bicubic resize along one axis.
+
+    F.interpolate(x, size=..., mode="bicubic", align_corners=False) (antialias off) computes
+    output i from the input position u = (in / out) * (i + 0.5) - 0.5 (not clamped at 0,
+    unlike the linear modes), as sum_j w_j * x[clamp(floor(u) - 1 + j, 0, in - 1)] for
+    j = 0..3: the border sample repeats. With t = u - floor(u) and a = TORCH_CUBIC_A (-0.75),
+    the weights are Keys' cubic convolution [c2(t + 1), c1(t), c1(1 - t), c2(2 - t)],
+
+        c1(x) = ((a + 2) x - (a + 3)) x^2 + 1        (|x| <= 1)
+        c2(x) = ((a x - 5a) x + 8a) x - 4a           (1 < |x| < 2).
+
+    The float32 operations are those of PyTorch's CPU kernel as x86 builds compile it, with
+    fused multiply-adds (AVX2 / AVX-512; which products are fused was read off its outputs):
+    there the weights are bit-identical; on other builds they differ in the last bit or two.
+
+    Args:
+      in_size: the input length (python int).
+      out_size: the output length (python int or int32 scalar tensor, >= 1).
+    Returns:
+      indices: [out, 4] int32 input samples, in [0, in - 1].
+      weights: [out, 4] float32.
+    """
+    f32 = tf.float32
+    a = TORCH_CUBIC_A
+    scale = tf.cast(in_size, f32) / tf.cast(out_size, f32)
+    source = _fused_multiply_add(scale, tf.range(out_size, dtype=f32) + 0.5, -0.5)
+    base = tf.minimum(tf.floor(source), float(in_size - 1))
+    t = tf.clip_by_value(source - base, 0.0, 1.0)
+
+    def near(x):  # c1
+        return _fused_multiply_add(a + 2.0, x, -(a + 3.0)) * x * x + 1.0
+
+    def far(x):  # c2
+        return _fused_multiply_add(_fused_multiply_add(a, x, -5.0 * a), x, 8.0 * a) * x - 4.0 * a
+
+    weights = tf.stack([far(t + 1.0), near(t), near(1.0 - t), far((1.0 - t) + 1.0)], axis=-1)
+    indices = tf.cast(base, tf.int32)[:, None] + tf.range(-1, 3, dtype=tf.int32)
+    return tf.clip_by_value(indices, 0, in_size - 1), weights
+
+
+def _resize_axis(values, out_size, axis):
+    """PyTorch's bicubic resize of `values` along `axis` (-1 or -2) to `out_size`.
+
+    Accumulates the 4 taps in the kernel's order, fma(x0, w0, x1 * w1), then + x2 w2 and
+    + x3 w3 fused, so that float32 results match PyTorch's bit for bit.
+    """
+    indices, weights = torch_bicubic_taps(values.shape[axis], out_size)
+    if axis == -2:
+        weights = weights[:, None, :]  # [out, 1, 4]: broadcasts over the last axis
+
+    def tap(j):
+        return tf.gather(values, indices[:, j], axis=values.shape.rank + axis)
+
+    out = _fused_multiply_add(tap(0), weights[..., 0], tap(1) * weights[..., 1])
+    for j in (2, 3):
+        out = _fused_multiply_add(tap(j), weights[..., j], out)
+    return out
+
+
+def torch_bicubic_resize(maps, height, width):
+    """F.interpolate(maps, size=(height, width), mode="bicubic", align_corners=False) on the
+    last two axes, in the same float32 arithmetic (see `torch_bicubic_taps`): along the width
+    first, then along the height, as PyTorch's kernel evaluates it.
+
+    Args:
+      maps: [..., H, W] float32 with static H and W.
+      height, width: output size (python ints or int32 scalar tensors).
+    Returns:
+      [..., height, width] float32.
+    """
+    maps = tf.convert_to_tensor(maps, tf.float32)
+    if maps.shape.rank is None or maps.shape.rank < 2 or None in maps.shape[-2:]:
+        raise ValueError(f"maps has shape {maps.shape}: expected [..., H, W] with static H, W")
+    return _resize_axis(_resize_axis(maps, width, axis=-1), height, axis=-2)
+
+
+def heatmaps_to_keypoints_torchvision(logits, rois,
+                                      parallel_rois=TORCHVISION_DECODE_PARALLEL_ROIS):
+    """Decodes each RoI's heatmaps as torchvision's Keypoint R-CNN does
+    (`roi_heads.heatmaps_to_keypoints`), for models imported from it.
+
+    Per RoI, with w = max(x2 - x1, 1) and h = max(y2 - y1, 1): the K maps are resized
+    bicubically (PyTorch's a = -0.75, `torch_bicubic_resize`) to ceil(h) x ceil(w) pixels;
+    the first maximum of each resized map, at (row, col) in row-major order, gives
+
+        x = (col + 0.5) * (w / ceil(w)) + x1,   y = (row + 0.5) * (h / ceil(h)) + y1,
+
+    and the score is the resized logit there (torchvision's `keypoints_scores`: a logit, not
+    a probability; it is not comparable with `heatmaps_to_keypoints`' softmax score).
+
+    Each RoI has its own grid, so the RoIs are decoded one by one (tf.map_fn; dynamic shapes
+    inside, static [N, K, 3] out). The cost grows with the RoI's pixel area: K * ceil(h) *
+    ceil(w) values, 8 taps each.
+
+    Args:
+      logits: [N, S, S, K] heatmap logits, channels last (S static).
+      rois: [N, 4] (y1, x1, y2, x2) in image pixels.
+      parallel_rois: RoIs decoded concurrently (memory: see TORCHVISION_DECODE_PARALLEL_ROIS).
+    Returns:
+      [N, K, 3] float32 (y, x, logit).
+    """
+    logits, rois = _heatmap_inputs(logits, rois)
+    if int(parallel_rois) < 1:
+        raise ValueError(f"parallel_rois={parallel_rois}: expected a positive integer")
+    maps = tf.transpose(tf.cast(logits, tf.float32), [0, 3, 1, 2])  # [N, K, S, S]
+    rois = tf.cast(rois, tf.float32)
+    sides = tf.maximum(rois[:, 2:] - rois[:, :2], 1.0)  # [N, 2] (h, w), clamped as torchvision
+
+    def decode(args):
+        roi_maps, roi, side = args  # [K, S, S], [4], [2]
+        size = tf.cast(tf.math.ceil(side), tf.int32)  # (ceil(h), ceil(w))
+        resized = torch_bicubic_resize(roi_maps, size[0], size[1])  # [K, ceil(h), ceil(w)]
+        flat = tf.reshape(resized, tf.stack([tf.shape(resized)[0], -1]))
+        best = tf.argmax(flat, axis=-1, output_type=tf.int32)  # first maximum on ties
+        peak = tf.reduce_max(flat, axis=-1)
+        # Pixel centre -> RoI frame, in torchvision's float32 order of operations.
+        step = side / tf.cast(size, tf.float32)
+        y = (tf.cast(best // size[1], tf.float32) + 0.5) * step[0] + roi[0]
+        x = (tf.cast(best % size[1], tf.float32) + 0.5) * step[1] + roi[1]
+        return tf.stack([y, x, peak], axis=-1)
+
+    # (Eagerly map_fn runs one RoI at a time anyway, and warns when asked for more.)
+    return tf.map_fn(decode, (maps, rois, sides),
+                     fn_output_signature=tf.TensorSpec([logits.shape[3], 3], tf.float32),
+                     parallel_iterations=None if tf.executing_eagerly() else int(parallel_rois))
