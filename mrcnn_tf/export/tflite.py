@@ -37,6 +37,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from mrcnn_tf.export import saved_model
@@ -56,17 +57,32 @@ __all__ = ["export_tflite", "convert_tflite", "builtin_inference_model", "make_i
 
 
 def builtin_inference_model(model):
-    """Returns `model` itself if it already uses the builtin RoIAlign, else a copy that does.
+    """Returns `model` itself if it already converts with builtin ops, else a copy that does.
 
     The copy is a new MaskRCNN built from `model.config` with
     `roi_align_implementation="builtin"` and `model`'s weights; both implementations give the
     same numbers (tests/ops/test_roi_align.py), so the copy detects what `model` detects.
+
+    Keypoints: torchvision's decode (`keypoint_decode_rule="torchvision"`, imported
+    torchvision weights) resizes every RoI's heatmaps to its own size in float64, which no
+    TFLite builtin does; the copy decodes Detectron2's way instead (the centre of the 56 x 56
+    argmax bin, within half a bin of torchvision's point, scored by its softmax probability
+    rather than torchvision's logit), and a warning says so.
     """
     _check_model(model)
     model.build()
-    if model.config.roi_align_implementation == "builtin":
+    changes = {}
+    if model.config.roi_align_implementation != "builtin":
+        changes["roi_align_implementation"] = "builtin"
+    if model.config.num_keypoints and model.config.keypoint_decode_rule == "torchvision":
+        logging.warning("export_tflite: keypoint_decode_rule='torchvision' has no TFLite "
+                        "builtin form; the TFLite file decodes keypoints by the 'detectron2' "
+                        "rule (argmax bin centre, within half a heatmap bin; scores are "
+                        "softmax probabilities, not logits)")
+        changes["keypoint_decode_rule"] = "detectron2"
+    if not changes:
         return model
-    clone = MaskRCNN(model.config.replace(roi_align_implementation="builtin"),
+    clone = MaskRCNN(model.config.replace(**changes),
                      class_names=model.class_names, category_ids=model.category_ids,
                      name=model.name)
     clone.build()

@@ -182,3 +182,19 @@ def test_tflite_keypoints_match_keras(maskless, images, tmp_path):
     assert total > 0, "no detections to compare: the test would prove nothing"
     print(f"TFLite vs Keras max |diff|: keypoints {worst[0]:.2e} px, score {worst[1]:.2e}, "
           f"1 - box IoU {worst[2]:.2e} ({total} detections)")
+
+
+def test_tflite_copy_of_a_torchvision_decode_model_decodes_detectron2s_way(maskless):
+    """torchvision's per-RoI float64 bicubic decode has no builtin form: the TFLite copy keeps
+    the weights and switches to the static decode (and to the builtin RoIAlign)."""
+    source = MaskRCNN(maskless.config.replace(keypoint_decode_rule="torchvision"))
+    source.build()
+    source.set_weights(maskless.get_weights())
+    copy = tflite.builtin_inference_model(source)
+    assert copy is not source
+    assert copy.config.keypoint_decode_rule == "detectron2"
+    assert copy.config.roi_align_implementation == "builtin"
+    for a, b in zip(source.get_weights(), copy.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    ready = tflite.builtin_inference_model(copy)
+    assert ready is copy  # nothing left to change
