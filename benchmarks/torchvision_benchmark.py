@@ -44,14 +44,15 @@ def require_torch():
                               "comparison")
 
 
-def build_model(size, settings):
-    """maskrcnn_resnet50_fpn with random weights, eval mode, at `size` and spec settings,
-    made numerically sane as our model is (`sane_random_init`)."""
+def build_model(size, settings, constructor="maskrcnn_resnet50_fpn"):
+    """torchvision.models.detection.`constructor` (an R50-FPN detector: maskrcnn_resnet50_fpn,
+    keypointrcnn_resnet50_fpn, ...) with random weights, eval mode, at `size` and spec
+    settings, made numerically sane as our model is (`sane_random_init`)."""
     torch.manual_seed(0)
     kwargs = dict(weights=None, weights_backbone=None, box_score_thresh=0.0,
                   min_size=int(size), max_size=int(size))
     kwargs.update(settings.get("kwargs", {}))
-    model = torchvision.models.detection.maskrcnn_resnet50_fpn(**kwargs).eval()
+    model = getattr(torchvision.models.detection, constructor)(**kwargs).eval()
     sane_random_init(model, size)
     return model
 

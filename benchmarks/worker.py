@@ -26,6 +26,9 @@ from benchmarks import harness, memory  # noqa: E402
 BENCHMARKS = {
     "runtime_tflite": ("benchmarks.litert_runtime", "bench_runtime_tflite", None),
     "torchvision": ("benchmarks.torchvision_benchmark", "bench_torchvision", "torch"),
+    # benchmarks/keypoints.py: Keypoint R-CNN, ours and torchvision's, one size per process.
+    "keypoints_mrcnn_tf": ("benchmarks.keypoints", "bench_keypoints_mrcnn_tf", "tensorflow"),
+    "keypoints_torchvision": ("benchmarks.keypoints", "bench_keypoints_torchvision", "torch"),
 }
 TF_BENCHMARKS = ("inference", "stages", "train_step", "input_pipeline", "export",
                  "runtime_savedmodel", "flops", "scaling_size", "scaling_batch",
