@@ -40,6 +40,10 @@ sizes, so every top-k count and padded length is static):
   fails with "No registered 'CropAndResize' OpKernel for XLA_CPU_JIT" until that function
   gathers its bilinear samples instead.
 
+The keypoint branch (targets, loss, the default "detectron2" heatmap decoding) has static
+shapes and compiles too, training and inference, with and without the mask head;
+`keypoint_decode_rule="torchvision"` (a per-RoI resize to each box's own size) does not.
+
 Two things to know: XLA's stateless random ops return other numbers than TensorFlow's kernels
 for the same seed (even with alg="philox"), so a jit-compiled run samples other anchors and
 RoIs than an uncompiled one from the same seeds; and Keras silently turns `jit_compile` off

@@ -264,3 +264,4 @@ def _config_fields_for_houses():
     return dict(keypoint_fields(keypoint_spec.HOUSE_KEYPOINT_NAMES, keypoint_spec.HOUSE_SKELETON,
                                 keypoint_spec.HOUSE_OKS_SIGMAS),
                 num_classes=1, keypoint_head_conv_dim=32, keypoint_head_num_convs=2)
+
