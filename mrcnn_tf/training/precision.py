@@ -34,11 +34,10 @@ sizes, so every top-k count and padded length is static):
 
 - inference, whole: resize and pad, backbone, FPN, RPN, ProposalLayer (top-k, the map_fn of
   NonMaxSuppressionV4, which has an XLA kernel), builtin RoIAlign, heads, DetectionLayer;
-- training: the same plus anchor / RoI sampling (stateless random + top-k), the losses, the
-  gradients and the optimizer update, *except* the mask targets: `ops.masks.sample_masks`
-  crops the ground-truth masks with tf.image.crop_and_resize, so a jit-compiled train step
-  fails with "No registered 'CropAndResize' OpKernel for XLA_CPU_JIT" until that function
-  gathers its bilinear samples instead.
+- training: the same plus anchor / RoI sampling (stateless random + top-k), the mask
+  targets (`ops.masks.sample_masks` with implementation "builtin" gathers its bilinear
+  samples, as XLA has no CropAndResize kernel), the losses, the gradients and the optimizer
+  update.
 
 The keypoint branch (targets, loss, the default "detectron2" heatmap decoding) has static
 shapes and compiles too, training and inference, with and without the mask head;
