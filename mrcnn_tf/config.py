@@ -427,7 +427,8 @@ def keypoint_rcnn_r50_fpn() -> Config:
         name="keypoint_rcnn_r50_fpn",
         num_classes=1,
         mask_on=False,
-        **keypoint_fields(keypoint_spec.COCO_PERSON_KEYPOINT_NAMES, keypoint_spec.COCO_PERSON_SKELETON,
+        **keypoint_fields(keypoint_spec.COCO_PERSON_KEYPOINT_NAMES,
+                          keypoint_spec.COCO_PERSON_SKELETON,
                           keypoint_spec.COCO_PERSON_OKS_SIGMAS),
         rpn_post_nms_topk_train=1500,
         box_smooth_l1_beta=0.5,
@@ -476,8 +477,8 @@ def shapes_tiny() -> Config:
 def shapes_keypoints_tiny() -> Config:
     """shapes_tiny's model with a small keypoint head and no mask head, for the synthetic
     houses of mrcnn_tf.data.keypoint_shapes (6 keypoints): Keypoint R-CNN on a 2-core CPU in
-    minutes. The head has 4 convs of 64 channels instead of Detectron2's 8 of 512 (which would
-    cost about 3.7 GFLOP per RoI, a hundred times this backbone)."""
+    minutes. The head has 4 convs of 64 channels instead of Detectron2's 8 of 512 (7.0 GFLOP
+    per RoI, benchmarks/keypoints.py; these cost 0.06 GFLOP)."""
     return shapes_tiny().replace(
         name="shapes_keypoints_tiny",
         num_classes=1,
