@@ -116,6 +116,12 @@ def skeleton_from_coco(pairs: Iterable[Sequence[int]], num_keypoints: int,
     return tuple(flat)
 
 
+def skeleton_to_coco(skeleton: Sequence[int]) -> List[List[int]]:
+    """The flat 0-based skeleton -> COCO's 1-based [[a, b], ...] limb pairs (the inverse of
+    `skeleton_from_coco`)."""
+    return [[a + 1, b + 1] for a, b in skeleton_pairs(skeleton)]
+
+
 def skeleton_pairs(skeleton: Sequence[int]) -> List[Tuple[int, int]]:
     """The flat 0-based skeleton as a list of (a, b) pairs."""
     return [(int(skeleton[i]), int(skeleton[i + 1])) for i in range(0, len(skeleton) - 1, 2)]

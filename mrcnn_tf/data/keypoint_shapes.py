@@ -68,7 +68,6 @@ from mrcnn_tf.data.shapes import (
     shapes_output_signature,
 )
 from mrcnn_tf import keypoint_spec
-from mrcnn_tf.keypoint_spec import skeleton_pairs
 
 CLASS_NAMES = ("house",)
 # The keypoint set lives in keypoint_spec (the config presets, which import no TensorFlow,
@@ -329,15 +328,15 @@ def write_keypoint_shapes_coco(out_dir: str, num_images: int, seed: int = 0,
     images_dir, examples = _write_example_images(
         out_dir, "keypoint_shapes",
         (generate_keypoint_example(index, seed, image_size) for index in range(num_images)))
-    dataset = coco_ground_truth_dict(examples, LabelMap.from_names(CLASS_NAMES))
-    dataset["categories"][0].update(
-        supercategory="house", keypoints=list(KEYPOINT_NAMES),
-        skeleton=[[a + 1, b + 1] for a, b in skeleton_pairs(SKELETON)])
-    # coco_ground_truth_dict emits one annotation per instance, examples and instances in order.
+    dataset = coco_ground_truth_dict(examples, LabelMap.from_names(CLASS_NAMES),
+                                     KEYPOINT_NAMES, SKELETON)
+    dataset["categories"][0]["supercategory"] = "house"
+    # coco_ground_truth_dict writes continuous coordinates minus 0.5; a COCO file holds the
+    # integer index of the pixel each point lies in. It emits one annotation per instance,
+    # examples and instances in order.
     rows = [row for example in examples for row in example["keypoints"]]
     for annotation, row in zip(dataset["annotations"], rows, strict=True):
         annotation["keypoints"] = _coco_keypoints(row)
-        annotation["num_keypoints"] = int((row[:, 2] > 0).sum())
     annotations_path = os.path.join(out_dir, "annotations.json")
     write_json_atomic(annotations_path, dataset)
     return annotations_path, images_dir

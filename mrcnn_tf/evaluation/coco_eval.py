@@ -243,8 +243,8 @@ def _keypoint_categories(label_map: LabelMap, num_keypoints: int,
                                              for i in keypoint_skeleton):
         raise ValueError(f"keypoint_skeleton: {list(keypoint_skeleton)}: expected flat 0-based "
                          f"index pairs in 0..{num_keypoints - 1}")
-    skeleton = [[a + 1, b + 1] for a, b in keypoint_spec.skeleton_pairs(keypoint_skeleton)]
-    return [{**c, "keypoints": list(names), "skeleton": [list(p) for p in skeleton]}
+    skeleton = keypoint_spec.skeleton_to_coco(keypoint_skeleton)
+    return [{**c, "keypoints": list(names), "skeleton": skeleton}
             for c in label_map.coco_categories()]
 
 
