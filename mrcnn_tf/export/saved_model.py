@@ -59,6 +59,21 @@ CONFIG_ASSET = "config.json"
 _VERSION_RE = re.compile(r"^[0-9]+$")
 
 
+def keypoint_outputs(keypoints, hw):
+    """The keypoint outputs of a signature, normalized as the boxes are.
+
+    Args:
+      keypoints: float32 [B, D, K, 3] (y, x, score), y and x in original-image pixels.
+      hw: float32 [B, 2] (height, width) of each original image.
+    Returns:
+      {"detection_keypoints": [B, D, K, 3] with y / H, x / W and the score as it is,
+       "detection_keypoint_scores": [B, D, K]}.
+    """
+    divisor = tf.concat([hw, tf.ones_like(hw[:, :1])], axis=1)  # [B, 3]; the score: 1
+    return {"detection_keypoints": keypoints / divisor[:, None, None, :],
+            "detection_keypoint_scores": keypoints[..., 2]}
+
+
 def output_keys(config) -> tuple:
     """The signature outputs of a model with this config: OUTPUT_KEYS without detection_masks
     when config.mask_on is False, plus KEYPOINT_OUTPUT_KEYS when config.num_keypoints > 0."""
@@ -173,11 +188,7 @@ class _ServingModule(tf.Module):
             served["detection_masks"] = (self._paste(masks, boxes, sizes)
                                          if self.full_image_masks else masks)
         if self.num_keypoints:
-            keypoints = outputs["keypoints"]
-            # (y, x) by (H, W) as the boxes; the score column is not a coordinate (divisor 1).
-            divisor = tf.concat([hw, tf.ones_like(hw[:, :1])], axis=1)  # [B, 3]
-            served["detection_keypoints"] = keypoints / divisor[:, None, None, :]
-            served["detection_keypoint_scores"] = keypoints[..., 2]
+            served.update(keypoint_outputs(outputs["keypoints"], hw))
         return served
 
     def _paste(self, masks, boxes, sizes):

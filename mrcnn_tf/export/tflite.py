@@ -134,11 +134,8 @@ class _Detector(tf.Module):
         if "masks" in outputs:
             served["detection_masks"] = outputs["masks"]
         if "keypoints" in outputs:
-            keypoints = outputs["keypoints"]
-            # (y, x) as the boxes; the score column is left as it is (factor 1).
-            served["detection_keypoints"] = keypoints * tf.constant(
-                [1.0 / height, 1.0 / width, 1.0], tf.float32)
-            served["detection_keypoint_scores"] = keypoints[..., 2]
+            served.update(saved_model.keypoint_outputs(
+                outputs["keypoints"], tf.constant([[height, width]], tf.float32)))
         return served
 
 
