@@ -1,7 +1,7 @@
 """What a keypoint set is: names, the skeleton drawn between them, OKS sigmas, and the
 left/right swap of a horizontal flip.
 
-Pure Python (no TensorFlow), shared by the config, the data readers, the pipeline, evaluation
+Python and NumPy (no TensorFlow), shared by the config, the data readers, the pipeline, evaluation
 and drawing.
 
 Conventions used everywhere in mrcnn_tf:
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import re
 from typing import Iterable, List, Sequence, Tuple
+
+import numpy as np
 
 # COCO person keypoints (person_keypoints_*.json), in the file's order.
 COCO_PERSON_KEYPOINT_NAMES = (
@@ -114,6 +116,25 @@ def skeleton_from_coco(pairs: Iterable[Sequence[int]], num_keypoints: int,
                              f"1..{num_keypoints} (COCO counts keypoints from 1)")
         flat.extend((pair[0] - 1, pair[1] - 1))
     return tuple(flat)
+
+
+def keypoints_from_coco(values: Sequence[float], num_keypoints: int) -> np.ndarray:
+    """A COCO annotation's flat [x1, y1, v1, ...] (integer pixel indices) -> float32 [K, 3]
+    (y, x, v) in continuous pixels: labelled keypoints move to their pixel's centre (+0.5),
+    unlabelled ones (v = 0) are all zero."""
+    xyv = np.asarray(values, np.float32).reshape(num_keypoints, 3)
+    labelled = xyv[:, 2:3] > 0
+    yx = np.where(labelled, xyv[:, 1::-1] + 0.5, 0.0)
+    return np.concatenate([yx, xyv[:, 2:3]], axis=1).astype(np.float32)
+
+
+def keypoints_to_coco(keypoints) -> np.ndarray:
+    """float [..., K, 3] (y, x, third) continuous pixels -> float64 [..., 3 K] COCO rows
+    (x - 0.5, y - 0.5, third): the inverse of `keypoints_from_coco` for labelled keypoints
+    (Detectron2 writes its results this way, the third value being the score)."""
+    kp = np.asarray(keypoints, dtype=np.float64)
+    coco = np.stack([kp[..., 1] - 0.5, kp[..., 0] - 0.5, kp[..., 2]], axis=-1)
+    return coco.reshape(kp.shape[:-2] + (3 * kp.shape[-2],))
 
 
 def skeleton_to_coco(skeleton: Sequence[int]) -> List[List[int]]:

@@ -91,7 +91,7 @@ from mrcnn_tf.data.images import (SWAPPING_ORIENTATIONS, ImageReadError,
                                   read_image_and_orientation)
 from mrcnn_tf.data.validation import validate_example
 from mrcnn_tf.evaluation.coco_eval import LabelMap
-from mrcnn_tf.keypoint_spec import skeleton_from_coco
+from mrcnn_tf.keypoint_spec import keypoints_from_coco, skeleton_from_coco
 
 PathLike = Any  # str or os.PathLike
 
@@ -188,18 +188,6 @@ def example_signature(num_keypoints: int = 0) -> Dict[str, tf.TensorSpec]:
     if num_keypoints:
         signature["keypoints"] = tf.TensorSpec([None, int(num_keypoints), 3], tf.float32)
     return signature
-
-
-def _coco_keypoints(ann: Mapping[str, Any], num_keypoints: int) -> np.ndarray:
-    """float32 [K, 3] (y, x, v) of a checked annotation's COCO [x1, y1, v1, ...] list.
-
-    Labelled keypoints move from integer pixel indices to pixel centres (+0.5); unlabelled
-    ones are all zero.
-    """
-    xyv = np.asarray(ann["keypoints"], np.float32).reshape(num_keypoints, 3)
-    labelled = xyv[:, 2:3] > 0
-    yx = np.where(labelled, xyv[:, 1::-1] + 0.5, 0.0)
-    return np.concatenate([yx, xyv[:, 2:3]], axis=1).astype(np.float32)
 
 
 class CocoDataset:
@@ -789,7 +777,7 @@ class CocoDataset:
             class_ids.append(self.label_map.contiguous_id(ann["category_id"]))
             is_crowd.append(bool(ann["iscrowd"]))
             if k:
-                keypoints.append(_coco_keypoints(ann, k) if self._has_keypoints(ann)
+                keypoints.append(keypoints_from_coco(ann["keypoints"], k) if self._has_keypoints(ann)
                                  else np.zeros((k, 3), np.float32))
         example = {
             "image": image,

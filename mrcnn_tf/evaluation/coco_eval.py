@@ -199,8 +199,7 @@ def _keypoints_to_coco(keypoints: Any, n: int, where: str, third: str) -> np.nda
     if kp.ndim != 3 or kp.shape[0] != n or kp.shape[2] != 3:
         raise ValueError(f"{where}: keypoints have shape {kp.shape}, expected [{n}, K, 3] "
                          f"(y, x, {third})")
-    coco = np.stack([kp[..., 1] - 0.5, kp[..., 0] - 0.5, kp[..., 2]], axis=-1)
-    return coco.reshape(n, 3 * kp.shape[1])
+    return keypoint_spec.keypoints_to_coco(kp)
 
 
 def _ground_truth_keypoints(keypoints: Any, n: int, where: str) -> tuple[np.ndarray, np.ndarray]:
