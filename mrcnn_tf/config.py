@@ -395,6 +395,15 @@ def keypoint_fields(names, skeleton, sigmas) -> dict:
             "keypoint_skeleton": tuple(skeleton), "keypoint_oks_sigmas": tuple(sigmas)}
 
 
+def coco_person_keypoint_fields() -> dict:
+    """A person-keypoint model's fields: one class (person), no mask head, COCO's 17 keypoints
+    with their skeleton and OKS sigmas."""
+    return {"num_classes": 1, "mask_on": False,
+            **keypoint_fields(keypoint_spec.COCO_PERSON_KEYPOINT_NAMES,
+                              keypoint_spec.COCO_PERSON_SKELETON,
+                              keypoint_spec.COCO_PERSON_OKS_SIGMAS)}
+
+
 def torchvision_keypointrcnn_r50_fpn() -> Config:
     """torchvision's `keypointrcnn_resnet50_fpn` inference settings, for imported weights: the
     v1 Mask R-CNN settings (`torchvision_maskrcnn_r50_fpn`) with one class (person), no mask
@@ -405,11 +414,7 @@ def torchvision_keypointrcnn_r50_fpn() -> Config:
     is KeypointRCNN's default as for Mask R-CNN."""
     return torchvision_maskrcnn_r50_fpn().replace(
         name="torchvision_keypointrcnn_r50_fpn",
-        num_classes=1,
-        mask_on=False,
-        **keypoint_fields(keypoint_spec.COCO_PERSON_KEYPOINT_NAMES,
-                          keypoint_spec.COCO_PERSON_SKELETON,
-                          keypoint_spec.COCO_PERSON_OKS_SIGMAS),
+        **coco_person_keypoint_fields(),
         keypoint_pool_size=14,
         keypoint_head_conv_dim=512,
         keypoint_head_num_convs=8,
@@ -425,11 +430,7 @@ def keypoint_rcnn_r50_fpn() -> Config:
     mask head (on COCO's person masks)."""
     return coco_r50_fpn().replace(
         name="keypoint_rcnn_r50_fpn",
-        num_classes=1,
-        mask_on=False,
-        **keypoint_fields(keypoint_spec.COCO_PERSON_KEYPOINT_NAMES,
-                          keypoint_spec.COCO_PERSON_SKELETON,
-                          keypoint_spec.COCO_PERSON_OKS_SIGMAS),
+        **coco_person_keypoint_fields(),
         rpn_post_nms_topk_train=1500,
         box_smooth_l1_beta=0.5,
     )
