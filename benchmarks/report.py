@@ -74,7 +74,8 @@ def settings_line(settings):
             f"{settings['warmup']} warm-up + {settings['repeats']} "
             "timed runs per row, median and p90. Peak RSS is per row (the process's "
             "high-water mark reset before each row) unless said otherwise; GFLOP/s = "
-            "analytic FLOPs / median latency." + _precisions_clause(settings.get("precisions")))
+            "analytic FLOPs / median latency." + _precisions_clause(settings.get("precisions"))
+            + _left_out_clause(settings.get("precisions_left_out")))
 
 
 def _precisions_clause(precisions):
@@ -84,6 +85,14 @@ def _precisions_clause(precisions):
         return ""
     return " Keras dtype policies: " + "; ".join(
         f"{name} {', '.join(policies)}" for name, policies in precisions.items()) + "."
+
+
+def _left_out_clause(left_out):
+    """' Left out: mixed_float16 (why).' for the policies this machine could not run."""
+    if not left_out:
+        return ""
+    return " Left out: " + "; ".join(f"{policy} ({reason})"
+                                     for policy, reason in sorted(left_out.items())) + "."
 
 
 # -- one table per benchmark -----------------------------------------------------------------

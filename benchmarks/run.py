@@ -50,6 +50,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from benchmarks import configs, harness, report  # noqa: E402
+from mrcnn_tf.training import cpu_support  # noqa: E402  (no TensorFlow in this process)
 
 BENCHMARKS = ("flops", "inference", "stages", "train_step", "input_pipeline", "export",
               "scaling_size", "scaling_batch", "scaling_instances", "scaling_proposals",
@@ -234,7 +235,7 @@ def resolve_spec(args):
     scaling.update(batch_size_image=spec["sizes"][0], instances_image=spec["sizes"][0],
                    proposals_image=spec["sizes"][0])
     spec["export"] = {"sizes": args.export_sizes or spec["sizes"]}
-    spec["precisions"] = _precisions(args)
+    spec["precisions"], spec["precisions_left_out"] = _runnable(_precisions(args))
     # The R50-FPN reference FLOPs are checked even when the benchmarked model is another one.
     checked = set(spec["sizes"]) if spec["model"]["preset"] == "coco_r50_fpn" else set()
     spec["flops"] = {"reference_sizes": [512] if args.smoke else
@@ -258,6 +259,22 @@ def _precisions(args):
     if args.smoke and args.precisions is None:
         spec["stages"] = [p for p in chosen if p == "float32"] or chosen[:1]
     return spec
+
+
+def _runnable(precisions):
+    """({benchmark: [policy, ...]}, {policy: reason}): `precisions` without the mixed policies
+    this machine's CPU kernels cannot compute (`mrcnn_tf.training.cpu_support`: oneDNN capped
+    by ONEDNN_MAX_CPU_ISA below what TensorFlow routes to it), which would abort their rows,
+    and why each was left out. float32 always stays."""
+    left_out = {}
+    for policy in sorted({p for policies in precisions.values() for p in policies}):
+        reason = cpu_support.unsupported_reason(policy)
+        if reason:
+            left_out[policy] = reason
+            print(f"[run.py] {policy} left out: {reason}", file=sys.stderr, flush=True)
+    kept = {name: [p for p in policies if p not in left_out] or ["float32"]
+            for name, policies in precisions.items()}
+    return kept, left_out
 
 
 def _model_facts(spec):

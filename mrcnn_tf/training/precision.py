@@ -52,8 +52,10 @@ RoIs than an uncompiled one from the same seeds; and Keras silently turns `jit_c
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from mrcnn_tf.config import Config
+from mrcnn_tf.training import cpu_support
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -70,10 +72,16 @@ def set_precision(policy: str) -> keras.DTypePolicy:
     Returns:
       the new global `keras.DTypePolicy`.
     Raises:
-      ValueError: any other value.
+      ValueError: any other value, or a mixed policy this process's CPU kernels cannot run
+        (oneDNN capped by ONEDNN_MAX_CPU_ISA below what TensorFlow routes to it; see
+        `cpu_support`), where the first step would otherwise abort or crash.
     """
     if policy not in POLICIES:
         raise ValueError(f"--mixed_precision={policy!r}: expected one of {POLICIES}")
+    if not tf.config.list_physical_devices("GPU"):
+        reason = cpu_support.unsupported_reason(policy)
+        if reason:
+            raise ValueError(f"--mixed_precision={policy}: {reason}")
     keras.mixed_precision.set_global_policy(policy)
     return keras.mixed_precision.global_policy()
 

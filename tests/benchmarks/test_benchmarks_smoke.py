@@ -156,7 +156,11 @@ def test_inference_compares_mixed_precision_with_float32(smoke_run):
     data = results["benchmarks"]["inference"]["results"]
     settings = results["settings"]
     mixed = [p for p in settings["precisions"]["inference"] if p != "float32"]
-    assert mixed, "the smoke run should exercise a mixed precision"
+    if not mixed:
+        # Only where this machine's CPU kernels cannot compute any mixed policy, said so.
+        left_out = settings["precisions_left_out"]
+        assert left_out and "Left out: " in markdown, settings
+        pytest.skip(f"no mixed precision runs here: {left_out}")
     images = max(settings["batches"])
     assert sorted((r["size"], r["images"], r["precision"]) for r in data["agreement"]) == sorted(
         (s, images, p) for s in settings["sizes"] for p in mixed)
