@@ -71,6 +71,52 @@ def two_image_training_set(config, size, seed=11):
     return examples, data
 
 
+def skip_unless_cpu_runs(policy):
+    """Skips the calling test where this process's CPU kernels cannot compute in `policy`'s
+    dtype (oneDNN capped by ONEDNN_MAX_CPU_ISA below what TensorFlow routes to it: bfloat16 and
+    float16 under AVX2, float16 under AVX512_CORE on an AMX Xeon), after checking that
+    `set_precision` refuses the policy with one line naming the flag and the cap. Elsewhere,
+    including every uncapped CPU, it does nothing."""
+    import re  # noqa: PLC0415
+
+    import pytest  # noqa: PLC0415
+
+    from mrcnn_tf.training import cpu_support, precision  # noqa: PLC0415
+    reason = cpu_support.unsupported_reason(policy)
+    if reason is None:
+        return
+    try:
+        with pytest.raises(ValueError, match=re.escape(f"--mixed_precision={policy}: ")
+                           + ".*" + re.escape(cpu_support.isa_cap())):
+            precision.set_precision(policy)
+    finally:
+        precision.set_precision("float32")
+    pytest.skip(f"{policy} cannot run here: {reason}")
+
+
+def fit_until(model, data, check, *, first_check, check_every, max_steps):
+    """Fits `model` on `data` until `check(model)` passes: a stopping criterion rather than a
+    fixed step count, so a test of what training reaches does not depend on how fast one CPU's
+    kernels (oneDNN's AMX, AVX-512 and AVX2 paths round differently) happen to get there.
+
+    `check(model)` returns (passed, detail). It runs after `first_check` steps, then every
+    `check_every` steps; the test fails after `max_steps` with the last detail. Returns the
+    number of steps taken.
+    """
+    import pytest  # noqa: PLC0415
+    steps = 0
+    while True:
+        chunk = (first_check if steps == 0 else check_every)
+        chunk = min(chunk, max_steps - steps)
+        model.fit(data, steps_per_epoch=chunk, epochs=1, verbose=0)
+        steps += chunk
+        passed, detail = check(model)
+        if passed:
+            return steps
+        if steps >= max_steps:
+            pytest.fail(f"training did not reach the criterion in {steps} steps: {detail}")
+
+
 # Dataset category ids of the small labelled model: any integers, 0 included.
 CATEGORY_IDS = [5, 0, 9]
 

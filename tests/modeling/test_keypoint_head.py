@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import skip_unless_cpu_runs
+
 from mrcnn_tf.modeling.keypoint_head import KeypointHead
 from mrcnn_tf.ops.keypoints import keypoint_loss
 
@@ -110,6 +112,7 @@ def test_keras_file_round_trip(tmp_path):
 
 
 def test_mixed_precision_returns_float32_logits():
+    skip_unless_cpu_runs("mixed_float16")
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")
     try:

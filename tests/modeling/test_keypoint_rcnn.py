@@ -222,10 +222,12 @@ def test_decoded_keypoints_follow_the_heatmap_peak():
 
 
 def test_overfits_two_keypoint_images():
-    """Trained on two house images (250 steps), the model finds each house and puts its labelled
-    keypoints where they are: the keypoint branch learns end to end, through the pipeline,
-    the targets, the loss and the decoding."""
-    from helpers import box_iou
+    """Trained on two house images, the model finds each house and puts its labelled keypoints
+    where they are: the keypoint branch learns end to end, through the pipeline, the targets,
+    the loss and the decoding. Trained until that holds (checked every 50 steps from step 200,
+    at most 500): the step count it takes depends on the CPU's kernels; 250 sufficed on the
+    machines measured."""
+    from helpers import box_iou, fit_until
 
     from mrcnn_tf.data import keypoint_shapes
     keras.utils.set_random_seed(4)
@@ -240,22 +242,27 @@ def test_overfits_two_keypoint_images():
     model = MaskRCNN(config)
     schedule = keras.optimizers.schedules.PiecewiseConstantDecay([190], [2e-3, 2e-4])
     model.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=10.0))
-    model.fit(data, steps_per_epoch=250, epochs=1, verbose=0)
 
-    errors = []
-    for example, result in zip(examples, model.predict_images([e["image"] for e in examples])):
-        for box, keypoints in zip(example["boxes"], example["keypoints"]):
-            ious = [box_iou(box, b) for b in result["boxes"]]
-            # Boxes are tight around the visible part while the keypoints belong to the whole
-            # house, so a partly hidden house's box is the harder target (6 runs: IoUs of
-            # 0.95-1.0, once 0.66).
-            assert ious and max(ious) > 0.5, (box, result["boxes"])
-            predicted = result["keypoints"][int(np.argmax(ious))]
-            labelled = keypoints[:, 2] > 0
-            errors.extend(np.hypot(*(predicted[labelled, :2] - keypoints[labelled, :2]).T))
-    # Houses are 12-28 px tall here, a heatmap bin about 0.4 px; 9 runs gave medians of
-    # 0.11-0.16 px and every keypoint within 3 px.
-    assert np.median(errors) < 0.6 and np.mean(np.asarray(errors) < 2.0) > 0.95, errors
+    def located(model):
+        errors = []
+        results = model.predict_images([e["image"] for e in examples])
+        for example, result in zip(examples, results):
+            for box, keypoints in zip(example["boxes"], example["keypoints"]):
+                ious = [box_iou(box, b) for b in result["boxes"]]
+                # Boxes are tight around the visible part while the keypoints belong to the
+                # whole house, so a partly hidden house's box is the harder target (6 runs:
+                # IoUs of 0.95-1.0, once 0.66).
+                if not ious or max(ious) <= 0.5:
+                    return False, f"house {box} not found in {result['boxes']}"
+                predicted = result["keypoints"][int(np.argmax(ious))]
+                labelled = keypoints[:, 2] > 0
+                errors.extend(np.hypot(*(predicted[labelled, :2] - keypoints[labelled, :2]).T))
+        # Houses are 12-28 px tall here, a heatmap bin about 0.4 px; 9 runs gave medians of
+        # 0.11-0.16 px and every keypoint within 3 px.
+        passed = np.median(errors) < 0.6 and np.mean(np.asarray(errors) < 2.0) > 0.95
+        return passed, f"keypoint errors (px) {np.round(errors, 2)}"
+
+    fit_until(model, data, located, first_check=200, check_every=50, max_steps=500)
 
 
 def _config_fields_for_houses():

@@ -9,7 +9,7 @@ from mrcnn_tf.config import get_config
 from mrcnn_tf.data import pipeline, shapes
 from mrcnn_tf.modeling.mask_rcnn import LOSS_NAMES, MaskRCNN
 
-from helpers import box_iou, two_image_training_set  # noqa: E402
+from helpers import box_iou, fit_until, two_image_training_set  # noqa: E402
 
 SIZE = 64
 
@@ -109,7 +109,10 @@ def test_fit_and_evaluate_report_every_loss():
 
 
 def test_overfits_two_images():
-    """Loss falls by >= 80% and the detections land on the ground truth (IoU > 0.8)."""
+    """Loss falls by >= 80% and the detections land on the ground truth (IoU > 0.8).
+
+    Trained until that holds (checked every 50 steps from step 300, at most 800): how many
+    steps it takes depends on the CPU's kernels; 500 sufficed on the machines measured."""
     keras.utils.set_random_seed(2)
     config = tiny_config(max_instances=4)
     examples, data = two_image_training_set(config, SIZE)
@@ -119,17 +122,24 @@ def test_overfits_two_images():
     schedule = keras.optimizers.schedules.PiecewiseConstantDecay([350], [2e-3, 2e-4])
     model.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=10.0))
     first = model.evaluate(data, steps=1, verbose=0, return_dict=True)["loss"]
-    model.fit(data, steps_per_epoch=500, epochs=1, verbose=0)
-    last = model.evaluate(data, steps=1, verbose=0, return_dict=True)["loss"]
-    assert last <= 0.2 * first, (first, last)
 
-    predictions = model.predict_images([ex["image"] for ex in examples])
-    for example, prediction in zip(examples, predictions):
-        for box, class_id in zip(example["boxes"], example["class_ids"]):
-            matches = [box_iou(box, p) for p, c, s in zip(
-                prediction["boxes"], prediction["class_ids"], prediction["scores"])
-                if c == class_id and s >= 0.5]
-            assert matches and max(matches) > 0.8, (box, prediction["boxes"])
+    def overfitted(model):
+        last = model.evaluate(data, steps=1, verbose=0, return_dict=True)["loss"]
+        if last > 0.2 * first:
+            return False, f"loss {first:.3f} -> {last:.3f}"
+        predictions = model.predict_images([ex["image"] for ex in examples])
+        for example, prediction in zip(examples, predictions):
+            for box, class_id in zip(example["boxes"], example["class_ids"]):
+                matches = [box_iou(box, p) for p, c, s in zip(
+                    prediction["boxes"], prediction["class_ids"], prediction["scores"])
+                    if c == class_id and s >= 0.5]
+                if not matches or max(matches) <= 0.8:
+                    return False, (f"class {class_id} box {box} unmatched: predicted "
+                                   f"{prediction['boxes']} {prediction['class_ids']} "
+                                   f"{prediction['scores']}")
+        return True, ""
+
+    fit_until(model, data, overfitted, first_check=300, check_every=50, max_steps=800)
 
 
 def saved_and_loaded(model, tmp_path):

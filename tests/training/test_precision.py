@@ -15,7 +15,8 @@ from mrcnn_tf.modeling.mask_rcnn import LOSS_NAMES, MaskRCNN
 from mrcnn_tf.ops import targets as target_ops
 from mrcnn_tf.training import precision
 
-from helpers import box_iou, small_model_config, two_image_training_set  # noqa: E402
+from helpers import (box_iou, fit_until, skip_unless_cpu_runs, small_model_config,  # noqa: E402
+                     two_image_training_set)
 
 SIZE = 64
 
@@ -54,11 +55,22 @@ def build_model(config, policy, weights=None):
     return model
 
 
+CONFIDENT = 0.9
+
+
+def _top_scores_confident(images):
+    def check(model):
+        top = model(images)["scores"].numpy()[:, 0]
+        return bool(np.all(top > CONFIDENT)), f"top score per image {top}"
+    return check
+
+
 @pytest.fixture(scope="module")
 def trained():
-    """A float32 model fitted for 60 steps on two images: its top detections are confident
-    (score > 0.9) and on the objects, so comparisons between precisions / compilers do not
-    hinge on near-ties in the scores of an untrained model."""
+    """A float32 model fitted on two images until each image's top detection is confident
+    (score > 0.9), so comparisons between precisions / compilers do not hinge on near-ties in
+    the scores of an untrained model. Trained to that criterion, not for a fixed step count:
+    how many steps it takes depends on the CPU's kernels (about 60 on AMX)."""
     keras.mixed_precision.set_global_policy("float32")
     keras.utils.set_random_seed(2)
     config = tiny_config(roi_align_implementation="builtin")
@@ -66,8 +78,9 @@ def trained():
     model = MaskRCNN(config)
     model.compile(optimizer=keras.optimizers.Adam(3e-3, global_clipnorm=10.0),
                   jit_compile=False)
-    model.fit(data, steps_per_epoch=60, epochs=1, verbose=0)
     images = tf.constant(np.stack([ex["image"] for ex in examples]))
+    fit_until(model, data, _top_scores_confident(images), first_check=40, check_every=20,
+              max_steps=300)
     return model, images, next(iter(data))
 
 
@@ -85,15 +98,20 @@ def _determinism_enabled():
 
 
 # -- the flag helpers -------------------------------------------------------------------------
-def test_set_precision_sets_the_global_policy_and_rejects_unknown_names():
-    policy = precision.set_precision("mixed_bfloat16")
-    assert policy.compute_dtype == "bfloat16" and policy.variable_dtype == "float32"
-    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
-    assert precision.set_precision("float32").name == "float32"
+def test_set_precision_rejects_unknown_names():
     with pytest.raises(ValueError, match=r"--mixed_precision='fp16'.*mixed_float16"):
         precision.set_precision("fp16")
     with pytest.raises(ValueError, match="--mixed_precision"):
         precision.wrap_optimizer(keras.optimizers.SGD(), "bfloat16")
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_set_precision_sets_the_global_policy():
+    skip_unless_cpu_runs("mixed_bfloat16")
+    policy = precision.set_precision("mixed_bfloat16")
+    assert policy.compute_dtype == "bfloat16" and policy.variable_dtype == "float32"
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert precision.set_precision("float32").name == "float32"
 
 
 def test_wrap_optimizer_scales_losses_for_float16_only_and_never_twice():
@@ -129,6 +147,7 @@ def test_jit_compile_needs_the_builtin_roi_align():
 
 # -- (a) mixed_bfloat16 -------------------------------------------------------------------------
 def test_mixed_bfloat16_computes_convs_in_bfloat16_boxes_and_losses_in_float32():
+    skip_unless_cpu_runs("mixed_bfloat16")
     keras.utils.set_random_seed(0)
     config = tiny_config()
     precision.set_precision("mixed_bfloat16")
@@ -187,6 +206,7 @@ def test_mixed_bfloat16_computes_convs_in_bfloat16_boxes_and_losses_in_float32()
 
 # -- (b) mixed_float16 ----------------------------------------------------------------------
 def test_mixed_float16_trains_with_dynamic_loss_scaling():
+    skip_unless_cpu_runs("mixed_float16")
     keras.utils.set_random_seed(0)
     config = tiny_config()
     precision.set_precision("mixed_float16")
@@ -297,7 +317,26 @@ def test_jit_compiled_fit_runs_the_whole_train_step():
 
 
 # -- (d) mixed_bfloat16 inference vs float32 ----------------------------------------------------
+def _clear_detections(outputs, b, nms_threshold, min_score=0.5, tie_band=0.1):
+    """Indices of image b's detections that float rounding cannot drop: scored >= min_score,
+    and with no other such detection of their class whose overlap is within tie_band of the
+    NMS threshold (where a rounding of the boxes could flip which of the two NMS keeps)."""
+    n = int(outputs["num_detections"][b])
+    scores = outputs["scores"][b, :n].numpy()
+    classes = outputs["class_ids"][b, :n].numpy()
+    boxes = outputs["boxes"][b, :n].numpy()
+    kept = [i for i in range(n) if scores[i] >= min_score]
+    return [i for i in kept if all(
+        classes[j] != classes[i]
+        or abs(box_iou(boxes[i], boxes[j]) - nms_threshold) > tie_band
+        for j in kept if j != i)]
+
+
 def test_mixed_bfloat16_inference_matches_float32(trained):
+    """Every clear detection of the float32 model is found by the same weights under
+    mixed_bfloat16: same class, the same box (IoU > 0.9), score within 0.05, mask pixels that
+    agree; matched by box, not by rank, so two confident objects may swap places."""
+    skip_unless_cpu_runs("mixed_bfloat16")
     model, images, _ = trained
     expected = model(images)
     bf16 = build_model(model.config, "mixed_bfloat16", model.get_weights())
@@ -305,11 +344,18 @@ def test_mixed_bfloat16_inference_matches_float32(trained):
     for key in ("boxes", "scores", "masks"):
         assert got[key].dtype == tf.float32
     for b in range(images.shape[0]):
-        # The float32 model's best detection is confident; bfloat16's best is the same object.
-        assert float(expected["scores"][b, 0]) > 0.9
-        assert int(got["class_ids"][b, 0]) == int(expected["class_ids"][b, 0])
-        assert abs(float(got["scores"][b, 0]) - float(expected["scores"][b, 0])) < 0.05
-        assert box_iou(got["boxes"][b, 0].numpy(), expected["boxes"][b, 0].numpy()) > 0.9
-        agree = np.mean((got["masks"][b, 0].numpy() >= 0.5)
-                        == (expected["masks"][b, 0].numpy() >= 0.5))
-        assert agree > 0.95, agree
+        clear = _clear_detections(expected, b, model.config.detection_nms_threshold)
+        # The fixture trained every image's top detection past CONFIDENT.
+        assert clear, (b, expected["scores"][b].numpy())
+        n = int(got["num_detections"][b])
+        for i in clear:
+            want_box = expected["boxes"][b, i].numpy()
+            want_class = int(expected["class_ids"][b, i])
+            same_class = [j for j in range(n) if int(got["class_ids"][b, j]) == want_class]
+            assert same_class, (b, i, want_class, got["class_ids"][b].numpy())
+            j = max(same_class, key=lambda j: box_iou(got["boxes"][b, j].numpy(), want_box))
+            assert box_iou(got["boxes"][b, j].numpy(), want_box) > 0.9, (b, i, j)
+            assert abs(float(got["scores"][b, j]) - float(expected["scores"][b, i])) < 0.05
+            agree = np.mean((got["masks"][b, j].numpy() >= 0.5)
+                            == (expected["masks"][b, i].numpy() >= 0.5))
+            assert agree > 0.95, (b, i, agree)
