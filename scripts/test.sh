@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test suite: install with the [test] extra, then run pytest. Extra arguments go to pytest.
+# The test suite: install with the [test] extra, then run pytest (pytest-xdist, two workers).
+# Extra arguments go to pytest.
 # MRCNN_TF_TEST_EXTRAS=test,torch also installs torch/torchvision, so the parity tests against
 # torchvision run instead of being skipped (CI does this).
 . "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" "${MRCNN_TF_TEST_EXTRAS:-test}"
@@ -8,4 +9,7 @@
 if python -m pip show triton >/dev/null 2>&1; then
   python -m pip uninstall --yes --quiet triton
 fi
-exec python -m pytest -q "$@"
+# Two workers, one test file each at a time (module fixtures are built once): much of the suite
+# is single-threaded Python (tracing, subprocess start-up), so two share the 2-core machine well.
+# MRCNN_TF_TEST_WORKERS=0 runs everything in this one process.
+exec python -m pytest -q -n "${MRCNN_TF_TEST_WORKERS:-2}" --dist loadfile "$@"
