@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from benchmarks import agreement
 from mrcnn_tf.data import pipeline, shapes
 from mrcnn_tf.modeling import losses
 from mrcnn_tf.modeling.mask_rcnn import LOSS_NAMES, MaskRCNN
@@ -349,13 +350,12 @@ def test_mixed_bfloat16_inference_matches_float32(trained):
         # The fixture trained every image's top detection past CONFIDENT.
         assert clear, (b, expected["scores"][b].numpy())
         n = int(got["num_detections"][b])
-        for i in clear:
-            want_box = expected["boxes"][b, i].numpy()
-            want_class = int(expected["class_ids"][b, i])
-            same_class = [j for j in range(n) if int(got["class_ids"][b, j]) == want_class]
-            assert same_class, (b, i, want_class, got["class_ids"][b].numpy())
-            j = max(same_class, key=lambda j: box_iou(got["boxes"][b, j].numpy(), want_box))
-            assert box_iou(got["boxes"][b, j].numpy(), want_box) > 0.9, (b, i, j)
+        # benchmarks/agreement.py's matching: the same-class bf16 detection of highest IoU.
+        index, ious = agreement.match_detections(
+            expected["boxes"][b].numpy()[clear], expected["class_ids"][b].numpy()[clear],
+            got["boxes"][b, :n].numpy(), got["class_ids"][b, :n].numpy())
+        for i, j, iou in zip(clear, index, ious):
+            assert j >= 0 and iou > agreement.MATCH_BOX_IOU, (b, i, j, iou)
             assert abs(float(got["scores"][b, j]) - float(expected["scores"][b, i])) < 0.05
             agree = np.mean((got["masks"][b, j].numpy() >= 0.5)
                             == (expected["masks"][b, i].numpy() >= 0.5))
