@@ -11,19 +11,7 @@ replicas, times the replica count, so that the replicas' losses divided by the r
 
 import tensorflow as tf
 
-
-def _global_mean(total, count):
-    """total / count over the global batch, as seen from one replica.
-
-    Args: total, count: float32 scalars of this replica.
-    Returns: total * R / (count summed over the R replicas), 0 when the global count is 0.
-    """
-    context = tf.distribute.get_replica_context()
-    replicas = 1 if context is None else context.num_replicas_in_sync
-    if replicas > 1:
-        count = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(count))
-        total = total * float(replicas)
-    return tf.math.divide_no_nan(total, count)
+from mrcnn_tf.ops.replicas import global_mean
 
 
 def smooth_l1(diff, beta):
@@ -67,7 +55,7 @@ def class_loss(class_logits, class_targets, valid):
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=class_targets, logits=tf.cast(class_logits, tf.float32))
     valid = tf.cast(valid, tf.float32)
-    return _global_mean(tf.reduce_sum(ce * valid), tf.reduce_sum(valid))
+    return global_mean(tf.reduce_sum(ce * valid), tf.reduce_sum(valid))
 
 
 def box_loss(box_deltas, box_targets, class_targets, is_positive, valid, beta=0.0):
@@ -82,7 +70,7 @@ def box_loss(box_deltas, box_targets, class_targets, is_positive, valid, beta=0.
     deltas = tf.gather(deltas, class_targets, axis=2, batch_dims=2)  # [B, S, 4]
     loss = tf.reduce_sum(smooth_l1(deltas - box_targets, beta), axis=-1)
     loss = loss * tf.cast(is_positive, tf.float32)
-    return _global_mean(tf.reduce_sum(loss), tf.reduce_sum(tf.cast(valid, tf.float32)))
+    return global_mean(tf.reduce_sum(loss), tf.reduce_sum(tf.cast(valid, tf.float32)))
 
 
 def mask_loss(mask_logits, mask_targets, mask_classes, mask_valid):
@@ -98,4 +86,4 @@ def mask_loss(mask_logits, mask_targets, mask_classes, mask_valid):
     ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=mask_targets, logits=logits)
     weight = tf.cast(mask_valid, tf.float32)[:, :, None, None]
     pixels = tf.reduce_sum(weight) * tf.cast(tf.shape(ce)[2] * tf.shape(ce)[3], tf.float32)
-    return _global_mean(tf.reduce_sum(ce * weight), pixels)
+    return global_mean(tf.reduce_sum(ce * weight), pixels)

@@ -14,7 +14,7 @@ sigmoid as for masks.
 
 import tensorflow as tf
 
-from mrcnn_tf.modeling.losses import _global_mean
+from mrcnn_tf.ops.replicas import global_mean
 
 
 def _check_last_dim(tensor, size, name, expected):
@@ -105,7 +105,7 @@ def keypoint_loss(logits, indices, valid):
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=tf.cast(indices, tf.int32), logits=flat)  # [B, N, K]
     weight = tf.cast(valid, tf.float32)
-    return _global_mean(tf.reduce_sum(ce * weight), tf.reduce_sum(weight))
+    return global_mean(tf.reduce_sum(ce * weight), tf.reduce_sum(weight))
 
 
 def _heatmap_inputs(logits, rois):
