@@ -90,7 +90,7 @@ from pycocotools.coco import COCO
 from mrcnn_tf.data.images import (SWAPPING_ORIENTATIONS, ImageReadError,
                                   read_image_and_orientation)
 from mrcnn_tf.data.validation import validate_example
-from mrcnn_tf.evaluation.coco_eval import LabelMap
+from mrcnn_tf.labels import LabelMap
 from mrcnn_tf.keypoint_spec import keypoints_from_coco, skeleton_from_coco
 
 PathLike = Any  # str or os.PathLike

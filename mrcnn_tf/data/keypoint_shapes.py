@@ -319,7 +319,8 @@ def write_keypoint_shapes_coco(out_dir: str, num_images: int, seed: int = 0,
       (annotations_path, images_dir): out_dir/annotations.json and out_dir/images.
     """
     # Imported here: the COCO glue pulls in pycocotools, which generating examples does not need.
-    from mrcnn_tf.evaluation.coco_eval import LabelMap, coco_ground_truth_dict
+    from mrcnn_tf.data.coco_writer import coco_ground_truth_dict
+    from mrcnn_tf.labels import LabelMap
     from mrcnn_tf.io_utils import write_json_atomic
 
     if num_images < 0:

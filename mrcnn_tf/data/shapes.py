@@ -313,7 +313,8 @@ def write_shapes_coco(out_dir: str, num_images: int, seed: int = 0, image_size: 
       (annotations_path, images_dir): out_dir/annotations.json and out_dir/images.
     """
     # Imported here: the COCO glue pulls in pycocotools, which shapes alone does not need.
-    from mrcnn_tf.evaluation.coco_eval import LabelMap, write_coco_json
+    from mrcnn_tf.data.coco_writer import write_coco_json
+    from mrcnn_tf.labels import LabelMap
 
     images_dir, examples = _write_example_images(
         out_dir, "shapes", (generate_shapes_example(index, seed, image_size, min_shapes,

@@ -62,7 +62,7 @@ from absl import logging
 from pycocotools import mask as mask_util
 
 from mrcnn_tf.data.validation import validate_example
-from mrcnn_tf.evaluation.coco_eval import LabelMap
+from mrcnn_tf.labels import LabelMap
 from mrcnn_tf.io_utils import write_json_atomic
 
 # Bumped whenever the record layout changes incompatibly; readers refuse other versions

@@ -17,7 +17,7 @@ import tensorflow as tf
 from mrcnn_tf.config import Config
 from mrcnn_tf.data import pipeline
 from mrcnn_tf.data.validation import to_rgb
-from mrcnn_tf.evaluation.coco_eval import LabelMap
+from mrcnn_tf.labels import LabelMap
 from mrcnn_tf.layers.detection import DetectionLayer
 from mrcnn_tf.layers.detection_target import DetectionTargetLayer
 from mrcnn_tf.layers.proposal import ProposalLayer
