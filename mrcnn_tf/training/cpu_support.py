@@ -82,7 +82,7 @@ def _probe(dtype: str) -> str | None:
     """None if the probe's ops ran in `dtype` in a child process, else what went wrong."""
     try:
         child = subprocess.run([sys.executable, "-c", _PROBE, dtype], capture_output=True,
-                               text=True, timeout=300, env=dict(os.environ))
+                               text=True, timeout=300)  # this process's environment
     except subprocess.TimeoutExpired:
         return "the probe did not finish in 300 s"
     if child.returncode == 0:

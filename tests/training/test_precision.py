@@ -16,7 +16,7 @@ from mrcnn_tf.modeling.mask_rcnn import LOSS_NAMES, MaskRCNN
 from mrcnn_tf.ops import targets as target_ops
 from mrcnn_tf.training import precision
 
-from helpers import (box_iou, fit_until, skip_unless_cpu_runs, small_model_config,  # noqa: E402
+from helpers import (fit_until, skip_unless_cpu_runs, small_model_config,  # noqa: E402
                      two_image_training_set)
 
 SIZE = 64
@@ -324,14 +324,13 @@ def _clear_detections(outputs, b, nms_threshold, min_score=0.5, tie_band=0.1):
     and with no other such detection of their class whose overlap is within tie_band of the
     NMS threshold (where a rounding of the boxes could flip which of the two NMS keeps)."""
     n = int(outputs["num_detections"][b])
-    scores = outputs["scores"][b, :n].numpy()
-    classes = outputs["class_ids"][b, :n].numpy()
-    boxes = outputs["boxes"][b, :n].numpy()
-    kept = [i for i in range(n) if scores[i] >= min_score]
-    return [i for i in kept if all(
-        classes[j] != classes[i]
-        or abs(box_iou(boxes[i], boxes[j]) - nms_threshold) > tie_band
-        for j in kept if j != i)]
+    kept = np.flatnonzero(outputs["scores"][b, :n].numpy() >= min_score)
+    classes = outputs["class_ids"][b].numpy()[kept]
+    boxes = outputs["boxes"][b].numpy()[kept]
+    ious = agreement.box_iou(boxes, boxes)
+    near_tie = ((np.abs(ious - nms_threshold) <= tie_band) & (classes[:, None] == classes[None])
+                & ~np.eye(len(kept), dtype=bool))
+    return [int(i) for i, tied in zip(kept, near_tie.any(axis=1)) if not tied]
 
 
 def test_mixed_bfloat16_inference_matches_float32(trained):
