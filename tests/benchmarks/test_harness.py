@@ -3,6 +3,7 @@ flag errors, and a crashing benchmark process reported as an error."""
 
 import ast
 import json
+import mmap
 import pathlib
 import subprocess
 import sys
@@ -41,10 +42,16 @@ def test_replace_section_keeps_the_rest():
 
 
 def test_peak_memory_context_records_a_peak():
-    with memory.PeakMemory() as peak:
-        block = bytearray(64 << 20)  # 64 MB, touched so it is resident
-        block[::4096] = b"x" * len(block[::4096])
-    del block
+    # An anonymous mapping of its own: fresh pages the kernel must fault in. A bytearray could
+    # be carved from heap pages a long-lived process (a test worker at 5 GB) already holds
+    # resident, and then the peak would not move.
+    block = mmap.mmap(-1, 64 << 20)
+    try:
+        with memory.PeakMemory() as peak:
+            for offset in range(0, len(block), mmap.PAGESIZE):  # touch every page
+                block[offset] = 1
+    finally:
+        block.close()
     assert peak.peak_mb >= peak.start_mb > 0
     if peak.peak_is_reset:
         assert peak.peak_mb - peak.start_mb > 32
