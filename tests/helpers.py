@@ -139,3 +139,47 @@ def import_torch_or_skip(purpose, allow_module_level=False):
                     "optional extra: pip install mrcnn-tf[torch]",
                     allow_module_level=allow_module_level)
     return torch, torchvision
+
+
+# Every preset family the device-plan audits cover (tests/training/test_op_audit_*.py):
+# {label: (preset, changes)}. The ResNet-50 backbone is audited once (coco_r50_fpn); the other
+# families use the tiny backbone with the preset's own norm, since the backbone's depth adds no
+# op type and a deeper one only makes tracing slower.
+AUDIT_FAMILIES = {
+    "mask: coco_r50_fpn": ("coco_r50_fpn", {}),
+    "keypoint: keypoint_rcnn_r50_fpn": ("keypoint_rcnn_r50_fpn", {"backbone": "tiny"}),
+    "mask + keypoint": ("keypoint_rcnn_r50_fpn", {"backbone": "tiny", "mask_on": True}),
+    "torchvision mask v1": ("torchvision_maskrcnn_r50_fpn", {"backbone": "tiny"}),
+    "torchvision mask v2": ("torchvision_maskrcnn_r50_fpn_v2", {"backbone": "tiny"}),
+    "torchvision keypoint": ("torchvision_keypointrcnn_r50_fpn", {"backbone": "tiny"}),
+    "shapes_tiny (bn)": ("shapes_tiny", {}),
+    "shapes_keypoints_tiny (bn)": ("shapes_keypoints_tiny", {}),
+}
+
+
+def build_under_policy(config, policy, weights=None):
+    """A built MaskRCNN of `config` whose layers compute under the Keras dtype `policy`
+    (the global policy is float32 again on return), with `weights` if given."""
+    from mrcnn_tf.modeling.mask_rcnn import MaskRCNN  # noqa: PLC0415
+    from mrcnn_tf.training import precision  # noqa: PLC0415
+    precision.set_precision(policy)
+    try:
+        model = MaskRCNN(config)
+        model.build()
+    finally:
+        precision.set_precision("float32")
+    if weights is not None:
+        model.set_weights(weights)
+    return model
+
+
+def audit_config(label, size=128):
+    """The config of AUDIT_FAMILIES[label] at `size` px with no downloaded weights, and few
+    proposals, RoIs and detections (counts change no op type, and building the model runs
+    inference eagerly on every detection)."""
+    preset, changes = AUDIT_FAMILIES[label]
+    return get_config(preset, image_min_size=size, image_max_size=size, train_min_sizes=(),
+                      backbone_weights=None, rpn_pre_nms_topk_train=100,
+                      rpn_post_nms_topk_train=50, rpn_pre_nms_topk_test=100,
+                      rpn_post_nms_topk_test=50, roi_batch_size_per_image=32, max_instances=4,
+                      detections_per_image=8, **changes)

@@ -199,6 +199,10 @@ def test_train_on_coco_folders_writes_the_whole_run_folder(tmp_path):
     with open(run_dir / "run.json") as f:
         run_info = json.load(f)
     assert run_info["schedule"]["batch_size"] == 2 and run_info["mrcnn_tf"]
+    # This CPU's device plan: crop_and_resize, op determinism on (the default), no XLA.
+    plan = run_info["device_plan"]
+    assert (plan["device_type"], plan["roi_align_implementation"], plan["op_determinism"],
+            plan["xla"]) == ("CPU", "crop_and_resize", True, False)
     assert sorted(os.listdir(run_dir / "checkpoints")) == ["epoch-0002.keras"]
     with open(run_dir / "best.json") as f:
         best = json.load(f)

@@ -59,7 +59,7 @@ class PyramidRoIAlign(keras.layers.Layer):
         self.implementation = implementation
         # CropAndResize has no XLA kernel: Keras then resolves compile(jit_compile="auto") to
         # False (it would be True on a GPU) and answers jit_compile=True with a warning
-        # instead of failing in the first step. Use "builtin" (training.precision.jit_config).
+        # instead of failing in the first step. Use "builtin" (training.device_plan picks it under XLA).
         self.supports_jit = implementation != "crop_and_resize"
 
     def call(self, features, boxes):

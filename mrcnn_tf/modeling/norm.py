@@ -33,12 +33,15 @@ class FrozenBatchNormalization(keras.layers.Layer):
     `keras.layers.BatchNormalization` (gamma, beta, moving_mean, moving_variance), so
     `set_weights(bn.get_weights())` copies a BatchNormalization into it.
 
-    Feature maps [B, H, W, C] in float32 or bfloat16 go through the inference form of
-    FusedBatchNormV3 (statistics and affine parameters in float32), which TensorFlow fuses
-    into the preceding convolution. Other inputs: the per-channel scale and shift are computed
-    from float32 variables (read without autocasting: rsqrt(var + 1e-5) loses precision in
-    float16), then cast to the input dtype and applied as one multiply-add. Either way the
-    output has the input's dtype.
+    At inference, feature maps [B, H, W, C] in float32 or bfloat16 go through the inference
+    form of FusedBatchNormV3 (statistics and affine parameters in float32), which TensorFlow
+    fuses into the preceding convolution. In training, and for other inputs, the per-channel
+    scale and shift are computed from float32 variables (read without autocasting:
+    rsqrt(var + 1e-5) loses precision in float16), then cast to the input dtype and applied as
+    one multiply-add: the gradient of the fused form, FusedBatchNormGradV3 with
+    is_training=False, is one of the kernels TensorFlow refuses to run on a GPU under op
+    determinism (see mrcnn_tf.training.op_audit), while a multiply-add's gradient is plain
+    arithmetic. Either way the output has the input's dtype.
 
     Args:
         epsilon: added to the variance, 1e-5 as in PyTorch.
@@ -66,8 +69,9 @@ class FrozenBatchNormalization(keras.layers.Layer):
         self.moving_mean = weight("moving_mean", "zeros")
         self.moving_variance = weight("moving_variance", "ones")
 
-    def call(self, inputs):
-        if inputs.shape.rank == 4 and inputs.dtype in (tf.float32, tf.bfloat16):
+    def call(self, inputs, training=None):
+        if (not training and inputs.shape.rank == 4
+                and inputs.dtype in (tf.float32, tf.bfloat16)):
             # The inference form of FusedBatchNormV3 (the same formula): TensorFlow's graph
             # optimizer fuses it with the convolution before it (and a ReLU after), which
             # saves two passes over the feature map per layer; R50 backbone at 512 px on a

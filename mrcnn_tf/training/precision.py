@@ -27,9 +27,9 @@ is a no-op on an already wrapped optimizer. MaskRCNN.train_step calls
 `optimizer.scale_loss(loss)` and `apply_gradients`, which unscales the gradients and skips a
 step (halving the scale) when any gradient is not finite.
 
-XLA. `jit_config(config)` returns the Config to build a model that will be compiled with
-`model.compile(jit_compile=True)`: the gather-only RoIAlign ("builtin"), since
-tf.image.crop_and_resize has no XLA kernel. What compiles (TF 2.21, XLA_CPU_JIT, fixed image
+XLA. A model compiled with `model.compile(jit_compile=True)` needs the gather-only RoIAlign
+("builtin"), since tf.image.crop_and_resize has no XLA kernel; `training.device_plan` picks it
+for every XLA run (`DevicePlan.model_config`). What compiles (TF 2.21, XLA_CPU_JIT, fixed image
 sizes, so every top-k count and padded length is static):
 
 - inference, whole: resize and pad, backbone, FPN, RPN, ProposalLayer (top-k, the map_fn of
@@ -54,7 +54,6 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from mrcnn_tf.config import Config
 from mrcnn_tf.training import cpu_support
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -102,13 +101,3 @@ def wrap_optimizer(optimizer: keras.optimizers.Optimizer, policy: str):
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 
-
-def jit_config(config: Config) -> Config:
-    """The Config to build a model compiled with `jit_compile=True`.
-
-    RoIAlign switches to the gather-only implementation ("builtin", same numbers), because
-    tf.image.crop_and_resize (the default) has no XLA kernel.
-    """
-    if config.roi_align_implementation == "builtin":
-        return config
-    return config.replace(roi_align_implementation="builtin")

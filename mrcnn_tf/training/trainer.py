@@ -35,7 +35,7 @@ from mrcnn_tf.config import Config
 from mrcnn_tf.evaluation.coco_eval import LabelMap
 from mrcnn_tf.evaluation.evaluator import COCOEvalCallback, best_metric
 from mrcnn_tf.io_utils import check_writable_folder, write_json_atomic
-from mrcnn_tf.training import checkpoints, distribute, precision
+from mrcnn_tf.training import checkpoints, device_plan, distribute, precision
 from mrcnn_tf.training import input as training_input
 from mrcnn_tf.training.weights import load_weights_into
 
@@ -77,11 +77,12 @@ class TrainOptions:
 
 
 def prepare_run_folder(run_dir: str, config: Config, label_map: LabelMap,
-                       options: TrainOptions) -> None:
+                       options: TrainOptions,
+                       plan: Optional[device_plan.DevicePlan] = None) -> None:
     """Creates or re-opens the run folder; refuses one that holds another run.
 
     Writes config.json, label_map.json and run.json (package, TensorFlow and Keras versions,
-    the command, the schedule) atomically.
+    the command, the schedule, the device plan) atomically.
     """
     check_writable_folder(run_dir, "--run_dir")
     config_path = os.path.join(run_dir, "config.json")
@@ -112,6 +113,7 @@ def prepare_run_folder(run_dir: str, config: Config, label_map: LabelMap,
         "keras": keras.__version__, "python": platform.python_version(),
         "command": sys.argv, "schedule": options.schedule(),
         "options": dataclasses.asdict(options),
+        "device_plan": plan.to_dict() if plan is not None else None,
     }, indent=2)
 
 
@@ -132,11 +134,11 @@ class SkippedSamplesReport(keras.callbacks.Callback):
             print(dataset.report())
 
 
-def _compile(model, config: Config, options: TrainOptions):
+def _compile(model, config: Config, options: TrainOptions, plan: device_plan.DevicePlan):
     from mrcnn_tf.modeling.optimizer import make_optimizer  # noqa: PLC0415
     optimizer = make_optimizer(config, batch_size=options.batch_size)
-    optimizer = precision.wrap_optimizer(optimizer, options.mixed_precision)
-    model.compile(optimizer=optimizer, jit_compile=options.jit_compile)
+    optimizer = precision.wrap_optimizer(optimizer, plan.precision)
+    model.compile(optimizer=optimizer, jit_compile=plan.jit_compile)
 
 
 def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
@@ -165,13 +167,13 @@ def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
                          f"num_classes is {config.num_classes}; pass --override "
                          f"num_classes={len(label_map.names)}")
     keras.utils.set_random_seed(options.seed)
-    if options.deterministic and not options.jit_compile:
-        tf.config.experimental.enable_op_determinism()
-    elif options.deterministic:
-        # Keras does not compile with XLA while op determinism is on; --jit_compile wins.
-        logging.warning("--jit_compile: TensorFlow's op determinism stays off, so a resumed "
-                        "run matches an unbroken one only to float rounding")
-    precision.set_precision(options.mixed_precision)
+    # Before anything is built: which RoIAlign, op determinism, XLA and dtype policy this
+    # machine's devices allow (a combination that cannot work ends here, naming the flags).
+    plan = device_plan.plan_run(options.strategy, options.deterministic, options.jit_compile,
+                                options.mixed_precision, config)
+    logging.info(plan.describe())
+    for note in plan.notes:
+        logging.info("device plan: %s", note)
     strategy = distribute.make_strategy(options.strategy, options.tpu)
     chief = distribute.is_chief(strategy)
     run_dir = options.run_dir
@@ -179,12 +181,11 @@ def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
     if not chief:
         backup_dir = os.path.join(backup_dir, distribute.worker_name(strategy))
     if chief:
-        prepare_run_folder(run_dir, config, label_map, options)
+        prepare_run_folder(run_dir, config, label_map, options, plan)
         if checkpoints.remove_unfinished(run_dir):
             logging.info("removed files a kill left half-written in %s", run_dir)
-    if options.jit_compile:
-        # After the run folder recorded the config as given: the jit variant is derived.
-        config = precision.jit_config(config)
+    # After the run folder recorded the config as given: the plan's variant is derived.
+    config = plan.model_config(config)
     state = checkpoints.read_backup_state(backup_dir)
     initial_epoch = int(state["epoch"]) if state else 0
 
@@ -196,7 +197,7 @@ def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
         if options.init_weights and initial_epoch == 0:
             load_weights_into(model, options.init_weights, "--init_weights",
                               new_classes=options.init_new_classes)
-        _compile(model, config, options)
+        _compile(model, config, options, plan)
 
     start_step = initial_epoch * options.steps_per_epoch
     training_input.log_stream(source, options.batch_size, start_step)

@@ -14,10 +14,10 @@ from mrcnn_tf.data import pipeline, shapes
 from mrcnn_tf.modeling import losses
 from mrcnn_tf.modeling.mask_rcnn import LOSS_NAMES, MaskRCNN
 from mrcnn_tf.ops import targets as target_ops
-from mrcnn_tf.training import precision
+from mrcnn_tf.training import device_plan, precision
 
-from helpers import (fit_until, skip_unless_cpu_runs, small_model_config,  # noqa: E402
-                     two_image_training_set)
+from helpers import (build_under_policy, fit_until, skip_unless_cpu_runs,  # noqa: E402
+                     small_model_config, two_image_training_set)
 
 SIZE = 64
 
@@ -41,19 +41,6 @@ def float32_policy():
     keras.mixed_precision.set_global_policy("float32")
     yield
     keras.mixed_precision.set_global_policy("float32")
-
-
-def build_model(config, policy, weights=None):
-    """A MaskRCNN built under `policy` (the global policy is float32 again on return)."""
-    precision.set_precision(policy)
-    try:
-        model = MaskRCNN(config)
-        model.build()
-    finally:
-        precision.set_precision("float32")
-    if weights is not None:
-        model.set_weights(weights)
-    return model
 
 
 CONFIDENT = 0.9
@@ -126,13 +113,19 @@ def test_wrap_optimizer_scales_losses_for_float16_only_and_never_twice():
     assert precision.wrap_optimizer(wrapped, "mixed_float16") is wrapped
 
 
-def test_jit_config_uses_the_gather_roi_align():
+def jit_config(config):
+    """The config the device plan gives a --jit_compile run on this CPU."""
+    return device_plan.decide("default", "CPU", deterministic=False, jit_compile=True,
+                              precision="float32", config=config).model_config(config)
+
+
+def test_jit_plan_uses_the_gather_roi_align():
     config = tiny_config()
     assert config.roi_align_implementation == "crop_and_resize"
-    jit = precision.jit_config(config)
+    jit = jit_config(config)
     assert jit.roi_align_implementation == "builtin"
     assert jit.replace(roi_align_implementation="crop_and_resize") == config
-    assert precision.jit_config(jit) == jit
+    assert jit_config(jit) == jit
 
 
 def test_jit_compile_needs_the_builtin_roi_align():
@@ -142,7 +135,7 @@ def test_jit_compile_needs_the_builtin_roi_align():
     with pytest.warns(UserWarning, match="jit_compile"):
         model.compile(optimizer="sgd", jit_compile=True)
     assert model.jit_compile is False
-    model = MaskRCNN(precision.jit_config(tiny_config()))
+    model = MaskRCNN(jit_config(tiny_config()))
     model.compile(optimizer="sgd", jit_compile=True)
     assert model.jit_compile is True or _determinism_enabled()
 
@@ -231,6 +224,45 @@ def test_mixed_float16_trains_with_dynamic_loss_scaling():
     assert np.isfinite(scale) and scale >= 1.0
 
 
+def test_mixed_float16_skips_a_step_whose_gradients_overflow_and_lowers_the_scale():
+    """Dynamic loss scaling: with a scale of 2^24 float16 gradients overflow, so the step
+    changes no weight and halves the scale; later steps, at a lower scale, train."""
+    skip_unless_cpu_runs("mixed_float16")
+    keras.utils.set_random_seed(0)
+    config = tiny_config()
+    precision.set_precision("mixed_float16")
+    model = MaskRCNN(config)
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.01),
+                                                    initial_scale=2.0 ** 24)
+    model.compile(optimizer=optimizer)
+    precision.set_precision("float32")
+    batch = next(iter(batches(config)))
+    model.build()
+    before = [w.numpy() for w in model.trainable_weights]
+    model.train_on_batch(batch)
+    assert float(optimizer.dynamic_scale.numpy()) == 2.0 ** 23
+    assert all(np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
+
+    # Each overflowing step halves the scale and changes nothing; the first finite step keeps
+    # the scale and trains.
+    for _ in range(40):
+        scale = float(optimizer.dynamic_scale.numpy())
+        previous = [w.numpy() for w in model.trainable_weights]
+        model.train_on_batch(batch)
+        after = float(optimizer.dynamic_scale.numpy())
+        unchanged = all(np.array_equal(p, w.numpy())
+                        for p, w in zip(previous, model.trainable_weights))
+        if after == scale:
+            break
+        assert after == scale / 2 and unchanged
+    else:
+        pytest.fail(f"the loss scale never came down to a finite step (now {after})")
+    changed = sum(not np.array_equal(p, w.numpy())
+                  for p, w in zip(previous, model.trainable_weights))
+    assert changed >= 0.9 * len(previous), (changed, len(previous), scale)
+    assert all(np.all(np.isfinite(w.numpy())) for w in model.trainable_weights)
+
+
 # -- (c) XLA -------------------------------------------------------------------------------------
 def _losses_for_fixed_targets(model, batch, rpn, targets):
     """The trainable part of MaskRCNN.compute_losses (backbone, FPN, RPN, RoIAlign, heads,
@@ -309,7 +341,7 @@ def test_jit_compiled_inference_matches(trained):
 
 def test_jit_compiled_fit_runs_the_whole_train_step():
     keras.utils.set_random_seed(0)
-    config = precision.jit_config(tiny_config())
+    config = jit_config(tiny_config())
     model = MaskRCNN(config)
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=True)
     assert model.jit_compile  # Keras turns it off (with a warning) when an op cannot compile
@@ -340,7 +372,7 @@ def test_mixed_bfloat16_inference_matches_float32(trained):
     skip_unless_cpu_runs("mixed_bfloat16")
     model, images, _ = trained
     expected = model(images)
-    bf16 = build_model(model.config, "mixed_bfloat16", model.get_weights())
+    bf16 = build_under_policy(model.config, "mixed_bfloat16", model.get_weights())
     got = bf16(images)
     for key in ("boxes", "scores", "masks"):
         assert got[key].dtype == tf.float32
