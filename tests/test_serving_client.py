@@ -232,6 +232,31 @@ def test_run_client_prints_detections_and_writes_overlays(server, tmp_path, caps
         serving_client.run_client(server.url, "mrcnn", paths, protocol="http")
 
 
+def test_exif_rotated_phone_jpeg_gets_the_same_boxes_as_its_upright_pixels(model, server,
+                                                                           tmp_path):
+    """A phone JPEG stores its pixels turned and an EXIF orientation (6: turn 90 degrees
+    clockwise to show it). The client reads the file upright (OpenCV applies EXIF), and
+    serve_encoded turns it upright too, so the boxes it normalized by the upright size come
+    back in the upright image's pixels: those of the model on the upright pixels."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "data"))
+    from coco_fixtures import jpeg_with_exif  # noqa: PLC0415
+    upright = textured_image(40, 72, seed=21)
+    stored = np.ascontiguousarray(np.rot90(upright, k=1))  # [72, 40]: as the sensor read it
+    plain = tf.io.encode_jpeg(stored, quality=95).numpy()
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(jpeg_with_exif(plain, 6))
+    results = serving_client.run_client(server.url, "mrcnn", [str(path)], score_threshold=0.0)
+    got = results[0]
+    assert (got["height"], got["width"]) == (40, 72)
+    # The model on the upright pixels TensorFlow decodes (its JPEG decoder, as the server's).
+    pixels = np.rot90(tf.io.decode_jpeg(plain, channels=3).numpy(), k=-1)
+    reference = {k: v.numpy() for k, v in model(tf.constant(pixels[None].copy())).items()}
+    n = int(reference["num_detections"][0])
+    assert n > 0 and len(got["scores"]) == n
+    np.testing.assert_allclose(got["scores"], reference["scores"][0, :n], atol=1e-5)
+    np.testing.assert_allclose(got["boxes"], reference["boxes"][0, :n], atol=1e-2)
+
+
 # -- gRPC ------------------------------------------------------------------------------------
 
 def test_grpc_missing_package_gives_install_hint(monkeypatch):

@@ -6,7 +6,9 @@ Serving watches (`--model_base_path=exports/NAME`). The SavedModel has two signa
   serving_default   image_tensor                 uint8  [B, H, W, 3]  (B, H, W dynamic; one
                                                                        size per request)
   serve_encoded     encoded_image_string_tensor  string [B]           JPEG/PNG/BMP/GIF bytes;
-                                                                       images may differ in size
+                                                                       images may differ in
+                                                                       size; EXIF orientation
+                                                                       applied
 
 and both return, D = config.detections_per_image, K = config.num_keypoints:
 
@@ -48,6 +50,7 @@ import tempfile
 
 import tensorflow as tf
 
+from mrcnn_tf.ops import exif
 from mrcnn_tf.ops import masks as mask_ops
 
 # The outputs of a Mask R-CNN (mask head, no keypoints); `output_keys` gives any model's.
@@ -124,7 +127,9 @@ class _ServingModule(tf.Module):
         """encoded_image_string_tensor string [B] -> the dict of `output_keys`.
 
         Each image is decoded and detected on its own (map_fn), so one request may mix image
-        sizes; per-image outputs have the fixed shapes [D, ...] and stack into a batch.
+        sizes; per-image outputs have the fixed shapes [D, ...] and stack into a batch. A JPEG
+        or PNG is turned upright by its EXIF orientation first (ops/exif.py), as `predict` and
+        the serving client read files, so boxes are in the upright image's pixels.
         """
         encoded_image_string_tensor = tf.ensure_shape(
             encoded_image_string_tensor, [None], name="check_encoded_image_shape")
@@ -135,6 +140,7 @@ class _ServingModule(tf.Module):
         def detect_one(encoded):
             image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8,
                                        expand_animations=False)
+            image = exif.apply_orientation(image, exif.exif_orientation(encoded))
             out = self.model(image[None], training=False)
             one = {k: out[k][0] for k in signature if k != "sizes"}
             one["sizes"] = tf.shape(image)[0:2]
