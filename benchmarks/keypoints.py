@@ -26,7 +26,7 @@ count times the RoIs the head ran on, over the branch's median latency.
 Weights are random, made numerically sane as the other benchmarks' (benchmarks/random_init.py;
 torchvision's likewise) and the box score threshold is 0, so that every one of the D = 100
 detection slots is a real detection and reaches the keypoint head (mrcnn_tf's crop_and_resize
-RoIAlign runs the head on the real detections only, `MaskRCNN._used_rows`; torchvision's head
+RoIAlign runs the head on the real detections only, `MaskRCNN.head_rows`; torchvision's head
 runs on its post-NMS detections): the output says how many ran. `--smoke` runs the
 shapes_keypoints_tiny preset with 10 detections (torchvision's R50 with 2) at 64 px, one timed
 run, to check this script in the test suite; its numbers mean nothing.
@@ -143,7 +143,9 @@ def _mrcnn_tf_calls(model, size):
     they saw: (calls, facts) with facts min_detections (a list, one per end-to-end run),
     keypoint_rows and keypoints_shape [1, D, K, 3]."""
     import tensorflow as tf  # noqa: PLC0415 (TF only in the child that times it)
+
     from benchmarks import stages, synthetic  # noqa: PLC0415
+    from mrcnn_tf.modeling import branches  # noqa: PLC0415
 
     images = tf.constant(synthetic.random_images(1, size))
     inference = tf.function(lambda x: model(x, training=False),
@@ -162,10 +164,10 @@ def _mrcnn_tf_calls(model, size):
         # The model's own branch (RoIAlign on the real rows, head, decode, padding), exactly
         # what MaskRCNN.detect runs after the detection layer.
         detections = {"boxes": boxes, "scores": scores, "num_detections": num_detections}
-        return model._detection_keypoints(features, detections, training=False)
+        return branches.KEYPOINT.infer(model, features, detections, False)["keypoints"]
 
     s1, detections = before_keypoints()
-    used = model._used_rows(detections)  # None: the builtin RoIAlign runs all D rows
+    used = model.head_rows(detections)  # None: the builtin RoIAlign runs all D rows
     facts = {"min_detections": [], "keypoint_rows": int(
         model.config.detections_per_image if used is None else used)}
 

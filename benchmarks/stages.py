@@ -17,7 +17,7 @@ detections. The pasted masks are thresholded at 0.5 into booleans in the graph, 
 import tensorflow as tf
 
 from mrcnn_tf.data import pipeline
-from mrcnn_tf.modeling.mask_rcnn import select_class_masks
+from mrcnn_tf.modeling.branches import select_class_masks
 from mrcnn_tf.ops import boxes as box_ops
 from mrcnn_tf.ops import masks as mask_ops
 

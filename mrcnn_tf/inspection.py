@@ -221,26 +221,19 @@ def inspection_data(model, example: Mapping[str, Any]) -> dict[str, Any]:
     data = pipeline.preprocess_for_training(ex, config, augment=False)
     images = data["images"][None]
     image_shape = data["image_shape"][None]
-    gt_boxes = data["gt_boxes"][None]
-    gt_classes = data["gt_classes"][None]
-    gt_is_crowd = data["gt_is_crowd"][None]
-    gt_masks = data["gt_masks"][None]
     h, w = (int(v) for v in data["image_shape"].numpy())
 
     # Training canvas: what compute_losses sees (batch norm in inference mode, as in inspect
-    # there is nothing to update).
-    features, objectness, deltas, anchors = model._pyramid(images, image_shape, training=False)
+    # there is nothing to update), through the model's own stages.
+    features = model.features(images, image_shape, training=False)
+    train_rpn = model.propose(features, tf.shape(images)[1:3], image_shape, training=True)
+    anchors = train_rpn["anchors"]
     # Sampling seeded by the image id: the same image shows the same samples every time.
-    seeds = tf.stack([tf.constant(0, tf.int64), tf.cast(data["image_id"], tf.int64)])[None]
-    rpn = target_ops.rpn_targets(tf.concat(anchors, axis=0), gt_boxes, gt_classes, gt_is_crowd,
-                                 config, seeds=seeds)
-    train_proposals, train_valid = model.proposals(objectness, deltas, anchors, image_shape,
-                                                   training=True)
-    # The same target call as compute_losses: no mask targets without a mask head.
-    targets = model.detection_targets(
-        train_proposals, train_valid, gt_boxes, gt_classes, gt_is_crowd,
-        gt_masks if config.mask_on else None, seeds=seeds,
-        gt_keypoints=data["gt_keypoints"][None] if config.num_keypoints else None)
+    batch = dict({k: v[None] for k, v in data.items()},
+                 sample_seed=tf.stack([tf.constant(0, tf.int64),
+                                       tf.cast(data["image_id"], tf.int64)])[None])
+    rpn, targets = model.sample_targets(anchors, train_rpn["proposals"], train_rpn["valid"],
+                                        batch)
 
     # Inference input: padded to a multiple of size_divisibility rather than to the square
     # training canvas. When both are the same size the pixels are identical, so the pyramid
@@ -249,13 +242,10 @@ def inspection_data(model, example: Mapping[str, Any]) -> dict[str, Any]:
     if tuple(inf_shape[0].numpy()) != (h, w):  # both use the same resize rule
         raise AssertionError(f"inference resize {tuple(inf_shape[0].numpy())} != training "
                              f"resize {(h, w)}")
-    if inf_images.shape == images.shape:
-        inf_objectness, inf_deltas, inf_anchors = objectness, deltas, anchors
-    else:
-        _, inf_objectness, inf_deltas, inf_anchors = model._pyramid(inf_images, inf_shape,
-                                                                    training=False)
-    proposals, proposal_valid = model.proposals(inf_objectness, inf_deltas, inf_anchors,
-                                                inf_shape, training=False)
+    inf_features = (features if inf_images.shape == images.shape else
+                    model.features(inf_images, inf_shape, training=False))
+    inf_rpn = model.propose(inf_features, tf.shape(inf_images)[1:3], inf_shape, training=False)
+    proposals, proposal_valid = inf_rpn["proposals"], inf_rpn["valid"]
     detections = model.detect(inf_images, inf_shape, training=False)
 
     out: dict[str, Any] = {

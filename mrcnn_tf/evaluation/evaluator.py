@@ -10,6 +10,7 @@ from absl import logging
 from mrcnn_tf import visualize
 from mrcnn_tf.evaluation import coco_eval
 from mrcnn_tf.io_utils import write_json_atomic
+from mrcnn_tf.modeling.branches import branches
 
 # The numbers a training log keeps of each evaluation (the 12-number summary stays in stdout).
 LOGGED_STATS = ("AP", "AP50", "AP75")
@@ -30,21 +31,19 @@ def predict_examples(model, examples):
 
 
 def default_iou_types(config):
-    """What a model of `config` is scored on: "bbox", "segm" with a mask head (mask_on) and
-    "keypoints" with a keypoint head (num_keypoints > 0); None (no config) gives the box and
+    """What a model of `config` is scored on: "bbox", then each branch's iou type ("segm" for
+    the mask branch, "keypoints" for the keypoint branch); None (no config) gives the box and
     mask evaluation of a plain Mask R-CNN."""
     if config is None:
         return ("bbox", "segm")
-    return (("bbox",) + (("segm",) if config.mask_on else ())
-            + (("keypoints",) if config.num_keypoints > 0 else ()))
+    return ("bbox",) + tuple(branch.iou_type for branch in branches(config))
 
 
 def best_metric(config):
-    """The epoch-log metric that picks a run's best checkpoint: mask AP ("segm_AP") when the
-    model has masks, else keypoint AP ("keypoints_AP") when it has keypoints, else box AP."""
-    if config.mask_on:
-        return "segm_AP"
-    return "keypoints_AP" if config.num_keypoints > 0 else "bbox_AP"
+    """The epoch-log metric that picks a run's best checkpoint: the first branch's AP (mask AP
+    "segm_AP" when the model has masks, else "keypoints_AP"), else box AP."""
+    iou_types = default_iou_types(config)
+    return (iou_types[1] if len(iou_types) > 1 else iou_types[0]) + "_AP"
 
 
 def build_ground_truth(model, examples, label_map):

@@ -50,6 +50,7 @@ import tempfile
 
 import tensorflow as tf
 
+from mrcnn_tf.modeling.branches import MASK, branches
 from mrcnn_tf.ops import exif
 from mrcnn_tf.ops import masks as mask_ops
 
@@ -57,6 +58,7 @@ from mrcnn_tf.ops import masks as mask_ops
 OUTPUT_KEYS = ("num_detections", "detection_boxes", "detection_scores", "detection_classes",
                "detection_masks")
 KEYPOINT_OUTPUT_KEYS = ("detection_keypoints", "detection_keypoint_scores")
+BOX_OUTPUT_KEYS = OUTPUT_KEYS[:4]  # what every model serves
 LABEL_MAP_ASSET = "label_map.json"
 CONFIG_ASSET = "config.json"
 _VERSION_RE = re.compile(r"^[0-9]+$")
@@ -78,10 +80,11 @@ def keypoint_outputs(keypoints, hw):
 
 
 def output_keys(config) -> tuple:
-    """The signature outputs of a model with this config: OUTPUT_KEYS without detection_masks
-    when config.mask_on is False, plus KEYPOINT_OUTPUT_KEYS when config.num_keypoints > 0."""
-    keys = tuple(k for k in OUTPUT_KEYS if config.mask_on or k != "detection_masks")
-    return keys + (KEYPOINT_OUTPUT_KEYS if config.num_keypoints else ())
+    """The signature outputs of a model with this config: the box outputs, then each
+    branch's (detection_masks for the mask branch, KEYPOINT_OUTPUT_KEYS for the keypoint
+    branch)."""
+    return BOX_OUTPUT_KEYS + tuple(k for branch in branches(config)
+                                   for k in branch.serving_outputs)
 
 
 class _ServingModule(tf.Module):
@@ -93,8 +96,10 @@ class _ServingModule(tf.Module):
         self.full_image_masks = bool(full_image_masks)
         self.detections_per_image = int(model.config.detections_per_image)
         self.mask_size = int(model.config.mask_size)
-        self.mask_on = bool(model.config.mask_on)
         self.num_keypoints = int(model.config.num_keypoints)
+        # The model's outputs beyond the box head's ("masks", "keypoints").
+        self.branch_outputs = tuple(k for branch in branches(model.config)
+                                    for k in branch.output_keys)
         self.paste_rule = str(model.config.paste_rule)
         # Row c holds the dataset id of contiguous class c; row 0 (background) maps padding
         # rows to 0, as the TF Object Detection API does.
@@ -134,7 +139,7 @@ class _ServingModule(tf.Module):
         encoded_image_string_tensor = tf.ensure_shape(
             encoded_image_string_tensor, [None], name="check_encoded_image_shape")
         # map_fn needs every output's per-image shape up front; the model's keys depend on its
-        # heads (masks when mask_on, keypoints when num_keypoints > 0).
+        # branches (masks for the mask branch, keypoints for the keypoint branch).
         signature = self._per_image_signature()
 
         def detect_one(encoded):
@@ -160,10 +165,9 @@ class _ServingModule(tf.Module):
                      "scores": tf.TensorSpec([d], tf.float32),
                      "num_detections": tf.TensorSpec([], tf.int32),
                      "sizes": tf.TensorSpec([2], tf.int32)}
-        if self.mask_on:
-            signature["masks"] = tf.TensorSpec([d, m, m], tf.float32)
-        if k:
-            signature["keypoints"] = tf.TensorSpec([d, k, 3], tf.float32)
+        shapes = {"masks": [d, m, m], "keypoints": [d, k, 3]}
+        signature.update({key: tf.TensorSpec(shapes[key], tf.float32)
+                          for key in self.branch_outputs})
         return signature
 
     # -- shared output formatting ----------------------------------------------------------
@@ -173,8 +177,8 @@ class _ServingModule(tf.Module):
         Args:
           outputs: the dict of `MaskRCNN.call`: boxes [B, D, 4] original pixels, class_ids
             [B, D] int32 1..K (0 padding), scores [B, D], num_detections [B]; masks
-            [B, D, m, m] when mask_on; keypoints [B, D, K, 3] (y, x, score) original pixels
-            when num_keypoints > 0.
+            [B, D, m, m] with the mask branch; keypoints [B, D, K, 3] (y, x, score) original
+            pixels with the keypoint branch.
           sizes: int32 [B, 2] original (height, width) of each image.
         Returns:
           the dict of `output_keys(config)` (see the module docstring).
@@ -189,11 +193,11 @@ class _ServingModule(tf.Module):
             "detection_scores": outputs["scores"],
             "detection_classes": tf.gather(self.dataset_ids, outputs["class_ids"]),
         }
-        if self.mask_on:
+        if "masks" in outputs:
             masks = outputs["masks"]
             served["detection_masks"] = (self._paste(masks, boxes, sizes)
                                          if self.full_image_masks else masks)
-        if self.num_keypoints:
+        if "keypoints" in outputs:
             served.update(keypoint_outputs(outputs["keypoints"], hw))
         return served
 
@@ -252,7 +256,7 @@ def export_saved_model(model, export_dir: str, full_image_masks: bool = False) -
         if not hasattr(model, attr):
             raise TypeError(f"export_saved_model: expected a MaskRCNN model, got "
                             f"{type(model).__name__} (no .{attr})")
-    if full_image_masks and not model.config.mask_on:
+    if full_image_masks and MASK not in branches(model.config):
         raise ValueError("export_saved_model full_image_masks=True: the model has no mask head "
                          "(config.mask_on is False), so it has no masks to paste; export with "
                          "full_image_masks=False")

@@ -5,9 +5,15 @@
 (a dict: images, image_shape, gt_boxes, gt_classes, gt_masks, gt_is_crowd, and gt_keypoints
 for a keypoint model) and report the losses and their weighted total.
 
-The branches after the box head follow the config: the mask head when `config.mask_on`, the
-keypoint head (Keypoint R-CNN) when `config.num_keypoints > 0`; both, either, or neither
-(Faster R-CNN).
+The stages are public, so inspection, benchmarks and tests run the model's own sequence
+rather than rebuilding it: `features` (backbone + FPN), `propose` (RPN, anchors, proposals),
+`sample_targets` (RPN and RoI targets), `compute_losses` (the training graph; Keras' own
+`Model.losses` is the regularization-loss property, hence the name) and `detect` (inference),
+with `head_rows` for how many detection rows the heads after the box head run on.
+
+The heads after the box head are branches (modeling/branches.py, `model.branches`): the mask
+head when `config.mask_on`, the keypoint head (Keypoint R-CNN) when `config.num_keypoints > 0`;
+both, either, or neither (Faster R-CNN). Each adds its loss, batch keys and outputs.
 """
 
 import keras
@@ -22,46 +28,37 @@ from mrcnn_tf.layers.detection import DetectionLayer
 from mrcnn_tf.layers.detection_target import DetectionTargetLayer
 from mrcnn_tf.layers.proposal import ProposalLayer
 from mrcnn_tf.layers.pyramid_roi_align import PyramidRoIAlign
+from mrcnn_tf.modeling import branches as branch_lib
 from mrcnn_tf.modeling import losses
 # Registers WarmupStepDecay: a model saved after compile() carries it in its optimizer config,
 # and keras.models.load_model must find it wherever MaskRCNN itself is found.
 from mrcnn_tf.modeling import optimizer as _optimizer  # noqa: F401
 from mrcnn_tf.modeling.backbones import build_backbone
 from mrcnn_tf.modeling.fpn import FPN
-from mrcnn_tf.modeling.heads import BoxHead, MaskHead, RPNHead
-from mrcnn_tf.modeling.keypoint_head import KeypointHead
+from mrcnn_tf.modeling.branches import select_class_masks  # noqa: F401 (public here too)
+from mrcnn_tf.modeling.heads import BoxHead, RPNHead
 from mrcnn_tf.ops import anchors as anchor_ops
 from mrcnn_tf.ops import boxes as box_ops
-from mrcnn_tf.ops import keypoints as keypoint_ops
 from mrcnn_tf.ops import masks as mask_ops
 from mrcnn_tf.ops import targets as target_ops
 
 RPN_STRIDES = (4, 8, 16, 32, 64)  # P2..P6
-LOSS_NAMES = ("rpn_class_loss", "rpn_box_loss", "class_loss", "box_loss", "mask_loss")
-TRAINING_KEYS = ("images", "image_shape", "gt_boxes", "gt_classes", "gt_masks")
+# The losses and batch keys of the RPN and the box head, which every model has.
+BOX_LOSS_NAMES = ("rpn_class_loss", "rpn_box_loss", "class_loss", "box_loss")
+BOX_TRAINING_KEYS = ("images", "image_shape", "gt_boxes", "gt_classes")
+# A Mask R-CNN's losses (the box head's and the mask branch's).
+LOSS_NAMES = BOX_LOSS_NAMES + (branch_lib.MASK.loss_name,)
 
 
 def loss_names(config):
-    """The losses a model of `config` reports: LOSS_NAMES without mask_loss when the mask head
-    is off, with keypoint_loss when the keypoint head is on."""
-    names = tuple(n for n in LOSS_NAMES if config.mask_on or n != "mask_loss")
-    return names + (("keypoint_loss",) if config.num_keypoints else ())
+    """The losses a model of `config` reports: the box head's, then each branch's."""
+    return BOX_LOSS_NAMES + tuple(b.loss_name for b in branch_lib.branches(config))
 
 
 def training_keys(config):
     """The batch keys `compute_losses` needs for `config`."""
-    keys = tuple(k for k in TRAINING_KEYS if config.mask_on or k != "gt_masks")
-    return keys + (("gt_keypoints",) if config.num_keypoints else ())
-
-
-def select_class_masks(mask_logits, class_ids):
-    """Picks each RoI's own class channel.
-
-    Args: mask_logits [B, N, m, m, K + 1]; class_ids [B, N] int32.
-    Returns: [B, N, m, m].
-    """
-    logits = tf.transpose(mask_logits, [0, 1, 4, 2, 3])
-    return tf.gather(logits, class_ids, axis=2, batch_dims=2)
+    return BOX_TRAINING_KEYS + tuple(k for b in branch_lib.branches(config)
+                                     for k in b.batch_keys)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn_tf")
@@ -108,28 +105,17 @@ class MaskRCNN(keras.Model):
                                           config.roi_aligned,
                                           implementation=config.roi_align_implementation,
                                           name="box_roi_align")
-        if config.mask_on:
-            self.mask_pooler = PyramidRoIAlign(config.mask_pool_size, config.roi_sampling_ratio,
-                                               config.roi_aligned,
-                                               implementation=config.roi_align_implementation,
-                                               name="mask_roi_align")
         self.box_head = BoxHead(config.num_classes, config.box_head_fc_dim,
                                 num_convs=config.box_head_num_convs,
                                 conv_dim=config.box_head_conv_dim,
                                 num_fcs=config.box_head_num_fcs, norm=config.box_head_norm,
                                 name="box_head")
-        if config.mask_on:
-            self.mask_head = MaskHead(config.num_classes, config.mask_head_conv_dim,
-                                      config.mask_head_num_convs, norm=config.mask_head_norm,
-                                      name="mask_head")
-        if config.num_keypoints:
-            self.keypoint_pooler = PyramidRoIAlign(
-                config.keypoint_pool_size, config.roi_sampling_ratio, config.roi_aligned,
-                implementation=config.roi_align_implementation, name="keypoint_roi_align")
-            self.keypoint_head = KeypointHead(config.num_keypoints,
-                                              config.keypoint_head_conv_dim,
-                                              config.keypoint_head_num_convs,
-                                              name="keypoint_head")
+        # The heads after the box head: each branch's layers become attributes of the model
+        # (so Keras tracks them, under their historical names).
+        self.branches = branch_lib.branches(config)
+        for branch in self.branches:
+            for attribute, layer in branch.build(config).items():
+                setattr(self, attribute, layer)
         self.detector = DetectionLayer.from_model_config(config, name="detections")
 
         self._mean = tf.constant(config.pixel_mean, tf.float32)
@@ -146,12 +132,64 @@ class MaskRCNN(keras.Model):
         cols = tf.range(tf.shape(x)[2])[None, None, :] < image_shape[:, None, 1:2]
         return x * tf.cast((rows & cols)[..., None], x.dtype)
 
-    def _pyramid(self, images, image_shape, training):
-        """Returns [P2..P6], RPN objectness and deltas per level, and anchors per level."""
-        features = self.fpn(self.backbone(self.normalize_images(images, image_shape),
-                                          training=training), training=training)
+    # -- stages (Detectron2's order: features -> proposals -> targets -> heads) -------------
+    def features(self, images, image_shape, training=False):
+        """The FPN pyramid of resized, padded images.
+
+        Args:
+          images: [B, Hp, Wp, 3] float 0..255 (Hp, Wp multiples of size_divisibility).
+          image_shape: [B, 2] int32 valid size of each image (zeros beyond it).
+          training: batch-norm mode of the backbone and FPN.
+        Returns:
+          [P2, ..., P6]: [B, Hp / s, Wp / s, fpn_channels] for s = 4, 8, 16, 32, 64.
+        """
+        return self.fpn(self.backbone(self.normalize_images(images, image_shape),
+                                      training=training), training=training)
+
+    def propose(self, features, padded_hw, image_shape, training=False):
+        """The RPN on the pyramid: anchors, objectness, deltas and the proposals.
+
+        Args:
+          features: [P2..P6] from `features`.
+          padded_hw: [2] int32, the padded image size (Hp, Wp).
+          image_shape: [B, 2] int32 valid image sizes (proposals are clipped to them).
+          training: the training or the test pre/post-NMS counts (R).
+        Returns dict: "objectness" per level [B, H_l, W_l, A], "deltas" per level
+          [B, H_l, W_l, 4 A], "anchors" per level [H_l * W_l * A, 4], "proposals" [B, R, 4]
+          (y1, x1, y2, x2 pixels, best first) and "valid" [B, R] bool.
+        """
         objectness, deltas = self.rpn_head(features)
-        return features, objectness, deltas, self.anchors(features, tf.shape(images)[1:3])
+        anchors = self.anchors(features, padded_hw)
+        proposals, valid = self.proposals(objectness, deltas, anchors, image_shape,
+                                          training=training)
+        return {"objectness": objectness, "deltas": deltas, "anchors": anchors,
+                "proposals": proposals, "valid": valid}
+
+    def sample_targets(self, anchors, proposals, valid, data):
+        """What the losses compare with: RPN labels of the anchors, and sampled RoIs with
+        their class, box, mask and keypoint targets.
+
+        Args:
+          anchors: per level [H_l * W_l * A, 4] (from `propose`).
+          proposals, valid: [B, R, 4], [B, R] training proposals (from `propose`).
+          data: the batch (see `compute_losses`); its "sample_seed" [B, 2] makes sampling a
+            function of each image (without it sampling uses stateful randomness).
+        Returns:
+          (rpn, rois): `ops.targets.rpn_targets`' dict ("labels" [B, N], "box_targets"
+          [B, N, 4]) and `DetectionTargetLayer`'s ("rois", "class_targets", "box_targets",
+          "is_positive", "valid", "mask_rois", and the mask / keypoint targets of the
+          branches the config has).
+        """
+        gt = _ground_truth(data)
+        seeds = data.get("sample_seed")
+        rpn = target_ops.rpn_targets(tf.concat(anchors, axis=0), gt["boxes"], gt["classes"],
+                                     gt["is_crowd"], self.config, seeds=seeds)
+        rois = self.detection_targets(proposals, valid, gt["boxes"], gt["classes"],
+                                      gt["is_crowd"],
+                                      data.get("gt_masks") if branch_lib.MASK in self.branches
+                                      else None,
+                                      seeds=seeds, gt_keypoints=data.get("gt_keypoints"))
+        return rpn, rois
 
     def anchors(self, features, padded_hw):
         """Anchors per level for the pyramid `features` [P2..P6] of images padded to
@@ -176,7 +214,7 @@ class MaskRCNN(keras.Model):
           "masks" [B, D, mask_size, mask_size] box-relative mask probabilities (when
           config.mask_on);
           "keypoints" [B, D, K, 3] (y, x, score) in original-image continuous pixels (when
-          config.num_keypoints = K > 0; see `_detection_keypoints`);
+          config.num_keypoints = K > 0; see `branches.KEYPOINT`);
           "num_detections" [B] int32.
         """
         images = tf.convert_to_tensor(images)
@@ -200,19 +238,17 @@ class MaskRCNN(keras.Model):
           image_shape: [B, 2] int32 valid size of each image.
         Returns the dict of `call`, boxes in the resized frame.
         """
-        features, objectness, deltas, anchors = self._pyramid(images, image_shape, training)
-        proposals, valid = self.proposals(objectness, deltas, anchors, image_shape,
-                                          training=False)
+        features = self.features(images, image_shape, training)
+        rpn = self.propose(features, tf.shape(images)[1:3], image_shape, training=False)
+        proposals, valid = rpn["proposals"], rpn["valid"]
         class_logits, box_deltas = self.box_head(self.box_pooler(features[:4], proposals),
                                                  training=training)
         detections = self.detector(proposals, valid, class_logits, box_deltas, image_shape)
-        if self.config.mask_on:
-            detections["masks"] = self._detection_masks(features, detections, training)
-        if self.config.num_keypoints:
-            detections["keypoints"] = self._detection_keypoints(features, detections, training)
+        for branch in self.branches:
+            detections.update(branch.infer(self, features, detections, training))
         return detections
 
-    def _used_rows(self, detections):
+    def head_rows(self, detections):
         """How many detection rows the mask and keypoint heads run on: None for all D.
 
         With the crop_and_resize RoIAlign (TensorFlow / SavedModel inference) the heads run
@@ -226,54 +262,6 @@ class MaskRCNN(keras.Model):
         # At least one row: TensorFlow's oneDNN convolutions mis-shape an empty batch.
         return tf.minimum(tf.reduce_max(tf.concat([detections["num_detections"], [1]], 0)),
                           tf.shape(detections["boxes"])[1])
-
-    @staticmethod
-    def _pad_rows(values, used, detections):
-        """values [B, used, ...] -> [B, D, ...]: zero rows after `used` and on padding
-        detections (score 0)."""
-        static_d = detections["boxes"].shape[1]
-        if used is not None:
-            d = tf.shape(detections["boxes"])[1]
-            values = tf.pad(values, [[0, 0], [0, d - used]] + [[0, 0]] * (values.shape.rank - 2))
-            values.set_shape([None, static_d] + values.shape.as_list()[2:])
-        real = tf.cast(detections["scores"] > 0, tf.float32)
-        return values * tf.reshape(real, tf.concat([tf.shape(real), [1] * (values.shape.rank - 2)],
-                                                   axis=0))
-
-    def _detection_masks(self, features, detections, training):
-        """Mask probabilities [B, D, m, m] of the detections (0 on padding rows)."""
-        used = self._used_rows(detections)
-        boxes, class_ids = detections["boxes"], detections["class_ids"]
-        if used is not None:
-            boxes, class_ids = boxes[:, :used], class_ids[:, :used]
-        mask_logits = self.mask_head(self.mask_pooler(features[:4], boxes), training=training)
-        masks = tf.sigmoid(select_class_masks(tf.cast(mask_logits, tf.float32), class_ids))
-        return self._pad_rows(masks, used, detections)
-
-    def _detection_keypoints(self, features, detections, training):
-        """Keypoints [B, D, K, 3] (y, x, score) of the detections, in the frame of `boxes`
-        (0 on padding rows).
-
-        By `config.keypoint_decode_rule`: "detectron2" takes the centre of each S x S
-        heatmap's argmax bin (S = 56) inside the detection box, scored by that bin's softmax
-        probability (`ops.keypoints.heatmaps_to_keypoints`, whose docstring bounds the error
-        against Detectron2's per-RoI resize: half a bin); "torchvision" resizes the maps
-        bicubically to the box's pixel size and scores the argmax pixel by its logit, as
-        torchvision does (`ops.keypoints.heatmaps_to_keypoints_torchvision`).
-        """
-        used = self._used_rows(detections)
-        boxes = detections["boxes"] if used is None else detections["boxes"][:, :used]
-        logits = self.keypoint_head(self.keypoint_pooler(features[:4], boxes),
-                                    training=training)  # [B, n, S, S, K]
-        shape = tf.shape(logits)
-        size, k = self.config.keypoint_heatmap_size, self.config.num_keypoints
-        flat = tf.reshape(logits, tf.stack([shape[0] * shape[1], size, size, k]))
-        decode = (keypoint_ops.heatmaps_to_keypoints_torchvision
-                  if self.config.keypoint_decode_rule == "torchvision"
-                  else keypoint_ops.heatmaps_to_keypoints)
-        keypoints = decode(flat, tf.reshape(boxes, [-1, 4]))
-        keypoints = tf.reshape(keypoints, tf.stack([shape[0], shape[1], k, 3]))
-        return self._pad_rows(keypoints, used, detections)
 
     def predict_images(self, images):
         """Detects objects in a list of images of any sizes.
@@ -340,36 +328,22 @@ class MaskRCNN(keras.Model):
                              "mrcnn_tf.data.pipeline.make_training_dataset")
         config = self.config
         image_shape = tf.cast(data["image_shape"], tf.int32)
-        gt_boxes = tf.cast(data["gt_boxes"], tf.float32)
-        gt_classes = tf.cast(data["gt_classes"], tf.int32)
-        gt_is_crowd = data.get("gt_is_crowd")
-        gt_is_crowd = (tf.zeros_like(gt_classes, tf.bool) if gt_is_crowd is None
-                       else tf.cast(gt_is_crowd, tf.bool))
-
-        features, objectness, deltas, anchors = self._pyramid(data["images"], image_shape,
-                                                               training)
-        batch = tf.shape(gt_boxes)[0]
+        features = self.features(data["images"], image_shape, training)
+        rpn = self.propose(features, tf.shape(data["images"])[1:3], image_shape, training=True)
+        rpn_targets, targets = self.sample_targets(rpn["anchors"], rpn["proposals"],
+                                                   rpn["valid"], data)
+        batch = tf.shape(image_shape)[0]
         flat_objectness = tf.concat(
-            [tf.reshape(o, tf.stack([batch, -1])) for o in objectness], axis=1)
-        flat_deltas = tf.concat([tf.reshape(d, tf.stack([batch, -1, 4])) for d in deltas], 1)
-        # Per-image sampling seeds from the pipeline make sampling independent of the batch
-        # layout (replicas, restarts); without them sampling uses stateful randomness.
-        seeds = data.get("sample_seed")
-        rpn = target_ops.rpn_targets(tf.concat(anchors, axis=0), gt_boxes, gt_classes,
-                                     gt_is_crowd, config, seeds=seeds)
+            [tf.reshape(o, tf.stack([batch, -1])) for o in rpn["objectness"]], axis=1)
+        flat_deltas = tf.concat(
+            [tf.reshape(d, tf.stack([batch, -1, 4])) for d in rpn["deltas"]], axis=1)
         result = {
             "rpn_class_loss": losses.rpn_class_loss(
-                flat_objectness, rpn["labels"], config.rpn_batch_size_per_image),
+                flat_objectness, rpn_targets["labels"], config.rpn_batch_size_per_image),
             "rpn_box_loss": losses.rpn_box_loss(
-                flat_deltas, rpn["box_targets"], rpn["labels"],
+                flat_deltas, rpn_targets["box_targets"], rpn_targets["labels"],
                 config.rpn_batch_size_per_image, config.rpn_smooth_l1_beta),
         }
-
-        proposals, valid = self.proposals(objectness, deltas, anchors, image_shape,
-                                          training=True)
-        targets = self.detection_targets(proposals, valid, gt_boxes, gt_classes, gt_is_crowd,
-                                         data.get("gt_masks") if config.mask_on else None,
-                                         seeds=seeds, gt_keypoints=data.get("gt_keypoints"))
         class_logits, box_deltas = self.box_head(self.box_pooler(features[:4], targets["rois"]),
                                                  training=training)
         result["class_loss"] = losses.class_loss(class_logits, targets["class_targets"],
@@ -377,24 +351,13 @@ class MaskRCNN(keras.Model):
         result["box_loss"] = losses.box_loss(
             box_deltas, targets["box_targets"], targets["class_targets"],
             targets["is_positive"], targets["valid"], config.box_smooth_l1_beta)
-        if config.mask_on:
-            mask_logits = self.mask_head(self.mask_pooler(features[:4], targets["mask_rois"]),
-                                         training=training)
-            result["mask_loss"] = losses.mask_loss(mask_logits, targets["mask_targets"],
-                                                   targets["mask_classes"],
-                                                   targets["mask_valid"])
-        if config.num_keypoints:
-            # The same positive RoIs as the mask head (Detectron2 trains the keypoint head on
-            # the foreground proposals; those without a labelled keypoint inside add nothing).
-            heatmaps = self.keypoint_head(
-                self.keypoint_pooler(features[:4], targets["mask_rois"]), training=training)
-            result["keypoint_loss"] = keypoint_ops.keypoint_loss(
-                heatmaps, targets["keypoint_targets"], targets["keypoint_valid"])
+        for branch in self.branches:
+            result[branch.loss_name] = branch.loss(self, features, targets, training)
         weights = {"rpn_class_loss": config.loss_weight_rpn_class,
                    "rpn_box_loss": config.loss_weight_rpn_box,
-                   "class_loss": config.loss_weight_class, "box_loss": config.loss_weight_box,
-                   "mask_loss": config.loss_weight_mask,
-                   "keypoint_loss": config.loss_weight_keypoint}
+                   "class_loss": config.loss_weight_class, "box_loss": config.loss_weight_box}
+        weights.update({b.loss_name: getattr(config, b.loss_weight_field)
+                        for b in self.branches})
         result["loss"] = tf.add_n([weights[n] * result[n] for n in self.loss_names])
         return result
 
@@ -469,6 +432,16 @@ class MaskRCNN(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _ground_truth(data):
+    """The batch's ground truth in the dtypes the targets want: boxes float32 [B, M, 4],
+    classes int32 [B, M], is_crowd bool [B, M] (all False when the batch has none)."""
+    classes = tf.cast(data["gt_classes"], tf.int32)
+    crowd = data.get("gt_is_crowd")
+    return {"boxes": tf.cast(data["gt_boxes"], tf.float32), "classes": classes,
+            "is_crowd": (tf.zeros_like(classes, tf.bool) if crowd is None
+                         else tf.cast(crowd, tf.bool))}
 
 
 def _check_image_batch(images):

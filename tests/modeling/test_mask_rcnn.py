@@ -60,6 +60,37 @@ def test_inference_outputs_have_documented_shapes(model):
         assert np.all(out["class_ids"].numpy()[b, :n] >= 1)
 
 
+def test_public_stages_have_the_documented_shapes_and_sample_by_seed(model):
+    config = model.config
+    batch = next(iter(batches(config, 2, 2)))
+    images, image_shape = batch["images"], batch["image_shape"]
+    features = model.features(images, image_shape)
+    assert [tuple(f.shape) for f in features] == [
+        (2, SIZE // s, SIZE // s, config.fpn_channels) for s in (4, 8, 16, 32, 64)]
+    rpn = model.propose(features, tf.shape(images)[1:3], image_shape, training=True)
+    a = config.num_anchors_per_location
+    assert [tuple(o.shape) for o in rpn["objectness"]] == [
+        (2, SIZE // s, SIZE // s, a) for s in (4, 8, 16, 32, 64)]
+    assert sum(int(x.shape[0]) for x in rpn["anchors"]) == sum(
+        (SIZE // s) ** 2 * a for s in (4, 8, 16, 32, 64))
+    assert tuple(rpn["proposals"].shape) == (2, config.rpn_post_nms_topk_train, 4)
+    assert tuple(rpn["valid"].shape) == (2, config.rpn_post_nms_topk_train)
+    test = model.propose(features, tf.shape(images)[1:3], image_shape, training=False)
+    assert tuple(test["proposals"].shape) == (2, config.rpn_post_nms_topk_test, 4)
+
+    rpn_targets, rois = model.sample_targets(rpn["anchors"], rpn["proposals"], rpn["valid"],
+                                             batch)
+    assert tuple(rpn_targets["labels"].shape[:1]) == (2,)
+    assert tuple(rois["rois"].shape) == (2, config.roi_batch_size_per_image, 4)
+    assert {"class_targets", "box_targets", "mask_rois", "mask_targets"} <= set(rois)
+    # Sampling is a function of each image's seed: the same call samples the same RoIs.
+    again = model.sample_targets(rpn["anchors"], rpn["proposals"], rpn["valid"], batch)[1]
+    np.testing.assert_array_equal(again["rois"].numpy(), rois["rois"].numpy())
+    # detect() is these stages followed by the heads: call() is detect() on the resized batch.
+    detections = model.detect(images, image_shape)
+    assert tuple(detections["boxes"].shape) == (2, config.detections_per_image, 4)
+
+
 def losses_and_gradients(model, batch):
     """compute_losses(training=True) and the gradient of every trainable variable, asserting
     that none is missing."""

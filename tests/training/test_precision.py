@@ -13,7 +13,6 @@ from benchmarks import agreement
 from mrcnn_tf.data import pipeline, shapes
 from mrcnn_tf.modeling import losses
 from mrcnn_tf.modeling.mask_rcnn import LOSS_NAMES, MaskRCNN
-from mrcnn_tf.ops import targets as target_ops
 from mrcnn_tf.training import device_plan, precision
 
 from helpers import (build_under_policy, fit_until, skip_unless_cpu_runs,  # noqa: E402
@@ -156,12 +155,13 @@ def test_mixed_bfloat16_computes_convs_in_bfloat16_boxes_and_losses_in_float32()
     # Activations of the backbone, FPN and hidden head layers are bfloat16 ...
     c_features = model.backbone(model.normalize_images(batch["images"], image_shape))
     assert [c.dtype for c in c_features] == [tf.bfloat16] * 4
-    features, objectness, deltas, anchors = model._pyramid(batch["images"], image_shape,
-                                                           training=False)
+    features = model.features(batch["images"], image_shape)
     assert [p.dtype for p in features] == [tf.bfloat16] * 5
     # ... while the heads' outputs, anchors, proposals, RoIAlign and detections are float32.
+    rpn = model.propose(features, tf.shape(batch["images"])[1:3], image_shape)
+    objectness, deltas, anchors = rpn["objectness"], rpn["deltas"], rpn["anchors"]
     assert {t.dtype for t in objectness + deltas + anchors} == {tf.float32}
-    proposals, _ = model.proposals(objectness, deltas, anchors, image_shape)
+    proposals = rpn["proposals"]
     assert proposals.dtype == tf.float32
     # Even when handed bfloat16 RPN outputs directly, the proposal layer decodes in float32.
     proposals_bf16, _ = model.proposals([tf.cast(o, tf.bfloat16) for o in objectness],
@@ -214,7 +214,9 @@ def test_mixed_float16_trains_with_dynamic_loss_scaling():
     assert not isinstance(model.optimizer.inner_optimizer, keras.optimizers.LossScaleOptimizer)
     data = batches(config)
     batch = next(iter(data))
-    features, objectness, _, _ = model._pyramid(batch["images"], batch["image_shape"], False)
+    features = model.features(batch["images"], batch["image_shape"])
+    objectness = model.propose(features, tf.shape(batch["images"])[1:3],
+                               batch["image_shape"])["objectness"]
     assert features[0].dtype == tf.float16 and objectness[0].dtype == tf.float32
 
     history = model.fit(data, steps_per_epoch=2, epochs=1, verbose=0).history
@@ -269,8 +271,8 @@ def _losses_for_fixed_targets(model, batch, rpn, targets):
     losses) for targets sampled beforehand: XLA's stateless RNG draws other samples than
     TensorFlow's kernels from the same seeds, so sampling is kept out of the comparison."""
     config = model.config
-    features, objectness, deltas, _ = model._pyramid(batch["images"], batch["image_shape"],
-                                                      True)
+    features = model.features(batch["images"], batch["image_shape"], training=True)
+    objectness, deltas = model.rpn_head(features)
     batch_size = tf.shape(batch["images"])[0]
     flat_objectness = tf.concat([tf.reshape(o, [batch_size, -1]) for o in objectness], 1)
     flat_deltas = tf.concat([tf.reshape(d, [batch_size, -1, 4]) for d in deltas], 1)
@@ -297,15 +299,12 @@ def _losses_for_fixed_targets(model, batch, rpn, targets):
 def test_jit_compiled_losses_and_gradients_match_graph_mode(trained):
     model, _, batch = trained
     image_shape = batch["image_shape"]
-    gt_crowd = tf.cast(batch["gt_is_crowd"], tf.bool)
-    _, objectness, deltas, anchors = model._pyramid(batch["images"], image_shape, True)
-    rpn = target_ops.rpn_targets(tf.concat(anchors, 0), batch["gt_boxes"],
-                                 batch["gt_classes"], gt_crowd, model.config,
-                                 seeds=batch["sample_seed"])
-    proposals, valid = model.proposals(objectness, deltas, anchors, image_shape,
-                                       training=True)
-    targets = model.detection_targets(proposals, valid, batch["gt_boxes"], batch["gt_classes"],
-                                      gt_crowd, batch["gt_masks"], seeds=batch["sample_seed"])
+    features = model.features(batch["images"], image_shape, training=True)
+    train_rpn = model.propose(features, tf.shape(batch["images"])[1:3], image_shape,
+                              training=True)
+    # Sampled once, by the model's own stage (seeded by batch["sample_seed"]).
+    rpn, targets = model.sample_targets(train_rpn["anchors"], train_rpn["proposals"],
+                                        train_rpn["valid"], batch)
     variables = model.trainable_variables
 
     def step(batch, rpn, targets):
