@@ -31,7 +31,8 @@ def test_unknown_part_is_named(tmp_path):
 
 def test_smoke_parts_train_under_the_plan_and_time_inference(tmp_path):
     out = tmp_path / "gpu"
-    result = run("--smoke", "--parts", "train/float32_deterministic,inference/float32", "--out", str(out))
+    result = run("--smoke", "--parts", "train/float32_deterministic,inference/float32",
+                 "--steps", "4", "--out", str(out))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     with open(out / "gpu.json") as f:
         results = json.load(f)

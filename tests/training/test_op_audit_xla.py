@@ -1,9 +1,9 @@
 """The TPU device plan compiles with XLA, proven on the CPU's XLA.
 
-For every preset family, the model the TPU plan builds (mixed_bfloat16, as TPU runs use) has
-its training step (forward, losses, gradients, optimizer update) and its inference lowered to
-HLO through TensorFlow's tf2xla bridge, which fails, naming the op, on any op that has no XLA
-kernel. (tests/training/test_precision.py also compiles and runs a whole jit-compiled training
+The models the TPU plan builds (mixed_bfloat16, as TPU runs use) have their training step
+(forward, losses, gradients, optimizer update) and their inference lowered to HLO through
+TensorFlow's tf2xla bridge, which fails, naming the op, on any op that has no XLA kernel; the
+families lowered cover every op of every preset family (see TRAINING_FAMILIES). (tests/training/test_precision.py also compiles and runs a whole jit-compiled training
 step and inference of the tiny model.)
 """
 
@@ -35,21 +35,48 @@ def zeros_like_spec(spec):
     return {k: tf.zeros(v.shape, v.dtype) for k, v in spec.items()}
 
 
-@pytest.mark.parametrize("label", list(AUDIT_FAMILIES))
-def test_tpu_plan_lowers_training_and_inference_to_xla(label):
+# Lowering a training step costs 10-20 s on 2 cores, so each graph is lowered once, in the
+# families that bring new op types: the ResNet-50 backbone with frozen BN, both heads with their
+# losses, torchvision v2's normed FPN and conv box head, synchronized BatchNorm (shapes_tiny);
+# for inference, the same plus torchvision keypoint decoding under the TPU plan. Tracing every
+# family under the TPU plan showed the op types of the others (keypoint only, torchvision v1,
+# shapes_keypoints_tiny) inside the union of these, training and inference alike.
+TRAINING_FAMILIES = ("mask: coco_r50_fpn", "mask + keypoint", "torchvision mask v2",
+                     "shapes_tiny (bn)")
+INFERENCE_FAMILIES = ("mask: coco_r50_fpn", "mask + keypoint", "torchvision mask v2",
+                      "torchvision keypoint")
+
+
+def tpu_model(label):
     base = audit_config(label)
     plan = device_plan.decide("tpu", "TPU", deterministic=True, jit_compile=False,
                               precision="mixed_bfloat16", config=base)
     assert plan.xla and not plan.op_determinism
     config = plan.model_config(base)
-    model = build(config, plan.precision)
+    return build(config, plan.precision), config
+
+
+def test_lowered_families_cover_every_family():
+    assert set(TRAINING_FAMILIES) | set(INFERENCE_FAMILIES) | {
+        "keypoint: keypoint_rcnn_r50_fpn", "shapes_keypoints_tiny (bn)",
+        "torchvision mask v1"} == set(AUDIT_FAMILIES)
+
+
+@pytest.mark.parametrize("label", TRAINING_FAMILIES)
+def test_tpu_plan_lowers_the_training_step_to_xla(label):
+    model, config = tpu_model(label)
     batch = zeros_like_spec(op_audit.training_batch_spec(config, 2))
-    train_hlo = op_audit.lower_to_hlo(tf.function(model.train_step, jit_compile=True), batch)
+    hlo = op_audit.lower_to_hlo(tf.function(model.train_step, jit_compile=True), batch)
+    assert "bf16" in hlo and "convolution" in hlo
+
+
+@pytest.mark.parametrize("label", INFERENCE_FAMILIES)
+def test_tpu_plan_lowers_inference_to_xla(label):
+    model, _ = tpu_model(label)
     images = tf.zeros([1, 96, 120, 3], tf.uint8)
-    inference_hlo = op_audit.lower_to_hlo(
-        tf.function(lambda x: model(x, training=False), jit_compile=True), images)
-    assert "bf16" in train_hlo and "convolution" in train_hlo
-    assert "convolution" in inference_hlo
+    hlo = op_audit.lower_to_hlo(tf.function(lambda x: model(x, training=False),
+                                            jit_compile=True), images)
+    assert "bf16" in hlo and "convolution" in hlo
 
 
 def test_lowering_names_an_op_without_an_xla_kernel():
