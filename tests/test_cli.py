@@ -63,6 +63,7 @@ def test_make_tfrecords_and_evaluate_from_the_command_line(tmp_path):
                         score_threshold=0.0)
     keras.utils.set_random_seed(0)
     model = MaskRCNN(config, class_names=["square", "circle", "triangle"])
+    model.build()
     # Compiled, as after training: a fresh process must find the learning rate schedule.
     model.compile(optimizer=make_optimizer(config))
     model.save(str(tmp_path / "model.keras"))
@@ -97,7 +98,9 @@ def test_export_saved_model_from_the_command_line(tmp_path):
 
     keras.utils.set_random_seed(0)
     config = get_config("shapes_tiny", image_min_size=64, image_max_size=64)
-    MaskRCNN(config).save(str(tmp_path / "model.keras"))
+    model = MaskRCNN(config)
+    model.build()
+    model.save(str(tmp_path / "model.keras"))
     out = tmp_path / "exports" / "shapes"
     for version in ("1", "2"):
         result = run_cli("export", "--weights", str(tmp_path / "model.keras"), "--out", str(out))
@@ -115,7 +118,9 @@ def test_export_tflite_from_the_command_line(tmp_path):
 
     keras.utils.set_random_seed(0)
     config = get_config("shapes_tiny", image_min_size=64, image_max_size=64)
-    MaskRCNN(config).save(str(tmp_path / "model.keras"))
+    model = MaskRCNN(config)
+    model.build()
+    model.save(str(tmp_path / "model.keras"))
     out = tmp_path / "model.tflite"
     result = run_cli("export", "--weights", str(tmp_path / "model.keras"), "--out", str(out),
                      "--format", "tflite", "--quantization", "float16")

@@ -7,6 +7,7 @@ from mrcnn_tf.ops import boxes as box_ops
 from mrcnn_tf.ops import nms
 
 
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
 class DetectionLayer(keras.layers.Layer):
     """Decodes every RoI's per-class box, clips to the image, then keeps (RoI, class) pairs
     scoring above the threshold, runs NMS per class and keeps the top detections per image.

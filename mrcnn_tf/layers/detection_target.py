@@ -9,6 +9,7 @@ from mrcnn_tf.ops import sampling
 from mrcnn_tf.ops import targets as target_ops
 
 
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
 class DetectionTargetLayer(keras.layers.Layer):
     """Adds the ground-truth boxes to the proposals, matches by IoU, samples RoIs (a fraction
     foreground), and gives each its class and box target; the positive RoIs also get their

@@ -10,6 +10,7 @@ from mrcnn_tf.ops import nms
 _DROPPED_SCORE = -1e9
 
 
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
 class ProposalLayer(keras.layers.Layer):
     """Decodes anchors + RPN deltas, clips, drops tiny boxes, keeps the top-k per level, then
     NMS (per level, as Detectron2 and torchvision) and the top proposals over all levels.

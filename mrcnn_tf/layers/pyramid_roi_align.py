@@ -23,6 +23,7 @@ def assign_levels(boxes, min_level=2, max_level=5, canonical_size=224.0, canonic
     return tf.cast(tf.clip_by_value(level, min_level, max_level), tf.int32)
 
 
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
 class PyramidRoIAlign(keras.layers.Layer):
     """RoIAlign over the FPN levels P2..P5, each box from its own level, order preserved.
 

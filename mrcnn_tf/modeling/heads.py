@@ -54,6 +54,7 @@ def _build_conv_norm(layer, index, shape, filters):
     return shape
 
 
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
 class RPNHead(keras.layers.Layer):
     """`num_convs` 3x3 convs + ReLU shared over levels, then 1x1 convs for objectness and box
     deltas (torchvision v2 uses 2 convs; the paper, Detectron2 and torchvision v1 one).
@@ -116,6 +117,7 @@ class RPNHead(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
 class BoxHead(keras.layers.Layer):
     """`num_convs` x (3x3 conv [+ norm] + ReLU), `num_fcs` fully connected layers + ReLU,
     then class logits and per-class box deltas.
@@ -185,6 +187,7 @@ class BoxHead(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="mrcnn_tf")
 class MaskHead(keras.layers.Layer):
     """num_convs x (3x3 conv [+ norm] + ReLU), a 2x2 stride-2 transposed conv + ReLU, then a
     1x1 conv with one mask logit map per class (masks and classes do not compete).

@@ -420,6 +420,22 @@ class MaskRCNN(keras.Model):
             if self.optimizer is not None and not self.optimizer.built:
                 self.optimizer.build(self.trainable_variables)
 
+    def save(self, filepath, *args, **kwargs):
+        """`keras.Model.save`, refused for a model that was never built: it holds no weights
+        yet, so the file would load later with fresh random ones and nothing would say so."""
+        self._check_built(f"MaskRCNN.save({filepath!r})")
+        return super().save(filepath, *args, **kwargs)
+
+    def save_weights(self, filepath, *args, **kwargs):
+        """`keras.Model.save_weights`, refused like `save` for a model never built."""
+        self._check_built(f"MaskRCNN.save_weights({filepath!r})")
+        return super().save_weights(filepath, *args, **kwargs)
+
+    def _check_built(self, what):
+        if not self.built:
+            raise ValueError(f"{what}: the model was never built, so it holds no weights to "
+                             "save; call model.build() (or run it once) first")
+
     @property
     def label_map(self):
         """The model's classes 1..K as a `LabelMap` (dataset category ids and names)."""

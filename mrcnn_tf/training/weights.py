@@ -59,9 +59,15 @@ def load_model(path: str, flag: str = "--weights"):
         raise ValueError(f"{flag}={path}: a .weights.h5 file has no config; pass --config "
                          "with it, or give a .keras model")
     try:
-        return keras.models.load_model(path)
+        model = keras.models.load_model(path)
     except (ValueError, OSError, TypeError) as error:
         raise ValueError(f"{flag}={path}: not a loadable mrcnn-tf model ({error})") from None
+    if not model.built:
+        # Saved before it was ever built: the file has a config but no weights, and Keras
+        # would hand back a model that builds itself with fresh random ones.
+        raise ValueError(f"{flag}={path}: the file holds no weights (the model was saved "
+                         "before it was built); save a built model")
+    return model
 
 
 def architecture_differences(saved: Config, wanted: Config) -> list:

@@ -342,3 +342,33 @@ def test_mask_head_runs_on_real_detections_only_with_the_same_masks(model, monke
     np.testing.assert_array_equal(counts, full["num_detections"].numpy())
     assert trimmed["masks"].shape == full["masks"].shape
     np.testing.assert_allclose(trimmed["masks"].numpy(), full["masks"].numpy(), atol=1e-5)
+
+
+def test_saving_a_model_that_was_never_built_is_refused(tmp_path):
+    """It holds no weights yet: the file would load with fresh random ones, silently."""
+    fresh = MaskRCNN(tiny_config())
+    for save, name in ((fresh.save, "model.keras"), (fresh.save_weights, "m.weights.h5")):
+        with pytest.raises(ValueError, match="never built, so it holds no weights"):
+            save(str(tmp_path / name))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_layer_class_of_the_package_is_registered_for_serialization():
+    import importlib  # noqa: PLC0415
+    import inspect  # noqa: PLC0415
+    import pkgutil  # noqa: PLC0415
+
+    import mrcnn_tf  # noqa: PLC0415
+    found = []
+    for info in pkgutil.walk_packages(mrcnn_tf.__path__, "mrcnn_tf."):
+        if info.name.startswith(("mrcnn_tf.cli", "mrcnn_tf.importers")):
+            continue  # entry points and torch-side code define no layers
+        module = importlib.import_module(info.name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == info.name and issubclass(cls, keras.layers.Layer):
+                found.append(cls)
+    assert len(found) >= 11, found
+    unregistered = [cls.__name__ for cls in found
+                    if keras.saving.get_registered_object(
+                        keras.saving.get_registered_name(cls)) is not cls]
+    assert unregistered == []

@@ -211,3 +211,13 @@ def test_architecture_differences():
     found = weights.architecture_differences(other, CONFIG)
     assert [d.split("=")[0] for d in found] == ["num_classes", "backbone", "fpn_channels"]
     assert weights.architecture_differences(CONFIG.replace(batch_size=1), CONFIG) == []
+
+
+def test_a_file_saved_before_the_model_was_built_is_refused(tmp_path):
+    """keras.Model.save of an unbuilt model writes a config without weights (MaskRCNN.save
+    refuses it; Keras' own save does not): loading it would give random weights silently."""
+    import keras  # noqa: PLC0415
+    path = str(tmp_path / "empty.keras")
+    keras.Model.save(MaskRCNN(CONFIG), path)
+    with pytest.raises(ValueError, match=r"--weights=.*empty.keras: the file holds no weights"):
+        weights.load_model(path)
