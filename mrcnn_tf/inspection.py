@@ -319,8 +319,8 @@ def inspection_data(model, example: Mapping[str, Any]) -> dict[str, Any]:
     out["det_class_ids"] = detections["class_ids"][0, :n].numpy().astype(np.int32)
     out["det_scores"] = detections["scores"][0, :n].numpy()
     if "masks" in detections:
-        out["det_masks"] = (mask_ops.paste_masks(detections["masks"][0, :n], det_boxes, h, w)
-                            >= 0.5).numpy()
+        out["det_masks"] = (mask_ops.paste_masks(detections["masks"][0, :n], det_boxes, h, w,
+                                                 config.paste_rule) >= 0.5).numpy()
     if "keypoints" in detections:
         out["det_keypoints"] = detections["keypoints"][0, :n].numpy().astype(np.float32)
     return out

@@ -178,8 +178,8 @@ def predict_grpc(target: str, model_name: str, images_bytes: Sequence[bytes],
 
 
 def detections_for_image(outputs: Mapping[str, np.ndarray], index: int, height: int, width: int,
-                         score_threshold: float = 0.5,
-                         full_image_masks: bool = False) -> dict[str, np.ndarray]:
+                         score_threshold: float = 0.5, full_image_masks: bool = False,
+                         paste_rule: str = "detectron2") -> dict[str, np.ndarray]:
     """One image's detections from a batch of serving outputs, in pixels, ready to draw.
 
     Args:
@@ -190,6 +190,9 @@ def detections_for_image(outputs: Mapping[str, np.ndarray], index: int, height: 
       full_image_masks: the model was exported with full_image_masks=True, so
         detection_masks are [B, D, H, W] already in the image; otherwise (the default export)
         they are [B, D, m, m] inside each box and are pasted here with `paste_masks`.
+      paste_rule: how to paste them: the served model's `paste_rule` (its
+        assets/config.json; "torchvision" for imported torchvision weights), so the masks
+        equal what `predict` gives for the same model.
     Returns:
       dict with n kept detections, highest score first:
         boxes         float32 [n, 4] (y1, x1, y2, x2) pixels
@@ -209,14 +212,14 @@ def detections_for_image(outputs: Mapping[str, np.ndarray], index: int, height: 
     if "detection_masks" in outputs:
         found["masks"] = _full_image_masks(
             np.asarray(outputs["detection_masks"][index][:n], np.float32)[keep], boxes,
-            height, width, full_image_masks)
+            height, width, full_image_masks, paste_rule)
     if "detection_keypoints" in outputs:
         keypoints = np.asarray(outputs["detection_keypoints"][index][:n], np.float32)[keep]
         found["keypoints"] = keypoints * np.float32([height, width, 1.0])  # score unscaled
     return found
 
 
-def _full_image_masks(masks, boxes, height, width, full_image_masks):
+def _full_image_masks(masks, boxes, height, width, full_image_masks, paste_rule):
     """Kept served masks [k, m, m] (or [k, H', W'] pasted) -> bool [k, height, width]."""
     if len(masks) == 0:
         return np.zeros((0, height, width), bool)
@@ -225,7 +228,7 @@ def _full_image_masks(masks, boxes, height, width, full_image_masks):
         return masks[:, :height, :width] >= 0.5
     from mrcnn_tf.ops import masks as mask_ops
 
-    return mask_ops.paste_masks(masks, boxes, height, width).numpy() >= 0.5
+    return mask_ops.paste_masks(masks, boxes, height, width, paste_rule).numpy() >= 0.5
 
 
 def _overlay_path(out_dir: str, image_path: str, used: set[str]) -> str:
@@ -242,7 +245,8 @@ def _overlay_path(out_dir: str, image_path: str, used: set[str]) -> str:
 def run_client(url_or_target: str, model_name: str, image_paths: Sequence[str],
                protocol: str = "rest", out_dir: str | None = None, score_threshold: float = 0.5,
                label_map: Mapping[int, str] | None = None, signature: str = "serve_encoded",
-               timeout: float = 30, full_image_masks: bool = False) -> list[dict[str, Any]]:
+               timeout: float = 30, full_image_masks: bool = False,
+               paste_rule: str = "detectron2") -> list[dict[str, Any]]:
     """Sends each image file to the server, prints its detections, optionally draws them.
 
     Each image goes in its own request (its file bytes, unchanged), so one slow or bad image
@@ -260,7 +264,7 @@ def run_client(url_or_target: str, model_name: str, image_paths: Sequence[str],
       label_map: {dataset category id: name} for printing and labels; ids are also accepted as
         strings (as JSON keys are).
       signature, timeout: as for `predict_rest`.
-      full_image_masks: as for `detections_for_image`.
+      full_image_masks, paste_rule: as for `detections_for_image`.
     Returns:
       one dict per image: {"image": path, "height", "width"} plus the arrays of
       `detections_for_image` (boxes, category_ids, scores, and masks and/or keypoints as the
@@ -286,7 +290,7 @@ def run_client(url_or_target: str, model_name: str, image_paths: Sequence[str],
         outputs = predict(url_or_target, model_name, [data], signature=signature,
                           timeout=timeout)
         found = detections_for_image(outputs, 0, height, width, score_threshold,
-                                     full_image_masks)
+                                     full_image_masks, paste_rule)
         for box, cid, score in zip(found["boxes"], found["category_ids"], found["scores"]):
             label = f"{cid} {names[cid]}" if cid in names else f"{cid}"
             print(f"{path}\t{label}\t{score:.3f}\t"

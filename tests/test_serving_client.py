@@ -190,6 +190,12 @@ def test_detections_for_image_pixels_ids_and_pasted_masks(loaded):
                                           36, 52).numpy() >= 0.5
     np.testing.assert_array_equal(found["masks"], expected_masks)
 
+    # A torchvision-imported model pastes its masks torchvision's way: so does the client.
+    torchvision = serving_client.detections_for_image(out, 1, 36, 52, threshold,
+                                                      paste_rule="torchvision")
+    np.testing.assert_array_equal(torchvision["masks"], mask_ops.paste_masks(
+        out["detection_masks"][1][:3], expected_boxes, 36, 52, "torchvision").numpy() >= 0.5)
+
     empty = serving_client.detections_for_image(out, 1, 36, 52, score_threshold=2.0)
     assert empty["boxes"].shape == (0, 4) and empty["masks"].shape == (0, 36, 52)
 
