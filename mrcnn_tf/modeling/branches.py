@@ -77,14 +77,16 @@ def select_class_masks(mask_logits, class_ids):
     return tf.gather(logits, class_ids, axis=2, batch_dims=2)
 
 
-def _pooler(config: Config, size: int, name: str) -> PyramidRoIAlign:
+def pooler(config: Config, size: int, name: str) -> PyramidRoIAlign:
+    """A PyramidRoIAlign of `size` x `size` bins with the config's sampling and alignment
+    (the box head's and every branch's)."""
     return PyramidRoIAlign(size, config.roi_sampling_ratio, config.roi_aligned,
                            implementation=config.roi_align_implementation, name=name)
 
 
 # -- mask --------------------------------------------------------------------------------------
 def _build_mask(config: Config) -> Dict[str, object]:
-    return {"mask_pooler": _pooler(config, config.mask_pool_size, "mask_roi_align"),
+    return {"mask_pooler": pooler(config, config.mask_pool_size, "mask_roi_align"),
             "mask_head": MaskHead(config.num_classes, config.mask_head_conv_dim,
                                   config.mask_head_num_convs, norm=config.mask_head_norm,
                                   name="mask_head")}
@@ -111,7 +113,7 @@ def _mask_infer(model, features, detections, training):
 
 # -- keypoints ---------------------------------------------------------------------------------
 def _build_keypoint(config: Config) -> Dict[str, object]:
-    return {"keypoint_pooler": _pooler(config, config.keypoint_pool_size,
+    return {"keypoint_pooler": pooler(config, config.keypoint_pool_size,
                                        "keypoint_roi_align"),
             "keypoint_head": KeypointHead(config.num_keypoints, config.keypoint_head_conv_dim,
                                           config.keypoint_head_num_convs,

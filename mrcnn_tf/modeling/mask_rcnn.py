@@ -27,7 +27,6 @@ from mrcnn_tf.labels import LabelMap
 from mrcnn_tf.layers.detection import DetectionLayer
 from mrcnn_tf.layers.detection_target import DetectionTargetLayer
 from mrcnn_tf.layers.proposal import ProposalLayer
-from mrcnn_tf.layers.pyramid_roi_align import PyramidRoIAlign
 from mrcnn_tf.modeling import branches as branch_lib
 from mrcnn_tf.modeling import losses
 # Registers WarmupStepDecay: a model saved after compile() carries it in its optimizer config,
@@ -35,7 +34,6 @@ from mrcnn_tf.modeling import losses
 from mrcnn_tf.modeling import optimizer as _optimizer  # noqa: F401
 from mrcnn_tf.modeling.backbones import build_backbone
 from mrcnn_tf.modeling.fpn import FPN
-from mrcnn_tf.modeling.branches import select_class_masks  # noqa: F401 (public here too)
 from mrcnn_tf.modeling.heads import BoxHead, RPNHead
 from mrcnn_tf.ops import anchors as anchor_ops
 from mrcnn_tf.ops import boxes as box_ops
@@ -101,10 +99,7 @@ class MaskRCNN(keras.Model):
         self.proposals = ProposalLayer.from_model_config(config, name="proposals")
         self.detection_targets = DetectionTargetLayer.from_model_config(
             config, name="detection_targets")
-        self.box_pooler = PyramidRoIAlign(config.box_pool_size, config.roi_sampling_ratio,
-                                          config.roi_aligned,
-                                          implementation=config.roi_align_implementation,
-                                          name="box_roi_align")
+        self.box_pooler = branch_lib.pooler(config, config.box_pool_size, "box_roi_align")
         self.box_head = BoxHead(config.num_classes, config.box_head_fc_dim,
                                 num_convs=config.box_head_num_convs,
                                 conv_dim=config.box_head_conv_dim,
