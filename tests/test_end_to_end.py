@@ -9,7 +9,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from mrcnn_tf.config import get_config
-from mrcnn_tf.data import pipeline, tfrecords
+from mrcnn_tf.data import pipeline, tfrecord_reader, tfrecord_writer
 from mrcnn_tf.data.coco import CocoDataset
 from mrcnn_tf.data.shapes import CLASS_NAMES, write_shapes_coco
 from mrcnn_tf.evaluation import evaluator
@@ -25,7 +25,7 @@ def on_disk(tmp_path_factory):
     annotations, images = write_shapes_coco(str(root), 10, seed=7, image_size=SIZE)
     dataset = CocoDataset(annotations, images)
     prefix = str(root / "records" / "shapes")
-    shards = tfrecords.make_tfrecords(dataset, prefix, 3, progress=False)
+    shards = tfrecord_writer.make_tfrecords(dataset, prefix, 3, progress=False)
     return annotations, dataset, prefix, shards
 
 
@@ -33,14 +33,14 @@ def test_tfrecords_give_the_same_examples_as_the_json(on_disk):
     _, dataset, prefix, shards = on_disk
     assert len(shards) == 3
     from_json = {int(ex["image_id"]): ex for ex in dataset}
-    from_records = {int(ex["image_id"]): ex for ex in tfrecords.tfrecord_dataset(
+    from_records = {int(ex["image_id"]): ex for ex in tfrecord_reader.tfrecord_dataset(
         f"{prefix}-*-of-*.tfrecord", shuffle_files=False).as_numpy_iterator()}
     assert sorted(from_json) == sorted(from_records) == list(range(10))
     for image_id, expected in from_json.items():
         for field in FIELDS:
             np.testing.assert_array_equal(from_records[image_id][field], expected[field],
                                           err_msg=f"image {image_id} field {field}")
-    assert tfrecords.read_label_map(prefix) == dataset.label_map
+    assert tfrecord_reader.read_label_map(prefix) == dataset.label_map
 
 
 def test_train_from_tfrecords_then_evaluate_equals_pycocotools(on_disk, tmp_path):
@@ -57,7 +57,7 @@ def test_train_from_tfrecords_then_evaluate_equals_pycocotools(on_disk, tmp_path
     model = MaskRCNN(config, class_names=list(labels.names), category_ids=list(labels.dataset_ids))
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, global_clipnorm=5.0))
     train = pipeline.make_training_dataset(
-        tfrecords.tfrecord_dataset(f"{prefix}-*-of-*.tfrecord", seed=0), config, 2, seed=0)
+        tfrecord_reader.tfrecord_dataset(f"{prefix}-*-of-*.tfrecord", seed=0), config, 2, seed=0)
     history = model.fit(train, steps_per_epoch=4, epochs=1, verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"][0])
 

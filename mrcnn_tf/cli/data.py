@@ -13,10 +13,10 @@ FLAG_NAMES = common.COCO_DATA_FLAGS + ("out", "shards")
 
 
 def main():
-    from mrcnn_tf.data import tfrecords  # noqa: PLC0415
+    from mrcnn_tf.data import tfrecord_writer  # noqa: PLC0415
     common.require("annotations", "images", "out")
     if FLAGS.shards < 1:
         raise common.UsageError(f"--shards={FLAGS.shards}: expected an integer >= 1")
     dataset = common.coco_dataset()
-    tfrecords.make_tfrecords(dataset, FLAGS.out, FLAGS.shards)
+    tfrecord_writer.make_tfrecords(dataset, FLAGS.out, FLAGS.shards)
     print(dataset.report())

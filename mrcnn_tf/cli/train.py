@@ -83,7 +83,7 @@ def _unknown_defaults(defaults):
 
 def training_data(values, config):
     """(source, label_map, val_examples, val_coco_gt, datasets_to_report) from the flags."""
-    from mrcnn_tf.data import tfrecords  # noqa: PLC0415
+    from mrcnn_tf.data import tfrecord_reader  # noqa: PLC0415
     from mrcnn_tf.data.synthetic import synthetic_set_for  # noqa: PLC0415
     from mrcnn_tf.evaluation.coco_eval import LabelMap  # noqa: PLC0415
     from mrcnn_tf.training.input import IndexedSource, TFRecordSource  # noqa: PLC0415
@@ -117,9 +117,9 @@ def training_data(values, config):
         label_map = LabelMap.from_names(synthetic_set.class_names)
     elif values["train_tfrecords"]:
         prefix = values["train_tfrecords"]
-        source = TFRecordSource(tfrecords._match_files(f"{prefix}-*-of-*.tfrecord"),
+        source = TFRecordSource(tfrecord_reader.match_files(f"{prefix}-*-of-*.tfrecord"),
                                 name=prefix, num_keypoints=config.num_keypoints)
-        label_map = tfrecords.read_label_map(prefix)
+        label_map = tfrecord_reader.read_label_map(prefix)
     else:
         if not values["train_image_dir"]:
             raise common.UsageError("missing --train_image_dir (the folder of "

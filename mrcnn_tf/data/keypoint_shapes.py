@@ -18,7 +18,8 @@ colours) in a random stacking order; distractors are background clutter that may
 houses. Every example is a pure function of `(index, seed)` through
 `numpy.random.default_rng((seed, index))`, as in `shapes`.
 
-Examples have the common structure of `mrcnn_tf.data`, plus keypoints:
+Examples have the common structure of `mrcnn_tf.data` (`mrcnn_tf.data.schema`), plus
+keypoints:
 
     image      uint8   [H, W, 3]  RGB
     boxes      float32 [N, 4]     (y1, x1, y2, x2), y2/x2 exclusive: tight box of the mask
@@ -65,9 +66,9 @@ from mrcnn_tf.data.shapes import (
     _generated_dataset,
     _pick_colour,
     _write_example_images,
-    shapes_output_signature,
 )
 from mrcnn_tf import keypoint_spec
+from mrcnn_tf.data import schema
 
 CLASS_NAMES = ("house",)
 # The keypoint set lives in keypoint_spec (the config presets, which import no TensorFlow,
@@ -237,7 +238,7 @@ def _generate_with_full_masks(index: int, seed: int = 0, image_size: int = 128
 
     example = _finish_example(rng, image, [vis for _, _, vis, _ in houses],
                               np.ones((len(houses),), np.int32), index)
-    example["keypoints"] = keypoints
+    example[schema.KEYPOINTS] = keypoints
     full_masks = (np.stack([fulls[layer] for layer, _, _, _ in houses]) if houses
                   else np.zeros((0, s, s), bool))
     return example, full_masks
@@ -273,10 +274,8 @@ def make_keypoint_arrays(num_images: int, seed: int = 0,
 
 
 def keypoint_output_signature(image_size: int = 128) -> Dict[str, tf.TensorSpec]:
-    """The `tf.TensorSpec` of one example; N (houses) is dynamic."""
-    signature = shapes_output_signature(image_size)
-    signature["keypoints"] = tf.TensorSpec([None, NUM_KEYPOINTS, 3], tf.float32)
-    return signature
+    """The `tf.TensorSpec` of one example: S x S images, 6 keypoints; N (houses) is dynamic."""
+    return schema.example_signature(NUM_KEYPOINTS, image_size=image_size)
 
 
 def keypoint_shapes_dataset(num_images: int, seed: int = 0,
@@ -335,7 +334,7 @@ def write_keypoint_shapes_coco(out_dir: str, num_images: int, seed: int = 0,
     # coco_ground_truth_dict writes continuous coordinates minus 0.5; a COCO file holds the
     # integer index of the pixel each point lies in. It emits one annotation per instance,
     # examples and instances in order.
-    rows = [row for example in examples for row in example["keypoints"]]
+    rows = [row for example in examples for row in example[schema.KEYPOINTS]]
     for annotation, row in zip(dataset["annotations"], rows, strict=True):
         annotation["keypoints"] = _coco_keypoints(row)
     annotations_path = os.path.join(out_dir, "annotations.json")

@@ -5,7 +5,8 @@ smoke tests, tutorials and the `shapes_tiny` experiment. Every example is a pure
 `(index, seed)`: `numpy.random.default_rng((seed, index))` drives all choices, so example 17
 is the same image in every process, worker and run, whatever was generated before it.
 
-Examples have the common structure every dataset in `mrcnn_tf.data` yields:
+Examples have the common structure every dataset in `mrcnn_tf.data` yields
+(`mrcnn_tf.data.schema`):
 
     image      uint8   [H, W, 3]  RGB
     boxes      float32 [N, 4]     (y1, x1, y2, x2) pixels, y2/x2 exclusive (tight box of mask)
@@ -30,6 +31,8 @@ from typing import Callable, Dict, Iterable, List, Tuple
 import cv2
 import numpy as np
 import tensorflow as tf
+
+from mrcnn_tf.data import schema
 
 CLASS_NAMES = ("square", "circle", "triangle")
 
@@ -230,12 +233,12 @@ def _finish_example(rng: np.random.Generator, image: np.ndarray, visible: List[n
     s = image.shape[0]
     masks = (np.stack(visible).astype(np.uint8) if n else np.zeros((0, s, s), np.uint8))
     return {
-        "image": image,
-        "boxes": tight_boxes(masks),
-        "class_ids": class_ids,
-        "masks": masks,
-        "is_crowd": np.zeros((n,), bool),
-        "image_id": np.int64(index),
+        schema.IMAGE: image,
+        schema.BOXES: tight_boxes(masks),
+        schema.CLASS_IDS: class_ids,
+        schema.MASKS: masks,
+        schema.IS_CROWD: np.zeros((n,), bool),
+        schema.IMAGE_ID: np.int64(index),
     }
 
 
@@ -248,16 +251,8 @@ def make_shapes_arrays(num_images: int, seed: int = 0, image_size: int = 128,
 
 
 def shapes_output_signature(image_size: int = 128) -> Dict[str, tf.TensorSpec]:
-    """The `tf.TensorSpec` of one example; N (instances) is dynamic."""
-    s = image_size
-    return {
-        "image": tf.TensorSpec([s, s, 3], tf.uint8),
-        "boxes": tf.TensorSpec([None, 4], tf.float32),
-        "class_ids": tf.TensorSpec([None], tf.int32),
-        "masks": tf.TensorSpec([None, s, s], tf.uint8),
-        "is_crowd": tf.TensorSpec([None], tf.bool),
-        "image_id": tf.TensorSpec([], tf.int64),
-    }
+    """The `tf.TensorSpec` of one example: S x S images; N (instances) is dynamic."""
+    return schema.example_signature(image_size=image_size)
 
 
 def shapes_dataset(num_images: int, seed: int = 0, image_size: int = 128,
@@ -338,7 +333,7 @@ def _write_example_images(out_dir: str, prefix: str, examples: Iterable[Dict[str
     os.makedirs(images_dir, exist_ok=True)
     written = []
     for example in examples:
-        example["file_name"] = f"{prefix}_{int(example['image_id']):06d}.png"
-        write_png_atomic(os.path.join(images_dir, example["file_name"]), example["image"])
+        example["file_name"] = f"{prefix}_{int(example[schema.IMAGE_ID]):06d}.png"
+        write_png_atomic(os.path.join(images_dir, example["file_name"]), example[schema.IMAGE])
         written.append(example)
     return images_dir, written

@@ -5,20 +5,12 @@ Inside the graph a wrong shape surfaces as an opaque op error many steps later, 
 produce, so a bad file or annotation fails early with a message that names where it came from
 (`source`: file, index, annotation id), the field, and what was expected.
 
-The example structure (see `mrcnn_tf.data.shapes`):
-
-    image      uint8   [H, W, 3]  RGB ([H, W] grayscale, [H, W, 1] and [H, W, 4] RGBA accepted)
-    boxes      float32 [N, 4]     (y1, x1, y2, x2) pixels, y2/x2 exclusive
-    class_ids  int32   [N]        1..num_classes
-    masks      uint8   [N, H, W]  0/1
-    is_crowd   bool    [N]        optional, defaults to all False
-    image_id   int64   []
-    keypoints  float32 [N, K, 3]  optional: (y, x, v) per instance and keypoint type, in
-                                  continuous pixels (pixel i covers [i, i + 1)), v 0 = not
-                                  labelled (then y = x = 0), 1 = labelled but occluded,
-                                  2 = visible (`mrcnn_tf.keypoint_spec`). A crowd region or an
-                                  instance without keypoints has all v = 0. An example without
-                                  the field has no keypoint labels at all (it is not added).
+The example structure is `mrcnn_tf.data.schema`'s. Beyond it the validator accepts, and
+normalizes to it: a uint8 image of [H, W] grayscale, [H, W, 1] or [H, W, 4] RGBA; boxes of any
+number dtype, class_ids of any integer dtype, masks of bool or any 0/1 number dtype; no
+is_crowd (all False then). Keypoints are optional: a crowd region or an instance without
+keypoints has all v = 0, and an example without the field has no keypoint labels at all (it is
+not added).
 """
 
 from __future__ import annotations
@@ -27,7 +19,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
-REQUIRED_FIELDS = ("image", "boxes", "class_ids", "masks", "image_id")
+from mrcnn_tf.data import schema
 
 
 def _fail(source: str, field: str, expected: str, got: Any) -> None:
@@ -59,7 +51,7 @@ def to_rgb(image: np.ndarray, source: str = "image") -> np.ndarray:
             return np.repeat(image, 3, axis=2)
         if channels == 4:
             return np.ascontiguousarray(image[:, :, :3])
-    _fail(source, "image", "shape [H, W, 3] RGB (or [H, W] gray, [H, W, 1], [H, W, 4] RGBA)",
+    _fail(source, schema.IMAGE, "shape [H, W, 3] RGB (or [H, W] gray, [H, W, 1], [H, W, 4] RGBA)",
           f"shape {image.shape}")
 
 
@@ -73,21 +65,21 @@ def _validate_keypoints(value: Any, num: int, num_keypoints: Optional[int],
     if (keypoints.ndim != 3 or keypoints.shape[0] != num or keypoints.shape[2] != 3
             or keypoints.shape[1] < 1
             or (num_keypoints is not None and keypoints.shape[1] != num_keypoints)):
-        _fail(source, "keypoints", f"shape [N, K, 3] = ({num}, {k}, 3) (one row of K (y, x, v) "
-              "per box, K >= 1)", f"shape {keypoints.shape}")
+        _fail(source, schema.KEYPOINTS, f"shape [N, K, 3] = ({num}, {k}, 3) (one row of K "
+              "(y, x, v) per box, K >= 1)", f"shape {keypoints.shape}")
     if keypoints.dtype == bool or not np.issubdtype(keypoints.dtype, np.number):
-        _fail(source, "keypoints", "numbers (y, x, v)", f"dtype {keypoints.dtype}")
+        _fail(source, schema.KEYPOINTS, "numbers (y, x, v)", f"dtype {keypoints.dtype}")
     keypoints = keypoints.astype(np.float32)
     finite = np.isfinite(keypoints).all(axis=2)
     if not finite.all():
         i, j = (int(a[0]) for a in np.nonzero(~finite))
-        _fail(source, "keypoints", "finite (y, x, v)",
+        _fail(source, schema.KEYPOINTS, "finite (y, x, v)",
               f"instance {i} keypoint {j} = {keypoints[i, j].tolist()}")
     visibility = keypoints[:, :, 2]
     bad_v = ~np.isin(visibility, (0.0, 1.0, 2.0))
     if bad_v.any():
         i, j = (int(a[0]) for a in np.nonzero(bad_v))
-        _fail(source, "keypoints", "v in {0, 1, 2} (not labelled, occluded, visible)",
+        _fail(source, schema.KEYPOINTS, "v in {0, 1, 2} (not labelled, occluded, visible)",
               f"v = {float(visibility[i, j])} at instance {i} keypoint {j}")
     # An unlabelled keypoint has no position; zeros keep equal examples bit-identical (and
     # their TFRecords too) whatever a tool wrote there.
@@ -117,87 +109,88 @@ def validate_example(example: Mapping[str, Any], num_classes: int,
     Raises:
       ValueError: naming `source`, the field and what was expected.
     """
-    for field in REQUIRED_FIELDS:
+    for field in schema.REQUIRED_KEYS:
         if field not in example:
             _fail(source, field, "a value (the field is required)", "nothing")
 
-    image = np.asarray(example["image"])
+    image = np.asarray(example[schema.IMAGE])
     if image.dtype != np.uint8:
-        _fail(source, "image", "dtype uint8 (0..255)", f"dtype {image.dtype}")
+        _fail(source, schema.IMAGE, "dtype uint8 (0..255)", f"dtype {image.dtype}")
     if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
-        _fail(source, "image", "a non-empty [H, W, 3] image", f"shape {image.shape}")
+        _fail(source, schema.IMAGE, "a non-empty [H, W, 3] image", f"shape {image.shape}")
     image = to_rgb(image, source)
     height, width = image.shape[:2]
 
-    boxes = np.asarray(example["boxes"])
+    boxes = np.asarray(example[schema.BOXES])
     if boxes.size == 0 and boxes.ndim <= 2:
         boxes = boxes.reshape(0, 4)  # [] or [[]] from an image without annotations
     if boxes.ndim != 2 or boxes.shape[1] != 4:
-        _fail(source, "boxes", "shape [N, 4] (y1, x1, y2, x2)", f"shape {boxes.shape}")
+        _fail(source, schema.BOXES, "shape [N, 4] (y1, x1, y2, x2)", f"shape {boxes.shape}")
     if not np.issubdtype(boxes.dtype, np.number):
-        _fail(source, "boxes", "numbers", f"dtype {boxes.dtype}")
+        _fail(source, schema.BOXES, "numbers", f"dtype {boxes.dtype}")
     boxes = boxes.astype(np.float32)
     if not np.all(np.isfinite(boxes)):
         bad = int(np.nonzero(~np.all(np.isfinite(boxes), axis=1))[0][0])
-        _fail(source, "boxes", "finite coordinates", f"box {bad} = {boxes[bad].tolist()}")
+        _fail(source, schema.BOXES, "finite coordinates", f"box {bad} = {boxes[bad].tolist()}")
     inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
     if inverted.any():
         bad = int(np.nonzero(inverted)[0][0])
-        _fail(source, "boxes", "y2 >= y1 and x2 >= x1 in (y1, x1, y2, x2) order",
+        _fail(source, schema.BOXES, "y2 >= y1 and x2 >= x1 in (y1, x1, y2, x2) order",
               f"box {bad} = {boxes[bad].tolist()}")
     num = boxes.shape[0]
 
-    class_ids = np.asarray(example["class_ids"])
+    class_ids = np.asarray(example[schema.CLASS_IDS])
     if class_ids.size == 0:
         class_ids = class_ids.reshape(0)
     if class_ids.ndim != 1:
-        _fail(source, "class_ids", "shape [N]", f"shape {class_ids.shape}")
+        _fail(source, schema.CLASS_IDS, "shape [N]", f"shape {class_ids.shape}")
     if class_ids.size and not np.issubdtype(class_ids.dtype, np.integer):
-        _fail(source, "class_ids", "integers", f"dtype {class_ids.dtype}")
+        _fail(source, schema.CLASS_IDS, "integers", f"dtype {class_ids.dtype}")
     if class_ids.shape[0] != num:
-        _fail(source, "class_ids", f"{num} entries (one per box)", f"{class_ids.shape[0]}")
+        _fail(source, schema.CLASS_IDS, f"{num} entries (one per box)", f"{class_ids.shape[0]}")
     out_of_range = (class_ids < 1) | (class_ids > num_classes)
     if out_of_range.any():
         bad = int(np.nonzero(out_of_range)[0][0])
-        _fail(source, "class_ids", f"ids in 1..{num_classes} (0 is background)",
+        _fail(source, schema.CLASS_IDS, f"ids in 1..{num_classes} (0 is background)",
               f"{int(class_ids[bad])} at instance {bad}")
 
-    masks = np.asarray(example["masks"])
+    masks = np.asarray(example[schema.MASKS])
     if masks.size == 0 and masks.ndim != 3:
         masks = masks.reshape(0, height, width)
     if masks.ndim != 3 or masks.shape[0] != num or masks.shape[1:] != (height, width):
-        _fail(source, "masks", f"shape [N, H, W] = ({num}, {height}, {width}) "
+        _fail(source, schema.MASKS, f"shape [N, H, W] = ({num}, {height}, {width}) "
               "(one mask per box, image size)", f"shape {masks.shape}")
     if masks.dtype != bool:
         if not (np.issubdtype(masks.dtype, np.integer) or np.issubdtype(masks.dtype,
                                                                           np.floating)):
-            _fail(source, "masks", "0/1 values", f"dtype {masks.dtype}")
+            _fail(source, schema.MASKS, "0/1 values", f"dtype {masks.dtype}")
         if masks.size and not np.all((masks == 0) | (masks == 1)):
-            _fail(source, "masks", "0/1 values", f"values in {masks.min()}..{masks.max()}")
+            _fail(source, schema.MASKS, "0/1 values", f"values in {masks.min()}..{masks.max()}")
     masks = masks.astype(np.uint8)
 
-    if "is_crowd" in example and example["is_crowd"] is not None:
-        is_crowd = np.asarray(example["is_crowd"])
+    if schema.IS_CROWD in example and example[schema.IS_CROWD] is not None:
+        is_crowd = np.asarray(example[schema.IS_CROWD])
         if is_crowd.size == 0:
             is_crowd = is_crowd.reshape(0)
         if is_crowd.ndim != 1 or is_crowd.shape[0] != num:
-            _fail(source, "is_crowd", f"shape [N] = ({num},)", f"shape {is_crowd.shape}")
+            _fail(source, schema.IS_CROWD, f"shape [N] = ({num},)", f"shape {is_crowd.shape}")
         is_crowd = is_crowd.astype(bool)
     else:
         is_crowd = np.zeros((num,), bool)
 
-    image_id = np.asarray(example["image_id"])
+    image_id = np.asarray(example[schema.IMAGE_ID])
     if image_id.shape != () or not np.issubdtype(image_id.dtype, np.integer):
-        _fail(source, "image_id", "an integer scalar", f"{image_id!r}")
+        _fail(source, schema.IMAGE_ID, "an integer scalar", f"{image_id!r}")
 
     out = {
-        "image": image,
-        "boxes": boxes,
-        "class_ids": class_ids.astype(np.int32),
-        "masks": masks,
-        "is_crowd": is_crowd,
-        "image_id": np.int64(image_id),
+        schema.IMAGE: image,
+        schema.BOXES: boxes,
+        schema.CLASS_IDS: class_ids.astype(np.int32),
+        schema.MASKS: masks,
+        schema.IS_CROWD: is_crowd,
+        schema.IMAGE_ID: np.int64(image_id),
     }
-    if example.get("keypoints") is not None:
-        out["keypoints"] = _validate_keypoints(example["keypoints"], num, num_keypoints, source)
+    if example.get(schema.KEYPOINTS) is not None:
+        out[schema.KEYPOINTS] = _validate_keypoints(example[schema.KEYPOINTS], num,
+                                                    num_keypoints, source)
     return out

@@ -29,7 +29,7 @@ from absl import logging
 
 from mrcnn_tf.config import Config
 from mrcnn_tf.data import pipeline
-from mrcnn_tf.data.coco import example_signature
+from mrcnn_tf.data.schema import example_signature
 
 # An effectively endless stream (tf.data.Dataset.range needs a bound).
 _ENDLESS = 2 ** 62
@@ -41,7 +41,7 @@ class IndexedSource:
     Args:
       num_examples: n >= 1.
       load: callable(position) -> example dict of NumPy arrays (see
-        `mrcnn_tf.data.coco.example_signature`); runs in a `tf.numpy_function`.
+        `mrcnn_tf.data.schema.example_signature`); runs in a `tf.numpy_function`.
       name: for messages.
       num_keypoints: K > 0 when the examples carry keypoints [N, K, 3].
     """
@@ -107,11 +107,11 @@ class IndexedSource:
 
 
 class TFRecordSource:
-    """TFRecord shards written by `mrcnn_tf.data.tfrecords` (records stay serialized until
+    """TFRecord shards written by `mrcnn_tf.data.tfrecord_writer` (records stay serialized until
     this replica's elements are picked, so skipping and sharding cost no decoding).
 
     Args:
-      files: the shard paths (see `tfrecords._match_files`); shuffle_buffer: records shuffled
+      files: the shard paths (see `tfrecord_reader.match_files`); shuffle_buffer: records shuffled
         together (a window of the interleaved files) within a pass.
       num_keypoints: K > 0 parses keypoints [N, K, 3] too (records without them give
         unlabelled keypoints).
@@ -127,7 +127,7 @@ class TFRecordSource:
         self.num_keypoints = int(num_keypoints)
 
     def elements(self, seed: int, first: int, stride: int) -> tf.data.Dataset:
-        from mrcnn_tf.data.tfrecords import parse_example  # noqa: PLC0415
+        from mrcnn_tf.data.tfrecord_codec import parse_example  # noqa: PLC0415
         files = tf.constant(self.files)
         base = tf.constant(seed, tf.int64)
         cycle = min(len(self.files), 16)

@@ -110,6 +110,15 @@ def write_json(path: pathlib.Path, data: Any) -> pathlib.Path:
     return path
 
 
+def box_mask(y1: int, x1: int, y2: int, x2: int, height: int = 40, width: int = 60
+             ) -> np.ndarray:
+    """uint8 [height, width] mask of rows y1..y2-1 and columns x1..x2-1 (the default size is
+    `pattern_image`'s)."""
+    mask = np.zeros((height, width), np.uint8)
+    mask[y1:y2, x1:x2] = 1
+    return mask
+
+
 def rect_polygon(x1: float, y1: float, x2: float, y2: float) -> list:
     """Polygon [x, y, ...] of a rectangle; pycocotools fills columns x1..x2-1, rows y1..y2-1."""
     return [x1, y1, x2, y1, x2, y2, x1, y2]

@@ -18,10 +18,12 @@ from pycocotools.cocoeval import COCOeval
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from coco_fixtures import (compressed_rle, coco_keypoints, pattern_image,  # noqa: E402
                            person_category, rect_polygon, write_image, write_json)
-from mrcnn_tf.data import coco as coco_module  # noqa: E402
-from mrcnn_tf.data import tfrecords  # noqa: E402
-from mrcnn_tf.data.coco import (BadSampleError, CocoDataset, DatasetError,  # noqa: E402
-                                example_signature)
+from mrcnn_tf.data import coco_problems  # noqa: E402
+from mrcnn_tf.data import (tfrecord_codec, tfrecord_files, tfrecord_reader,  # noqa: E402
+                           tfrecord_writer)
+from mrcnn_tf.data.coco import CocoDataset  # noqa: E402
+from mrcnn_tf.data.coco_problems import BadSampleError, DatasetError  # noqa: E402
+from mrcnn_tf.data.schema import example_signature  # noqa: E402
 from mrcnn_tf.data.validation import validate_example  # noqa: E402
 from mrcnn_tf.evaluation.coco_eval import LabelMap  # noqa: E402
 from mrcnn_tf.keypoint_spec import COCO_PERSON_KEYPOINT_NAMES, COCO_PERSON_SKELETON  # noqa
@@ -205,7 +207,7 @@ def _with_bad_keypoints(ann_ids=tuple(BAD_KEYPOINTS)):
 def test_malformed_keypoints_skip_the_annotation_with_a_counted_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         ds = CocoDataset(*write_keypoints(tmp_path, _with_bad_keypoints()))
-    assert ds.skipped == {coco_module.ANN_BAD_KEYPOINTS: len(BAD_KEYPOINTS)}
+    assert ds.skipped == {coco_problems.ANN_BAD_KEYPOINTS: len(BAD_KEYPOINTS)}
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     for ann_id in BAD_KEYPOINTS:
         hits = [m for m in messages if f"annotation {ann_id} " in m]
@@ -222,7 +224,7 @@ def test_malformed_keypoints_skip_the_annotation_with_a_counted_warning(tmp_path
 def test_malformed_keypoints_raise_when_strict(tmp_path, ann_id):
     with pytest.raises(BadSampleError, match=f"annotation {ann_id} .*keypoint") as info:
         CocoDataset(*write_keypoints(tmp_path, _with_bad_keypoints((ann_id,))), strict=True)
-    assert info.value.reason == coco_module.ANN_BAD_KEYPOINTS
+    assert info.value.reason == coco_problems.ANN_BAD_KEYPOINTS
     assert info.value.annotation_id == ann_id
 
 
@@ -290,13 +292,13 @@ def _assert_equal_examples(got, want):
 
 
 def _parse(record, **kwargs):
-    return {k: v.numpy() for k, v in tfrecords.parse_example(tf.constant(record),
-                                                             **kwargs).items()}
+    return {k: v.numpy() for k, v in tfrecord_codec.parse_example(tf.constant(record),
+                                                                  **kwargs).items()}
 
 
 def test_record_round_trip_with_keypoints_is_exact(dataset):
     for want in dataset:
-        record = tfrecords.serialize_example(want)
+        record = tfrecord_codec.serialize_example(want)
         feature = tf.train.Example.FromString(record).features.feature
         assert feature["object/num_keypoints"].int64_list.value == [K]
         assert len(feature["object/keypoints"].float_list.value) == want["keypoints"].size
@@ -313,12 +315,13 @@ def test_record_round_trip_of_fractional_keypoints_and_no_instances():
     empty = validate_example(_example(num=0, keypoints=np.zeros((0, 2, 3))), 1)
     assert empty["keypoints"].shape == (0, 2, 3)
     for want in (with_points, empty):
-        _assert_equal_examples(_parse(tfrecords.serialize_example(want), num_keypoints=2), want)
+        _assert_equal_examples(_parse(tfrecord_codec.serialize_example(want),
+                                      num_keypoints=2), want)
 
 
 def test_record_without_keypoints_parses_as_before_or_as_unlabelled():
     want = validate_example(_example(), 1)
-    record = tfrecords.serialize_example(want)
+    record = tfrecord_codec.serialize_example(want)
     feature = tf.train.Example.FromString(record).features.feature
     assert "object/keypoints" not in feature and "object/num_keypoints" not in feature
     _assert_equal_examples(_parse(record), want)
@@ -328,21 +331,21 @@ def test_record_without_keypoints_parses_as_before_or_as_unlabelled():
 
 
 def test_record_with_other_keypoint_count_is_refused():
-    record = tfrecords.serialize_example(_example(keypoints=np.zeros((2, 3, 3))))
+    record = tfrecord_codec.serialize_example(_example(keypoints=np.zeros((2, 3, 3))))
     with pytest.raises(tf.errors.InvalidArgumentError, match="object/keypoints of 5 keypoints"):
         _parse(record, num_keypoints=5)
 
 
 def test_shards_and_label_map_carry_keypoints_from_a_coco_dataset(tmp_path, dataset):
     prefix = str(tmp_path / "out" / "kp")
-    paths = tfrecords.make_tfrecords(dataset, prefix, 2, progress=False)
-    assert tfrecords.read_label_map(prefix) == dataset.label_map
-    names, skeleton = tfrecords.read_keypoint_spec(prefix)
+    paths = tfrecord_writer.make_tfrecords(dataset, prefix, 2, progress=False)
+    assert tfrecord_reader.read_label_map(prefix) == dataset.label_map
+    names, skeleton = tfrecord_reader.read_keypoint_spec(prefix)
     assert names == COCO_PERSON_KEYPOINT_NAMES and skeleton == COCO_PERSON_SKELETON
-    stored = json.loads(pathlib.Path(tfrecords.label_map_path(prefix)).read_text())
+    stored = json.loads(pathlib.Path(tfrecord_files.label_map_path(prefix)).read_text())
     assert stored["keypoint_names"] == list(COCO_PERSON_KEYPOINT_NAMES)
 
-    got = {int(ex["image_id"]): ex for ex in tfrecords.tfrecord_dataset(
+    got = {int(ex["image_id"]): ex for ex in tfrecord_reader.tfrecord_dataset(
         paths, shuffle_files=False, num_keypoints=len(names)).as_numpy_iterator()}
     expected = {int(ex["image_id"]): ex for ex in dataset}
     assert set(got) == set(expected) == {1, 2}
@@ -353,32 +356,32 @@ def test_shards_and_label_map_carry_keypoints_from_a_coco_dataset(tmp_path, data
 def test_label_map_without_keypoints_reads_as_no_keypoints(tmp_path):
     label_map = LabelMap.from_names(["thing"])
     prefix = str(tmp_path / "plain")
-    tfrecords.write_tfrecords([_example()], prefix, 1, label_map=label_map, progress=False)
-    assert set(json.loads(pathlib.Path(tfrecords.label_map_path(prefix)).read_text())) == {
+    tfrecord_writer.write_tfrecords([_example()], prefix, 1, label_map=label_map, progress=False)
+    assert set(json.loads(pathlib.Path(tfrecord_files.label_map_path(prefix)).read_text())) == {
         "categories"}  # files look exactly as before
-    assert tfrecords.read_keypoint_spec(prefix) == ((), ())
-    assert tfrecords.read_label_map(prefix) == label_map
+    assert tfrecord_reader.read_keypoint_spec(prefix) == ((), ())
+    assert tfrecord_reader.read_label_map(prefix) == label_map
 
 
 def test_write_checks_keypoints_against_the_names(tmp_path):
     label_map = LabelMap.from_names(["thing"])
     names = ("nose", "tail")
     with pytest.raises(ValueError, match=r"example #0.*field 'keypoints'.*\(2, 2, 3\)"):
-        tfrecords.write_tfrecords([_example(keypoints=np.zeros((2, 5, 3)))],
-                                  str(tmp_path / "a"), 1, label_map=label_map,
-                                  keypoint_names=names, progress=False)
+        tfrecord_writer.write_tfrecords([_example(keypoints=np.zeros((2, 5, 3)))],
+                                        str(tmp_path / "a"), 1, label_map=label_map,
+                                        keypoint_names=names, progress=False)
     with pytest.raises(ValueError, match="expected a label_map"):
-        tfrecords.write_tfrecords([], str(tmp_path / "b"), 1, keypoint_names=names)
+        tfrecord_writer.write_tfrecords([], str(tmp_path / "b"), 1, keypoint_names=names)
     with pytest.raises(ValueError, match="keypoint_skeleton.*0..1"):
-        tfrecords.write_tfrecords([], str(tmp_path / "c"), 1, label_map=label_map,
-                                  keypoint_names=names, keypoint_skeleton=(0, 2))
+        tfrecord_writer.write_tfrecords([], str(tmp_path / "c"), 1, label_map=label_map,
+                                        keypoint_names=names, keypoint_skeleton=(0, 2))
     assert not list(tmp_path.iterdir())  # nothing written by any of them
 
 
 def test_malformed_keypoint_entries_in_the_label_map_raise_naming_the_file(tmp_path):
     prefix = str(tmp_path / "bad")
-    write_json(pathlib.Path(tfrecords.label_map_path(prefix)),
+    write_json(pathlib.Path(tfrecord_files.label_map_path(prefix)),
                {"categories": [{"id": 1, "dataset_id": 1, "name": "x"}],
                 "keypoint_names": ["a", "b"], "keypoint_skeleton": [0, 1, 2]})
     with pytest.raises(ValueError, match="bad-label_map.json.*keypoint_skeleton"):
-        tfrecords.read_keypoint_spec(prefix)
+        tfrecord_reader.read_keypoint_spec(prefix)

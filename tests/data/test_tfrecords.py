@@ -1,4 +1,5 @@
-"""Tests for TFRecord writing and reading (mrcnn_tf.data.tfrecords)."""
+"""Tests for TFRecord encoding, writing and reading (mrcnn_tf.data.tfrecord_codec,
+tfrecord_writer, tfrecord_reader)."""
 
 import fnmatch
 import logging
@@ -16,9 +17,10 @@ from pycocotools import mask as mask_util
 from mrcnn_tf.config import get_config
 from mrcnn_tf.data.pipeline import make_training_dataset, preprocess_for_training
 from mrcnn_tf.data.shapes import make_shapes_arrays
-from mrcnn_tf.data.tfrecords import (FORMAT_VERSION, decodes_to, make_tfrecords, parse_example,
-                                     read_label_map, serialize_example, tfrecord_dataset,
-                                     write_tfrecords)
+from mrcnn_tf.data.schema import FORMAT_VERSION
+from mrcnn_tf.data.tfrecord_codec import decodes_to, parse_example, serialize_example
+from mrcnn_tf.data.tfrecord_reader import read_label_map, tfrecord_dataset
+from mrcnn_tf.data.tfrecord_writer import make_tfrecords, write_tfrecords
 from mrcnn_tf.evaluation.coco_eval import LabelMap
 
 TINY = get_config("shapes_tiny")
@@ -249,7 +251,7 @@ def test_killed_writer_leaves_nothing_that_looks_like_a_shard(tmp_path):
     script = textwrap.dedent("""
         import os, signal, sys
         from mrcnn_tf.data.shapes import generate_shapes_example
-        from mrcnn_tf.data.tfrecords import write_tfrecords
+        from mrcnn_tf.data.tfrecord_writer import write_tfrecords
         def examples():
             for i in range(100):
                 if i == 7:

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn_tf.data import shapes, tfrecords
-from mrcnn_tf.data.coco import IMAGE_UNREADABLE, CocoDataset
+from mrcnn_tf.data import shapes, tfrecord_writer
+from mrcnn_tf.data.coco import CocoDataset
+from mrcnn_tf.data.coco_problems import IMAGE_UNREADABLE
 from mrcnn_tf.training import input as training_input
 
 from helpers import small_model_config  # noqa: E402
@@ -35,7 +36,7 @@ def source(examples):
 @pytest.fixture(scope="module")
 def tfrecord_source(examples, tmp_path_factory):
     prefix = str(tmp_path_factory.mktemp("records") / "train")
-    paths = tfrecords.write_tfrecords(examples, prefix, 3, progress=False)
+    paths = tfrecord_writer.write_tfrecords(examples, prefix, 3, progress=False)
     assert len(paths) == 3 and all(os.path.isfile(p) for p in paths)
     return training_input.TFRecordSource(paths, shuffle_buffer=64)
 

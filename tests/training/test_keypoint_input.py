@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from mrcnn_tf.config import get_config
-from mrcnn_tf.data import keypoint_shapes, synthetic, tfrecords
+from mrcnn_tf.data import keypoint_shapes, synthetic, tfrecord_writer
 from mrcnn_tf.training import input as training_input
 
 SIZE = 64
@@ -44,7 +44,7 @@ def test_indexed_stream_carries_keypoints(examples):
 
 
 def test_tfrecord_stream_carries_keypoints(examples, tmp_path):
-    paths = tfrecords.write_tfrecords(examples, str(tmp_path / "train"), 2, progress=False)
+    paths = tfrecord_writer.write_tfrecords(examples, str(tmp_path / "train"), 2, progress=False)
     source = training_input.TFRecordSource(paths, num_keypoints=CONFIG.num_keypoints)
     batch = _first_batch(source)
     np.testing.assert_array_equal(batch["gt_keypoints"], _expected(examples, batch))
