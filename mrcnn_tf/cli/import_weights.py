@@ -11,13 +11,13 @@ torch.load(weights_only=True), so no pickled code runs.
 from absl import flags
 
 from mrcnn_tf.cli import common
-from mrcnn_tf.importers import torchvision_maskrcnn
+from mrcnn_tf.importers import torchvision_weights
 
 FLAGS = flags.FLAGS
 # "from" is a Python keyword: read it as FLAGS["from"].value.
 flags.DEFINE_enum("from", "torchvision", ["torchvision"], "import-weights: the library that "
                   "trained the checkpoint.")
-flags.DEFINE_enum("arch", "maskrcnn_resnet50_fpn", sorted(torchvision_maskrcnn.ARCHITECTURES),
+flags.DEFINE_enum("arch", "maskrcnn_resnet50_fpn", sorted(torchvision_weights.ARCHITECTURES),
                   "import-weights: the torchvision model builder the checkpoint belongs to.")
 flags.DEFINE_string("checkpoint", None, "import-weights: the .pth state dict (may also be "
                     "given as the positional CHECKPOINT).")
@@ -53,8 +53,8 @@ def main():
     checkpoint = checkpoint_path()
     common.require("out")
     try:
-        path = torchvision_maskrcnn.import_weights(checkpoint, FLAGS.out, FLAGS.arch,
-                                                   bn_epsilon=FLAGS.bn_epsilon)
+        path = torchvision_weights.import_weights(checkpoint, FLAGS.out, FLAGS.arch,
+                                                  bn_epsilon=FLAGS.bn_epsilon)
     except ImportError as error:
         raise common.UsageError(str(error)) from None
     print(f"imported {FLAGS['from'].value} {FLAGS.arch} from {checkpoint}: {path} "

@@ -22,14 +22,17 @@ Two implementations with the same contract and numbers:
 * `roi_align`: fast default. Bilinear sampling is done by `tf.image.crop_and_resize` on an
   edge-padded feature map. CropAndResize is not a TFLite builtin op, and has no XLA kernel
   (it fails under `jit_compile=True`, so not on TPU either).
-* `roi_align_builtin`: computes the four neighbours of every sample and gathers them from the
-  flattened map; it uses only ops that have TFLite BUILTIN kernels (GATHER, arithmetic,
-  FLOOR, CAST, MINIMUM/MAXIMUM, SELECT, RESHAPE, MEAN; WHILE for sampling_ratio=0), so a
-  model using it converts with `tf.lite.OpsSet.TFLITE_BUILTINS` only. It also compiles
-  with XLA.
+* `roi_align_builtin` (in `mrcnn_tf.ops.roi_align_builtin`, with its multi-level form
+  `multilevel_roi_align_builtin`): computes the four neighbours of every sample and gathers
+  them from the flattened map; it uses only ops that have TFLite BUILTIN kernels (GATHER,
+  arithmetic, FLOOR, CAST, MINIMUM/MAXIMUM, SELECT, RESHAPE, MEAN; WHILE for
+  sampling_ratio=0), so a model using it converts with `tf.lite.OpsSet.TFLITE_BUILTINS`
+  only. It also compiles with XLA.
 
-Both share the geometry (`_roi_geometry`, `_bin_sample_coords`, `_axis_valid`) and the bin
-pooling; only the "sample the map at a regular grid of points" step differs.
+Both share the geometry (`roi_geometry`, `_bin_sample_coords`, `axis_valid`) and the bin
+pooling (`fixed_grid_pool`, `adaptive_grid_pool`, driven by `roi_align_with_sampler`), all
+defined here; only the "sample the map at a regular grid of points" step (a `Sampler`)
+differs.
 
 Cost of `sampling_ratio=0` (adaptive): each box may have its own grid, so the bins are
 accumulated in a `tf.while_loop` over the sub-bin sample index (iy, ix) up to the largest
@@ -54,7 +57,7 @@ from typing import Callable, NamedTuple, Sequence, Tuple, Union
 
 import tensorflow as tf
 
-__all__ = ["roi_align", "roi_align_builtin", "multilevel_roi_align_builtin"]
+__all__ = ["roi_align"]
 
 # Edge-replicated border (pixels per side) added before crop_and_resize. One pixel is enough
 # in exact arithmetic (a sample in [-1, H] maps to [0, H + 1] of the padded map), but
@@ -69,10 +72,10 @@ _CROP_PAD = 2
 #   sample(ys [N, Sy], y_keep [N, Sy] bool, xs [N, Sx], x_keep [N, Sx] bool) -> [N, Sy, Sx, C]
 # float32, with 0 at every point whose y or x is outside [-1, H] / [-1, W] or not kept.
 # The ys (xs) of one box are equally spaced, which crop_and_resize relies on.
-_Sampler = Callable[[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
+Sampler = Callable[[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
 
 
-class _RoiGeometry(NamedTuple):
+class RoiGeometry(NamedTuple):
     """Per-box geometry in feature-map pixels, each [N] float32."""
 
     start_y: tf.Tensor  # y1' (after scale and the aligned offset)
@@ -83,7 +86,7 @@ class _RoiGeometry(NamedTuple):
     bin_w: tf.Tensor
 
 
-def _normalize_output_size(output_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+def normalize_output_size(output_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
     """int or (out_h, out_w) -> (out_h, out_w) Python ints, both >= 1."""
     if isinstance(output_size, int):
         size = (output_size, output_size)
@@ -96,15 +99,15 @@ def _normalize_output_size(output_size: Union[int, Sequence[int]]) -> Tuple[int,
     return size
 
 
-def _check_sampling_ratio(sampling_ratio) -> int:
+def check_sampling_ratio(sampling_ratio) -> int:
     if int(sampling_ratio) != sampling_ratio or sampling_ratio < 0:
         raise ValueError(
             f"sampling_ratio must be an int >= 0 (0 = adaptive), got {sampling_ratio!r}")
     return int(sampling_ratio)
 
 
-def _roi_geometry(boxes: tf.Tensor, spatial_scale, aligned: bool,
-                  out_h: int, out_w: int) -> _RoiGeometry:
+def roi_geometry(boxes: tf.Tensor, spatial_scale, aligned: bool,
+                 out_h: int, out_w: int) -> RoiGeometry:
     """Boxes [N, 4] (y1, x1, y2, x2) in input pixels -> per-box start / extent / bin size.
 
     Implements the first three lines of the module docstring's definition. spatial_scale: a
@@ -126,7 +129,7 @@ def _roi_geometry(boxes: tf.Tensor, spatial_scale, aligned: bool,
         # torchvision's legacy behaviour: malformed or tiny boxes are forced to be >= 1x1.
         roi_h = tf.maximum(roi_h, 1.0)
         roi_w = tf.maximum(roi_w, 1.0)
-    return _RoiGeometry(y1, x1, roi_h, roi_w, roi_h / out_h, roi_w / out_w)
+    return RoiGeometry(y1, x1, roi_h, roi_w, roi_h / out_h, roi_w / out_w)
 
 
 def _adaptive_grid(roi_extent: tf.Tensor, num_bins: int) -> tf.Tensor:
@@ -172,7 +175,7 @@ def _bin_sample_coords(start: tf.Tensor, bin_size: tf.Tensor, num_bins: int,
     return tf.reshape(coords, [-1, num_bins * k])
 
 
-def _axis_valid(coords: tf.Tensor, size: tf.Tensor, keep=None) -> tf.Tensor:
+def axis_valid(coords: tf.Tensor, size: tf.Tensor, keep=None) -> tf.Tensor:
     """True where a sample contributes: coord in [-1, size] (and keep). NaN -> False.
 
     Args: coords [N, S] float32; size scalar int32 (H or W); keep None or [N, S] bool.
@@ -182,68 +185,6 @@ def _axis_valid(coords: tf.Tensor, size: tf.Tensor, keep=None) -> tf.Tensor:
     if keep is not None:
         valid = tf.logical_and(valid, keep)
     return valid
-
-
-def _axis_taps(coords: tf.Tensor, size: tf.Tensor, keep=None):
-    """One-dimensional bilinear taps (bilinear interpolation is separable).
-
-    torchvision's rule: coord <= 0 reads index 0; low = floor(coord); if low >= size - 1 both
-    taps are size - 1 with all weight on it. Clipping the coordinate to [0, size - 1] and
-    taking high = min(low + 1, size - 1) gives the same indices and weights.
-
-    Args: as `_axis_valid`.
-    Returns:
-      low, high: [N, S] int32 indices in [0, size - 1];
-      w_low, w_high: [N, S] float32 weights, both 0 where the sample is not valid.
-    """
-    valid = _axis_valid(coords, size, keep)
-    size_f = tf.cast(size, tf.float32)
-    # Replace invalid (far away, NaN) coordinates before the int cast so every index is legal.
-    c = tf.where(valid, coords, tf.zeros_like(coords))
-    c = tf.minimum(tf.maximum(c, 0.0), size_f - 1.0)
-    low_f = tf.floor(c)
-    frac = c - low_f
-    low = tf.cast(low_f, tf.int32)
-    high = tf.minimum(low + 1, size - 1)
-    valid_f = tf.cast(valid, tf.float32)
-    return low, high, (1.0 - frac) * valid_f, frac * valid_f
-
-
-def _gather_sampler(features: tf.Tensor, box_indices: tf.Tensor) -> _Sampler:
-    """Sampler that gathers the four neighbours of each point from the flattened map.
-
-    features: [B, H, W, C] float32; box_indices: [N] int32.
-    """
-    shape = tf.shape(features)
-    height, width = shape[1], shape[2]
-    channels = features.shape[-1] if features.shape[-1] is not None else shape[3]
-    flat = tf.reshape(features, [-1, channels])  # [B*H*W, C], row = (b*H + y)*W + x
-    base = box_indices * (height * width)  # [N] first row of each box's image
-    return _table_sampler(flat, base, height, width)
-
-
-def _table_sampler(table: tf.Tensor, base: tf.Tensor, height, width) -> _Sampler:
-    """Sampler reading a box's map from rows base + y * width + x of `table` [R, C].
-
-    base: [N] int32, the row of each box's map pixel (0, 0). height, width: the map size,
-    scalar int32 tensors, or [N, 1] int32 tensors (one map size per box).
-    """
-
-    def sample(ys, y_keep, xs, x_keep):
-        y0, y1, wy0, wy1 = _axis_taps(ys, height, y_keep)  # [N, Sy]
-        x0, x1, wx0, wx1 = _axis_taps(xs, width, x_keep)  # [N, Sx]
-        row0 = (base[:, None] + y0 * width)[:, :, None]  # [N, Sy, 1]
-        row1 = (base[:, None] + y1 * width)[:, :, None]
-        x0 = x0[:, None, :]  # [N, 1, Sx]
-        x1 = x1[:, None, :]
-        wx0 = wx0[:, None, :, None]  # [N, 1, Sx, 1]
-        wx1 = wx1[:, None, :, None]
-        # Interpolate along x on the two rows, then along y: [N, Sy, Sx, C].
-        top = tf.gather(table, row0 + x0) * wx0 + tf.gather(table, row0 + x1) * wx1
-        bottom = tf.gather(table, row1 + x0) * wx0 + tf.gather(table, row1 + x1) * wx1
-        return top * wy0[:, :, None, None] + bottom * wy1[:, :, None, None]
-
-    return sample
 
 
 def _edge_pad(features: tf.Tensor, pad: int) -> tf.Tensor:
@@ -256,7 +197,7 @@ def _edge_pad(features: tf.Tensor, pad: int) -> tf.Tensor:
     return tf.concat([rows[:, :, :1]] * pad + [rows] + [rows[:, :, -1:]] * pad, axis=2)
 
 
-def _crop_and_resize_sampler(features: tf.Tensor, box_indices: tf.Tensor) -> _Sampler:
+def _crop_and_resize_sampler(features: tf.Tensor, box_indices: tf.Tensor) -> Sampler:
     """Sampler built on tf.image.crop_and_resize over an edge-padded map.
 
     crop_and_resize with crop size S and box ends (a, b) (normalized) samples the image at
@@ -286,8 +227,8 @@ def _crop_and_resize_sampler(features: tf.Tensor, box_indices: tf.Tensor) -> _Sa
         crop_boxes = tf.where(tf.math.is_finite(crop_boxes), crop_boxes, -2.0)
         values = tf.image.crop_and_resize(padded, crop_boxes, box_indices, crop_size,
                                           method="bilinear", extrapolation_value=0.0)
-        valid_y = _axis_valid(ys, height, y_keep)  # [N, Sy]
-        valid_x = _axis_valid(xs, width, x_keep)  # [N, Sx]
+        valid_y = axis_valid(ys, height, y_keep)  # [N, Sy]
+        valid_x = axis_valid(xs, width, x_keep)  # [N, Sx]
 
         def masked():
             valid = tf.logical_and(valid_y[:, :, None, None], valid_x[:, None, :, None])
@@ -321,8 +262,8 @@ def _average_bins(samples: tf.Tensor, num_boxes, out_h: int, out_w: int,
     return tf.reshape(x, [num_boxes, out_h, out_w, channels])
 
 
-def _fixed_grid_pool(sample: _Sampler, geom: _RoiGeometry, num_boxes, out_h: int, out_w: int,
-                     grid: int, channels, pool: bool = False) -> tf.Tensor:
+def fixed_grid_pool(sample: Sampler, geom: RoiGeometry, num_boxes, out_h: int, out_w: int,
+                    grid: int, channels, pool: bool = False) -> tf.Tensor:
     """Fixed sampling ratio: one call of the sampler over the whole (out*grid)^2 sample grid."""
     sub = tf.range(grid, dtype=tf.float32)
     ys = _bin_sample_coords(geom.start_y, geom.bin_h, out_h, grid, sub)  # [N, out_h*grid]
@@ -332,8 +273,8 @@ def _fixed_grid_pool(sample: _Sampler, geom: _RoiGeometry, num_boxes, out_h: int
     return _average_bins(samples, num_boxes, out_h, out_w, grid, grid, channels, pool)
 
 
-def _adaptive_grid_pool(sample: _Sampler, geom: _RoiGeometry, num_boxes, out_h: int,
-                        out_w: int, channels) -> tf.Tensor:
+def adaptive_grid_pool(sample: Sampler, geom: RoiGeometry, num_boxes, out_h: int,
+                       out_w: int, channels) -> tf.Tensor:
     """sampling_ratio == 0: per-box grid, accumulated over sub-bin indices in a while loop.
 
     Step k handles sub-bin (iy, ix) = divmod(k, max grid_w) for every bin of every box: its
@@ -368,15 +309,19 @@ def _adaptive_grid_pool(sample: _Sampler, geom: _RoiGeometry, num_boxes, out_h: 
     return total / count[:, None, None, None]
 
 
-def _roi_align(features, boxes, box_indices, output_size, spatial_scale, sampling_ratio,
-               aligned, make_sampler: Callable[[tf.Tensor, tf.Tensor], _Sampler],
-               pool_bins: bool = False):
-    """Shared driver of both public functions; see `roi_align` for the contract.
+def roi_align_with_sampler(features, boxes, box_indices, output_size, spatial_scale,
+                           sampling_ratio, aligned,
+                           make_sampler: Callable[[tf.Tensor, tf.Tensor], Sampler],
+                           pool_bins: bool = False):
+    """Shared driver of `roi_align` and `roi_align_builtin`; see `roi_align` for the contract.
+
+    make_sampler(features [B, H, W, C] float32, box_indices [N] int32) -> the `Sampler` that
+    reads those maps.
 
     pool_bins: average a fixed grid's bins with one average pooling (see `_average_bins`).
     """
-    out_h, out_w = _normalize_output_size(output_size)
-    sampling_ratio = _check_sampling_ratio(sampling_ratio)
+    out_h, out_w = normalize_output_size(output_size)
+    sampling_ratio = check_sampling_ratio(sampling_ratio)
     features = tf.convert_to_tensor(features)
     if features.shape.rank is not None and features.shape.rank != 4:
         raise ValueError(f"features must be [B, H, W, C], got shape {features.shape}")
@@ -390,13 +335,13 @@ def _roi_align(features, boxes, box_indices, output_size, spatial_scale, samplin
     static_channels = values.shape[-1]
     channels = static_channels if static_channels is not None else tf.shape(values)[3]
 
-    geom = _roi_geometry(boxes, float(spatial_scale), bool(aligned), out_h, out_w)
+    geom = roi_geometry(boxes, float(spatial_scale), bool(aligned), out_h, out_w)
     sample = make_sampler(values, box_indices)
     if sampling_ratio > 0:
-        pooled = _fixed_grid_pool(sample, geom, num_boxes, out_h, out_w, sampling_ratio,
-                                  channels, pool_bins)
+        pooled = fixed_grid_pool(sample, geom, num_boxes, out_h, out_w, sampling_ratio,
+                                 channels, pool_bins)
     else:
-        pooled = _adaptive_grid_pool(sample, geom, num_boxes, out_h, out_w, channels)
+        pooled = adaptive_grid_pool(sample, geom, num_boxes, out_h, out_w, channels)
     pooled = tf.cast(pooled, out_dtype)
     # Static shape for callers (set_shape adds no op, so nothing for TFLite to convert).
     pooled.set_shape([None, out_h, out_w, static_channels])
@@ -423,75 +368,6 @@ def roi_align(features, boxes, box_indices, output_size, spatial_scale=1.0, samp
     Returns:
       [N, out_h, out_w, C] in features.dtype (math done in float32).
     """
-    return _roi_align(features, boxes, box_indices, output_size, spatial_scale,
-                      sampling_ratio, aligned, _crop_and_resize_sampler, pool_bins=True)
-
-
-def roi_align_builtin(features, boxes, box_indices, output_size, spatial_scale=1.0,
-                      sampling_ratio=2, aligned=True):
-    """RoIAlign from TFLite-builtin ops only (no CropAndResize); same contract as `roi_align`.
-
-    Computes the two bilinear taps per axis for every sample and gathers the four neighbours
-    from the map flattened to [B*H*W, C]. Same numbers as `roi_align` up to float32 rounding
-    (~1e-6 relative). Uses more memory than `roi_align` in the fixed case: four gathered
-    [N, out_h*g, out_w*g, C] tensors before the weighted sum.
-
-    With sampling_ratio == 0 the per-box grid needs a while loop (TFLite WHILE is a builtin,
-    but a fixed sampling ratio gives a simpler, faster graph for export).
-
-    Args and Returns: as `roi_align`.
-    """
-    return _roi_align(features, boxes, box_indices, output_size, spatial_scale,
-                      sampling_ratio, aligned, _gather_sampler)
-
-
-def multilevel_roi_align_builtin(features, boxes, box_indices, levels, spatial_scales,
-                                 output_size, sampling_ratio=2, aligned=True):
-    """`roi_align_builtin` of each box on its own map among several, in one pass.
-
-    The maps are flattened into one table [sum_l B*H_l*W_l, C]; each box reads its level's
-    rows with its level's size and scale. Every box is pooled once (pooling all boxes on every
-    level and selecting costs L times the work) with the same arithmetic as
-    `roi_align_builtin` on that level, and the graph keeps static shapes (TFLite, XLA).
-
-    Args:
-      features: list of L maps [B, H_l, W_l, C] (same B and C).
-      boxes: [N, 4] (y1, x1, y2, x2) in input-image pixels.
-      box_indices: [N] int32 image of each box.
-      levels: [N] int32 in 0..L-1, the map of each box.
-      spatial_scales: L Python floats, map pixels per input pixel of each level.
-      output_size, sampling_ratio, aligned: as `roi_align`.
-    Returns:
-      [N, out_h, out_w, C] in the features' dtype.
-    """
-    out_h, out_w = _normalize_output_size(output_size)
-    sampling_ratio = _check_sampling_ratio(sampling_ratio)
-    if len(features) != len(spatial_scales) or not features:
-        raise ValueError(f"multilevel_roi_align_builtin: {len(features)} maps and "
-                         f"{len(spatial_scales)} spatial scales; expected as many, >= 1")
-    out_dtype = features[0].dtype
-    channels = features[0].shape[-1]
-    maps = [tf.cast(f, tf.float32) for f in features]
-    shapes = [tf.shape(m) for m in maps]
-    sizes = [s[0] * s[1] * s[2] for s in shapes]
-    table = tf.concat([tf.reshape(m, [-1, channels]) for m in maps], axis=0)
-    offsets = tf.math.cumsum(tf.stack(sizes), exclusive=True)  # [L] first row of each map
-    levels = tf.reshape(tf.cast(levels, tf.int32), [-1])
-    box_indices = tf.reshape(tf.cast(box_indices, tf.int32), [-1])
-    boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
-    height = tf.gather(tf.stack([s[1] for s in shapes]), levels)[:, None]  # [N, 1]
-    width = tf.gather(tf.stack([s[2] for s in shapes]), levels)[:, None]
-    base = tf.gather(offsets, levels) + box_indices * height[:, 0] * width[:, 0]
-    scale = tf.gather(tf.constant([float(x) for x in spatial_scales], tf.float32), levels)
-
-    geom = _roi_geometry(boxes, scale, bool(aligned), out_h, out_w)
-    sample = _table_sampler(table, base, height, width)
-    num_boxes = tf.shape(boxes)[0]
-    if sampling_ratio > 0:
-        pooled = _fixed_grid_pool(sample, geom, num_boxes, out_h, out_w, sampling_ratio,
-                                  channels)
-    else:
-        pooled = _adaptive_grid_pool(sample, geom, num_boxes, out_h, out_w, channels)
-    pooled = tf.cast(pooled, out_dtype)
-    pooled.set_shape([None, out_h, out_w, channels])
-    return pooled
+    return roi_align_with_sampler(features, boxes, box_indices, output_size, spatial_scale,
+                                  sampling_ratio, aligned, _crop_and_resize_sampler,
+                                  pool_bins=True)

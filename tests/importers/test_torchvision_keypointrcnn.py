@@ -1,4 +1,5 @@
-"""mrcnn_tf.importers.torchvision_maskrcnn against torchvision's keypointrcnn_resnet50_fpn.
+"""mrcnn_tf.importers.torchvision_keypointrcnn (through torchvision_weights) against
+torchvision's keypointrcnn_resnet50_fpn.
 
 One randomly initialised torchvision Keypoint R-CNN (BatchNorm statistics and every bias
 randomised too, as in test_torchvision_maskrcnn, whose helpers this module shares) is saved
@@ -28,7 +29,8 @@ from importers.test_torchvision_maskrcnn import (  # noqa: E402
 
 from mrcnn_tf import keypoint_spec  # noqa: E402
 from mrcnn_tf.config import get_config  # noqa: E402
-from mrcnn_tf.importers import torchvision_maskrcnn as tvm  # noqa: E402
+from mrcnn_tf.importers import torch_checkpoint, torchvision_weights  # noqa: E402
+from mrcnn_tf.importers import torchvision_keypointrcnn  # noqa: E402
 from mrcnn_tf.layers.pyramid_roi_align import assign_levels  # noqa: E402
 from mrcnn_tf.ops import keypoints as keypoint_ops  # noqa: E402
 
@@ -58,10 +60,10 @@ def imported(tmp_path_factory):
     _randomize(reference, bn_epsilon=0.0, class_logit_scale=1.0)
     path = tmp_path_factory.mktemp("torchvision") / f"{ARCH}.pth"
     torch.save(reference.state_dict(), path)
-    state_dict = tvm.read_state_dict(str(path))
+    state_dict = torch_checkpoint.read_state_dict(str(path))
     config = get_config(PRESET, score_threshold=0.0, detections_per_image=DETECTIONS,
                         image_min_size=TEST_MIN_SIZE, image_max_size=TEST_MAX_SIZE)
-    model = tvm.convert(state_dict, ARCH, config=config)
+    model = torchvision_weights.convert(state_dict, ARCH, config=config)
     x = torch.randn(1, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         body = list(reference.backbone.body(x).values())
@@ -79,9 +81,9 @@ def test_person_label_map_and_keypoint_order_match_torchvision():
     meta = torchvision.models.detection.KeypointRCNN_ResNet50_FPN_Weights.COCO_V1.meta
     assert meta["categories"] == ["no person", "person"]
     assert tuple(meta["keypoint_names"]) == keypoint_spec.COCO_PERSON_KEYPOINT_NAMES
-    label_map = tvm.coco_person_label_map()
+    label_map = torchvision_keypointrcnn.coco_person_label_map()
     assert label_map.dataset_ids == (1,) and label_map.name(1) == "person"
-    assert tvm.ARCHITECTURES[ARCH].preset == PRESET
+    assert torchvision_weights.ARCHITECTURES[ARCH].preset == PRESET
 
 
 def test_preset_has_keypointrcnn_defaults(imported):
@@ -240,7 +242,8 @@ def test_convert_refuses_a_config_without_the_keypoint_head_or_with_masks(import
                               (dict(keypoint_head_num_convs=4), "keypoint_head_num_convs=4")):
         with pytest.raises(ValueError, match="does not describe torchvision's "
                                              "keypointrcnn_resnet50_fpn") as raised:
-            tvm.convert(imported.state_dict, ARCH, config=get_config(PRESET, **overrides))
+            torchvision_weights.convert(imported.state_dict, ARCH,
+                                        config=get_config(PRESET, **overrides))
         assert needle in str(raised.value)
 
 
@@ -250,7 +253,7 @@ def test_convert_names_another_keypoint_count(imported):
     state_dict[f"{prefix}.weight"] = np.zeros((512, 5, 4, 4), np.float32)
     state_dict[f"{prefix}.bias"] = np.zeros(5, np.float32)
     with pytest.raises(ValueError) as raised:
-        tvm.convert(state_dict, ARCH, source="other.pth")
+        torchvision_weights.convert(state_dict, ARCH, source="other.pth")
     message = str(raised.value)
     assert "other.pth" in message and "2 wrongly shaped" in message, message
     assert f"{prefix}.weight (512, 5, 4, 4) (expected (512, 17, 4, 4))" in message

@@ -1,5 +1,6 @@
-"""mrcnn_tf.importers.torchvision_maskrcnn against torchvision's maskrcnn_resnet50_fpn (v1) and
-maskrcnn_resnet50_fpn_v2 (BatchNorm in the FPN and heads, 2-conv RPN head, 4conv1fc box head).
+"""mrcnn_tf.importers (torchvision_maskrcnn through torchvision_weights, torch_checkpoint,
+torch_layers) against torchvision's maskrcnn_resnet50_fpn (v1) and maskrcnn_resnet50_fpn_v2
+(BatchNorm in the FPN and heads, 2-conv RPN head, 4conv1fc box head).
 
 Per architecture, one randomly initialised torchvision model (BatchNorm statistics and every bias randomised too,
 so that the BN mapping, the biases and the box-coordinate permutations are all exercised) is
@@ -25,7 +26,8 @@ torch, torchvision = import_torch_or_skip("the torchvision importer tests",
 from torch import nn  # noqa: E402
 from torchvision.models.detection.image_list import ImageList  # noqa: E402
 
-from mrcnn_tf.importers import torchvision_maskrcnn as tvm  # noqa: E402
+from mrcnn_tf.importers import torch_checkpoint, torch_layers  # noqa: E402
+from mrcnn_tf.importers import torchvision_maskrcnn, torchvision_weights  # noqa: E402
 from mrcnn_tf.layers.pyramid_roi_align import assign_levels  # noqa: E402
 from mrcnn_tf.modeling.mask_rcnn import RPN_STRIDES  # noqa: E402
 from mrcnn_tf.ops import anchors as anchor_ops  # noqa: E402
@@ -79,8 +81,8 @@ def _build(arch, tmp_path_factory):
         _randomize(reference, TORCH_EPSILON[arch], CLASS_LOGIT_SCALE[arch])
         path = tmp_path_factory.mktemp("torchvision") / f"{arch}.pth"
         torch.save(reference.state_dict(), path)
-        state_dict = tvm.read_state_dict(str(path))
-        model = tvm.convert(state_dict, arch)
+        state_dict = torch_checkpoint.read_state_dict(str(path))
+        model = torchvision_weights.convert(state_dict, arch)
         x = torch.randn(1, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
             body = list(reference.backbone.body(x).values())
@@ -144,8 +146,8 @@ def torch_boxes(boxes):
 # -- labels ----------------------------------------------------------------------------------
 def test_coco_names_and_label_map_match_torchvision():
     meta = torchvision.models.detection.MaskRCNN_ResNet50_FPN_Weights.COCO_V1.meta
-    assert list(tvm.COCO_CATEGORY_NAMES) == list(meta["categories"])
-    label_map = tvm.coco_label_map()
+    assert list(torchvision_maskrcnn.COCO_CATEGORY_NAMES) == list(meta["categories"])
+    label_map = torchvision_maskrcnn.coco_label_map()
     assert label_map.num_classes == 90
     assert label_map.dataset_ids == tuple(range(1, 91))
     assert label_map.name(1) == "person" and label_map.name(90) == "toothbrush"
@@ -303,7 +305,7 @@ def test_predict_images_matches_torchvision_end_to_end(imported):
     score_threshold = 0.0
     config = imported.model.config.replace(score_threshold=score_threshold)
     assert config.paste_rule == "torchvision"
-    model = tvm.convert(imported.state_dict, imported.arch, config=config)
+    model = torchvision_weights.convert(imported.state_dict, imported.arch, config=config)
     image = generate_shapes_example(3, image_size=640, min_shapes=4, max_shapes=6)["image"]
     image = np.ascontiguousarray(image[80:560])  # 480 x 640
     ours = model.predict_images([image])[0]
@@ -360,7 +362,7 @@ def test_convert_refuses_missing_unexpected_and_misshaped_tensors(imported_v1):
     }
     for kind, (state_dict, needles) in cases.items():
         with pytest.raises(ValueError) as raised:
-            tvm.convert(state_dict, source="bad.pth")
+            torchvision_weights.convert(state_dict, source="bad.pth")
         message = str(raised.value)
         assert f"1 {kind}" in message and "bad.pth" in message, message
         for needle in needles:
@@ -369,7 +371,7 @@ def test_convert_refuses_missing_unexpected_and_misshaped_tensors(imported_v1):
 
 def test_convert_refuses_unknown_arch():
     with pytest.raises(ValueError, match="maskrcnn_resnet50_fpn"):
-        tvm.convert({}, arch="maskrcnn_resnet50_fpn_v3")
+        torchvision_weights.convert({}, arch="maskrcnn_resnet50_fpn_v3")
 
 
 _UNPICKLED = []
@@ -384,22 +386,22 @@ def test_read_state_dict_refuses_what_is_not_a_state_dict(tmp_path):
     tensor_file = tmp_path / "tensor.pth"
     torch.save(torch.zeros(3), tensor_file)
     with pytest.raises(ValueError, match=r"tensor\.pth.*holds a Tensor"):
-        tvm.read_state_dict(str(tensor_file))
+        torch_checkpoint.read_state_dict(str(tensor_file))
 
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint at all")
     with pytest.raises(ValueError, match=r"garbage\.pth.*weights_only=True"):
-        tvm.read_state_dict(str(garbage))
+        torch_checkpoint.read_state_dict(str(garbage))
 
     # A pickle that would run code: torch.load(weights_only=True) refuses it unrun.
     malicious = tmp_path / "malicious.pth"
     torch.save({"model": {"w": torch.zeros(1)}, "extra": _RunsCodeWhenUnpickled()}, malicious)
     with pytest.raises(ValueError, match=r"malicious\.pth"):
-        tvm.read_state_dict(str(malicious))
+        torch_checkpoint.read_state_dict(str(malicious))
     assert _UNPICKLED == []
 
     with pytest.raises(ValueError, match=r"missing\.pth: no such file"):
-        tvm.read_state_dict(str(tmp_path / "missing.pth"))
+        torch_checkpoint.read_state_dict(str(tmp_path / "missing.pth"))
 
 
 def test_read_state_dict_unwraps_training_checkpoints(tmp_path):
@@ -407,7 +409,7 @@ def test_read_state_dict_unwraps_training_checkpoints(tmp_path):
         path = tmp_path / f"{wrapper}.pth"
         torch.save({wrapper: {"a.weight": torch.ones(2, dtype=torch.float16)}, "epoch": 3},
                    path)
-        arrays = tvm.read_state_dict(str(path))
+        arrays = torch_checkpoint.read_state_dict(str(path))
         assert list(arrays) == ["a.weight"] and arrays["a.weight"].dtype == np.float32
 
 
@@ -415,7 +417,7 @@ def test_legacy_key_names_and_module_prefix():
     keys = ["module.backbone.fpn.inner_blocks.0.weight", "module.rpn.head.conv.bias",
             "module.roi_heads.mask_head.mask_fcn4.weight",
             "module.backbone.body.bn1.num_batches_tracked", "module.backbone.body.conv1.weight"]
-    assert tvm.canonical_keys(keys) == {
+    assert torch_checkpoint.canonical_keys(keys) == {
         "backbone.fpn.inner_blocks.0.0.weight": keys[0],
         "rpn.head.conv.0.0.bias": keys[1],
         "roi_heads.mask_head.3.0.weight": keys[2],
@@ -438,7 +440,7 @@ def test_convert_accepts_old_torchvision_key_names(imported_v1):
             key = re.sub(pattern, replacement, key)
         legacy["module." + key] = value
     assert "module.roi_heads.mask_head.mask_fcn4.weight" in legacy
-    model = tvm.convert(legacy)
+    model = torchvision_weights.convert(legacy)
     for ours, reference in zip(model.weights, imported_v1.model.weights):
         np.testing.assert_array_equal(ours.numpy(), reference.numpy(), err_msg=ours.path)
 
@@ -453,7 +455,7 @@ def test_batch_norm_epsilon_is_moved_into_the_variance(torch_epsilon):
     var = np.array([1.0, 0.3, 2e-5, 1e-5, 5e-6, 1e-7, 4.0, 0.01], np.float32)
     layer = FrozenBatchNormalization(name="bn")
     layer.build((None, channels))
-    (entry,) = tvm._batch_norm("bn", layer, torch_epsilon)
+    (entry,) = torch_layers.batch_norm_entries("bn", layer, torch_epsilon)
     for variable, value in zip(entry.variables, entry.convert([gamma, beta, mean, var])):
         variable.assign(value)
     assert np.all(layer.moving_variance.numpy() >= 0)
@@ -469,12 +471,13 @@ def test_import_weights_writes_a_loadable_model(imported, tmp_path):
     import keras
 
     from mrcnn_tf.modeling import mask_rcnn  # noqa: F401 (registers MaskRCNN)
-    path = tvm.import_weights(imported.path, str(tmp_path / "out"), imported.arch)
+    path = torchvision_weights.import_weights(imported.path, str(tmp_path / "out"),
+                                              imported.arch)
     assert path == str(tmp_path / "out" / "model.keras")
     loaded = keras.models.load_model(path)
-    assert loaded.config.name == tvm.ARCHITECTURES[imported.arch].preset
+    assert loaded.config.name == torchvision_weights.ARCHITECTURES[imported.arch].preset
     assert loaded.category_ids == list(range(1, 91))
-    assert loaded.class_names == list(tvm.COCO_CATEGORY_NAMES[1:])
+    assert loaded.class_names == list(torchvision_maskrcnn.COCO_CATEGORY_NAMES[1:])
     for ours, saved in zip(imported.model.weights, loaded.weights):
         # The same variable (paths without the model's own name, which Keras numbers).
         assert ours.path.split("/", 1)[1] == saved.path.split("/", 1)[1]

@@ -1,4 +1,5 @@
-"""Tests for mrcnn_tf.ops.roi_align against a plain-NumPy reference of the definition."""
+"""Tests for mrcnn_tf.ops.roi_align and mrcnn_tf.ops.roi_align_builtin against a plain-NumPy
+reference of the definition."""
 
 import warnings
 
@@ -6,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn_tf.ops import roi_align as roi_align_ops
-from mrcnn_tf.ops.roi_align import roi_align, roi_align_builtin
+from mrcnn_tf.ops.roi_align import roi_align
+from mrcnn_tf.ops.roi_align_builtin import multilevel_roi_align_builtin, roi_align_builtin
 
 
 
@@ -409,8 +410,8 @@ def test_multilevel_builtin_equals_each_level_alone(sampling_ratio, aligned):
     boxes = tf.constant(boxes, tf.float32)
     box_indices = tf.constant(rng.integers(0, 2, n), tf.int32)
     levels = tf.constant(rng.integers(0, 3, n), tf.int32)
-    out = roi_align_ops.multilevel_roi_align_builtin(maps, boxes, box_indices, levels, scales,
-                                                 (3, 4), sampling_ratio, aligned).numpy()
+    out = multilevel_roi_align_builtin(maps, boxes, box_indices, levels, scales,
+                                       (3, 4), sampling_ratio, aligned).numpy()
     assert out.shape == (n, 3, 4, 5)
     for k in range(n):
         level = int(levels[k])

@@ -11,7 +11,9 @@ import tensorflow as tf
 from helpers import box_iou, small_model_config  # noqa: E402
 from mrcnn_tf import inspection, visualize
 from mrcnn_tf.data.shapes import CLASS_NAMES, generate_shapes_example
-from mrcnn_tf.io_utils import read_image_rgb
+from mrcnn_tf.inspection import drawing, target_tiles, views
+from mrcnn_tf.inspection.data import inspection_data, roi_target_boxes
+from mrcnn_tf.data.images import read_image
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
 from mrcnn_tf.ops import boxes as box_ops
 
@@ -33,7 +35,7 @@ def example():
 
 @pytest.fixture(scope="module")
 def data(model, example):
-    return inspection.inspection_data(model, example)
+    return inspection_data(model, example)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def class_names(model):
 
 
 def _zoom():
-    return inspection.display_zoom(SIZE, SIZE)
+    return drawing.display_zoom(SIZE, SIZE)
 
 
 def _display(data):
@@ -86,7 +88,7 @@ def test_positive_roi_targets_decode_to_the_matched_gt_box(data):
 def test_samples_are_the_same_every_time_for_one_image(model, example, data):
     """Sampling is seeded by the image id, so inspecting an image twice shows the same RoIs."""
     tf.random.set_seed(1234)  # stateful randomness must not matter
-    again = inspection.inspection_data(model, example)
+    again = inspection_data(model, example)
     for key in ("rois", "roi_is_positive", "positive_anchors"):
         np.testing.assert_array_equal(again[key], data[key])
 
@@ -96,10 +98,9 @@ def test_roi_target_boxes_inverts_the_encoding():
     gt = np.asarray([[12, 8, 33, 41], [1, 1, 9, 6], [4, 19, 58, 25]], np.float32)
     weights = (10.0, 10.0, 5.0, 5.0)
     targets = box_ops.encode(tf.constant(gt), tf.constant(rois), weights).numpy()
-    np.testing.assert_allclose(inspection.roi_target_boxes(rois, targets, weights), gt,
-                               atol=1e-3)
+    np.testing.assert_allclose(roi_target_boxes(rois, targets, weights), gt, atol=1e-3)
     # Zero targets (negatives) decode to the RoI itself.
-    np.testing.assert_allclose(inspection.roi_target_boxes(rois, np.zeros_like(rois), weights),
+    np.testing.assert_allclose(roi_target_boxes(rois, np.zeros_like(rois), weights),
                                rois, atol=1e-4)
 
 
@@ -134,7 +135,7 @@ def test_inspect_example_writes_six_drawn_views(model, example, tmp_path):
     display = np.repeat(np.repeat(example["image"], _zoom(), 0), _zoom(), 1)
     for name, path in paths.items():
         assert path == str(tmp_path / "views" / f"{name}.png")
-        image = read_image_rgb(path)
+        image = read_image(path)
         assert image.ndim == 3 and image.std() > 0, name
         if name in ("anchors", "mask_targets"):
             continue  # grids, checked below
@@ -147,20 +148,20 @@ def test_inspect_example_writes_six_drawn_views(model, example, tmp_path):
 
 
 def test_anchor_view_has_one_tile_per_level_and_one_of_positives(data, class_names, tmp_path):
-    tiles = inspection.anchor_tiles(data)
+    tiles = views.anchor_tiles(data)
     assert len(tiles) == 5 + 1
-    tile_shape = (inspection.caption_height(3) + SIZE * _zoom(), SIZE * _zoom(), 3)
+    tile_shape = (drawing.caption_height(3) + SIZE * _zoom(), SIZE * _zoom(), 3)
     assert all(t.shape == tile_shape for t in tiles)
     display = _display(data)
     for tile in tiles:
         assert np.any(tile[-display.shape[0]:] != display)  # anchors drawn on every level
-    paths = inspection.write_inspection_views(data, tmp_path, class_names)
-    grid = read_image_rgb(paths["anchors"])
-    pad = inspection.GRID_PADDING
+    paths = views.write_inspection_views(data, tmp_path, class_names)
+    grid = read_image(paths["anchors"])
+    pad = drawing.GRID_PADDING
     assert grid.shape == (2 * tile_shape[0] + pad, 3 * tile_shape[1] + 2 * pad, 3)
     np.testing.assert_array_equal(
-        grid, visualize.make_grid(tiles, inspection.ANCHOR_GRID_COLUMNS, pad,
-                                  inspection.GRID_PAD_VALUE))
+        grid, visualize.make_grid(tiles, views.ANCHOR_GRID_COLUMNS, pad,
+                                  drawing.GRID_PAD_VALUE))
     assert len(data["positive_anchors"]) > 0
     # Positive anchors overlap a GT box (RPN fg threshold, or the best anchor of a box).
     iou = np.max([[box_iou(a, g) for g in data["gt_boxes"]] for a in data["positive_anchors"]],
@@ -169,29 +170,29 @@ def test_anchor_view_has_one_tile_per_level_and_one_of_positives(data, class_nam
 
 
 def test_mask_target_tiles_show_the_targets(data, class_names, tmp_path):
-    tiles = inspection.mask_target_tiles(data, class_names)
+    tiles = target_tiles.mask_target_tiles(data, class_names)
     targets = data["mask_targets"]
     m = targets.shape[1]
     assert len(tiles) == len(targets) > 0
-    cell = inspection.mask_panel_side(m) // m
+    cell = target_tiles.mask_panel_side(m) // m
     assert cell >= 2  # enlarged
     for tile, target in zip(tiles, targets):
-        crop, panel = inspection.split_mask_tile(tile, m)
+        crop, panel = target_tiles.split_mask_tile(tile, m)
         # Heat map: 1 is red, 0 is blue; every target cell is a cell x cell square.
         red = panel[..., 0].astype(int) > panel[..., 2].astype(int)
         assert red.sum() == target.sum() * cell * cell
         np.testing.assert_array_equal(red[::cell, ::cell], target >= 0.5)
         assert crop.std() > 0
-    paths = inspection.write_inspection_views(data, tmp_path, class_names)
+    paths = views.write_inspection_views(data, tmp_path, class_names)
     np.testing.assert_array_equal(
-        read_image_rgb(paths["mask_targets"]),
-        visualize.make_grid(tiles, inspection.MASK_GRID_COLUMNS, inspection.GRID_PADDING,
-                            inspection.GRID_PAD_VALUE))
+        read_image(paths["mask_targets"]),
+        visualize.make_grid(tiles, target_tiles.MASK_GRID_COLUMNS, drawing.GRID_PADDING,
+                            drawing.GRID_PAD_VALUE))
 
 
 def test_proposals_view_draws_at_most_max_proposals(data):
-    few = inspection.proposals_view(data, max_proposals=1)
-    many = inspection.proposals_view(data, max_proposals=50)
+    few = views.proposals_view(data, max_proposals=1)
+    many = views.proposals_view(data, max_proposals=50)
     display = _display(data)
     changed_few = np.any(few[-display.shape[0]:] != display, axis=-1).sum()
     changed_many = np.any(many[-display.shape[0]:] != display, axis=-1).sum()
@@ -202,14 +203,14 @@ def test_empty_annotation_example(model, tmp_path):
     ex = generate_shapes_example(0, seed=0, image_size=SIZE)
     ex.update(boxes=np.zeros([0, 4], np.float32), class_ids=np.zeros([0], np.int32),
               masks=np.zeros([0, SIZE, SIZE], np.uint8), is_crowd=np.zeros([0], bool))
-    data = inspection.inspection_data(model, ex)
+    data = inspection_data(model, ex)
     assert len(data["gt_boxes"]) == 0 and len(data["positive_anchors"]) == 0
     assert not data["roi_is_positive"].any() and len(data["rois"]) > 0
     assert len(data["mask_targets"]) == 0
-    assert len(inspection.mask_target_tiles(data, None)) == 1  # the "none" tile
-    paths = inspection.write_inspection_views(data, tmp_path, model.label_map.class_names)
+    assert len(target_tiles.mask_target_tiles(data, None)) == 1  # the "none" tile
+    paths = views.write_inspection_views(data, tmp_path, model.label_map.class_names)
     for path in paths.values():
-        assert read_image_rgb(path).std() > 0
+        assert read_image(path).std() > 0
 
 
 def test_mini_mask_model_without_detections(tmp_path, example):
@@ -217,10 +218,10 @@ def test_mini_mask_model_without_detections(tmp_path, example):
     # score threshold leaves an untrained model with no detections, which must draw too.
     model = MaskRCNN(small_model_config(SIZE, mini_mask_size=28, score_threshold=0.99),
                      class_names=list(CLASS_NAMES))
-    data = inspection.inspection_data(model, example)
+    data = inspection_data(model, example)
     assert data["det_boxes"].shape == (0, 4) and data["det_masks"].shape == (0, SIZE, SIZE)
-    paths = inspection.write_inspection_views(data, tmp_path, model.label_map.class_names)
-    assert read_image_rgb(paths["detections"]).std() > 0
+    paths = views.write_inspection_views(data, tmp_path, model.label_map.class_names)
+    assert read_image(paths["detections"]).std() > 0
     for pasted, original in zip(data["gt_masks"], example["masks"] != 0):
         inter = np.logical_and(pasted, original).sum()
         assert inter / np.logical_or(pasted, original).sum() > 0.8

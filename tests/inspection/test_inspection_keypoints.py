@@ -8,16 +8,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import small_model_config
+from helpers import run_inprocess, small_model_config
 from mrcnn_tf import inspection
 from mrcnn_tf.cli import inspect as inspect_cli
 from mrcnn_tf.config import get_config
 from mrcnn_tf.data import keypoint_shapes
 from mrcnn_tf.data.shapes import CLASS_NAMES, generate_shapes_example
-from mrcnn_tf.io_utils import read_image_rgb
+from mrcnn_tf.inspection import drawing, target_tiles, views
+from mrcnn_tf.inspection.data import inspection_data, keypoint_target_points
+from mrcnn_tf.data.images import read_image
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
 from mrcnn_tf.ops import keypoints as keypoint_ops
-from test_cli_commands import run_inprocess
 
 SIZE = 64
 # A small head: the views do not depend on its size, and the tests stay fast.
@@ -46,11 +47,11 @@ def example():
 
 @pytest.fixture(scope="module")
 def data(model, example):
-    return inspection.inspection_data(model, example)
+    return inspection_data(model, example)
 
 
 def _zoom():
-    return inspection.display_zoom(SIZE, SIZE)
+    return drawing.display_zoom(SIZE, SIZE)
 
 
 def _pixel(image, y, x):
@@ -92,7 +93,7 @@ def _with_roi(data, roi, matched_gt):
         data["gt_keypoints"][out["mask_matched_gt"]], out["mask_rois"],
         data["keypoint_heatmap_size"])
     out["keypoint_targets"], out["keypoint_valid"] = indices.numpy(), valid.numpy()
-    out["keypoint_target_points"] = inspection.keypoint_target_points(
+    out["keypoint_target_points"] = keypoint_target_points(
         out["mask_rois"], out["keypoint_targets"], out["keypoint_valid"],
         data["keypoint_heatmap_size"])
     return out
@@ -107,7 +108,7 @@ def test_keypoint_target_points_are_the_target_bin_centres():
     size = 56
     # RoI 56 x 112: bins are 1 x 2 pixels; index 3 * 56 + 5 is the bin (3, 5).
     rois = np.asarray([[0, 0, 56, 112]], np.float32)
-    points = inspection.keypoint_target_points(rois, [[3 * size + 5, 0]], [[True, False]], size)
+    points = keypoint_target_points(rois, [[3 * size + 5, 0]], [[True, False]], size)
     assert points.shape == (1, 2, 3) and points.dtype == np.float32
     np.testing.assert_allclose(points[0, 0], [3.5, 11.0, 2.0])
     np.testing.assert_array_equal(points[0, 1], [0.0, 0.0, 0.0])  # not a target: unlabelled
@@ -122,7 +123,7 @@ def test_keypoint_target_points_are_the_target_bin_centres():
     yx = rois[:, :, None, :2] + relative * (rois[:, :, None, 2:] - rois[:, :, None, :2])
     keypoints = np.concatenate([yx, rng.integers(0, 3, [2, 5, 12, 1])], -1).astype(np.float32)
     indices, valid = keypoint_ops.keypoint_targets(keypoints, rois, size)
-    points = inspection.keypoint_target_points(rois, indices.numpy(), valid.numpy(), size)
+    points = keypoint_target_points(rois, indices.numpy(), valid.numpy(), size)
     valid = valid.numpy()
     assert points.shape == (2, 5, 12, 3) and 20 < valid.sum() < valid.size - 20
     error = np.abs(points[..., :2] - keypoints[..., :2])
@@ -168,7 +169,7 @@ def test_keypoint_model_writes_the_keypoint_views_and_no_mask_targets(model, exa
     out = tmp_path / "views"
     paths = inspection.inspect_example(model, example, out, max_proposals=20,
                                        score_threshold=0.0)
-    assert list(paths) == KEYPOINT_VIEWS == list(inspection.view_names(data))
+    assert list(paths) == KEYPOINT_VIEWS == list(views.view_names(data))
     assert sorted(os.listdir(out)) == sorted(f"{name}.png" for name in KEYPOINT_VIEWS)
     for name, path in paths.items():
         assert path == str(out / f"{name}.png")
@@ -177,16 +178,16 @@ def test_keypoint_model_writes_the_keypoint_views_and_no_mask_targets(model, exa
     names = model.label_map.class_names
     # The PNG is the view (of the right size), and the views of the whole image keep the
     # enlarged image's width.
-    np.testing.assert_array_equal(read_image_rgb(paths["keypoint_targets"]),
-                                  inspection.keypoint_targets_view(data, names))
+    np.testing.assert_array_equal(read_image(paths["keypoint_targets"]),
+                                  target_tiles.keypoint_targets_view(data, names))
     for name in ("detections", "ground_truth"):
-        assert read_image_rgb(paths[name]).shape[1] == SIZE * _zoom(), name
+        assert read_image(paths[name]).shape[1] == SIZE * _zoom(), name
 
 
 def test_ground_truth_view_draws_the_labelled_keypoints(data):
-    view = inspection.ground_truth_view(data, None)
+    view = views.ground_truth_view(data, None)
     unlabelled = dict(data, gt_keypoints=np.zeros_like(data["gt_keypoints"]))
-    plain = inspection.ground_truth_view(unlabelled, None)
+    plain = views.ground_truth_view(unlabelled, None)
     assert view.shape == plain.shape
     z = _zoom()
     region, plain_region = view[-SIZE * z:], plain[-SIZE * z:]
@@ -213,8 +214,8 @@ def test_detections_view_draws_poses_without_masks(data):
                     det_keypoints=np.concatenate([pose, np.full([1, 6, 1], score)], -1))
 
     assert "det_masks" not in data
-    drawn = inspection.detections_view(scored(0.9), None, score_threshold=0.5)
-    hidden = inspection.detections_view(scored(0.01), None, score_threshold=0.5)
+    drawn = views.detections_view(scored(0.9), None, score_threshold=0.5)
+    hidden = views.detections_view(scored(0.01), None, score_threshold=0.5)
     z = _zoom()
     # The dots, and the middle of the roof's left slope (limb 0-1, the skeleton).
     for y, x in np.concatenate([pose[0], (pose[0, :1] + pose[0, 1:2]) / 2]):
@@ -231,14 +232,15 @@ def test_keypoint_target_tiles_show_targets_and_dropped_keypoints(data):
     valid = extended["keypoint_valid"][-1]
     assert valid.any() and (labelled & ~valid).any()
 
-    tiles = inspection.keypoint_target_tiles(extended, None)
-    side = inspection.KEYPOINT_PANEL_SIDE
+    tiles = target_tiles.keypoint_target_tiles(extended, None)
+    side = target_tiles.KEYPOINT_PANEL_SIDE
     assert len(tiles) == len(extended["mask_rois"])
-    assert all(t.shape == (inspection.caption_height(2) + side, side, 3) for t in tiles)
+    assert all(t.shape == (drawing.caption_height(2) + side, side, 3) for t in tiles)
     # The new RoI comes right after the other positives of GT 0 (tiles group by instance).
     order = np.lexsort((np.arange(len(tiles)), extended["mask_matched_gt"]))
     panel = tiles[int(np.flatnonzero(order == len(tiles) - 1)[0])][-side:]
-    region = inspection.keypoint_tile_region(roi, data["gt_boxes"][g], data["gt_keypoints"][g])
+    region = target_tiles.keypoint_tile_region(roi, data["gt_boxes"][g],
+                                               data["gt_keypoints"][g])
     scale = side / (region[2] - region[0])
     for (ty, tx, _), (gy, gx, _), target, label in zip(
             extended["keypoint_target_points"][-1], extended["gt_keypoints"][g], valid,
@@ -253,7 +255,7 @@ def test_keypoint_target_tiles_show_targets_and_dropped_keypoints(data):
 
 def test_many_positives_show_every_instance():
     matched = np.asarray([0] * 30 + [1] * 3 + [2])
-    chosen = inspection._spread_over_instances(matched, 24)
+    chosen = target_tiles._spread_over_instances(matched, 24)
     assert len(chosen) == 24 and len(set(chosen.tolist())) == 24
     assert set(matched[chosen].tolist()) == {0, 1, 2}
     assert (np.diff(matched[chosen]) >= 0).all()  # grouped by instance
@@ -266,12 +268,12 @@ def test_keypoint_view_without_positives(model, tmp_path):
     ex.update(boxes=np.zeros([0, 4], np.float32), class_ids=np.zeros([0], np.int32),
               masks=np.zeros([0, SIZE, SIZE], np.uint8), is_crowd=np.zeros([0], bool),
               keypoints=np.zeros([0, k, 3], np.float32))
-    data = inspection.inspection_data(model, ex)
+    data = inspection_data(model, ex)
     assert data["gt_keypoints"].shape == (0, k, 3) and len(data["mask_rois"]) == 0
-    assert len(inspection.keypoint_target_tiles(data, None)) == 1  # the "none" tile
-    paths = inspection.write_inspection_views(data, tmp_path, None)
+    assert len(target_tiles.keypoint_target_tiles(data, None)) == 1  # the "none" tile
+    paths = views.write_inspection_views(data, tmp_path, None)
     assert list(paths) == KEYPOINT_VIEWS
-    assert read_image_rgb(paths["keypoint_targets"]).std() > 0
+    assert read_image(paths["keypoint_targets"]).std() > 0
 
 
 def test_maskless_model_without_keypoints(tmp_path):
@@ -279,14 +281,14 @@ def test_maskless_model_without_keypoints(tmp_path):
     keras.utils.set_random_seed(0)
     model = MaskRCNN(small_model_config(SIZE, mask_on=False), class_names=list(CLASS_NAMES))
     ex = generate_shapes_example(5, seed=1, image_size=SIZE, min_shapes=3, max_shapes=3)
-    data = inspection.inspection_data(model, ex)
+    data = inspection_data(model, ex)
     assert not {"mask_targets", "det_masks", "keypoint_targets", "det_keypoints"} & set(data)
     assert len(data["det_boxes"]) > 0 and len(data["mask_rois"]) >= len(data["gt_boxes"])
     paths = inspection.inspect_example(model, ex, tmp_path, score_threshold=0.0)
     assert list(paths) == ["anchors", "proposals", "rois", "detections", "ground_truth"]
     assert sorted(os.listdir(tmp_path)) == sorted(f"{name}.png" for name in paths)
     display = np.repeat(np.repeat(ex["image"], _zoom(), 0), _zoom(), 1)
-    detections = read_image_rgb(paths["detections"])[-display.shape[0]:]
+    detections = read_image(paths["detections"])[-display.shape[0]:]
     assert np.any(detections != display)  # boxes drawn without masks
 
 
@@ -308,14 +310,14 @@ def test_cli_synthetic_index_of_a_keypoint_config_inspects_a_house(capsys, tmp_p
     # The ground truth drawn is keypoint-house image 2 (the view depends on the example, not
     # on the weights), with its class name.
     house = keypoint_shapes.generate_keypoint_example(2, inspect_cli.SYNTHETIC_SEED, SIZE)
-    expected = inspection.ground_truth_view(inspection.inspection_data(model, house),
-                                            model.label_map.class_names)
-    np.testing.assert_array_equal(read_image_rgb(out / "ground_truth.png"), expected)
+    expected = views.ground_truth_view(inspection_data(model, house),
+                                       model.label_map.class_names)
+    np.testing.assert_array_equal(read_image(out / "ground_truth.png"), expected)
 
 
 def test_tf_tensors_are_accepted(model, example, data):
     # Examples from a tf.data pipeline come as tensors; keypoints included.
     tensors = {k: tf.constant(v) for k, v in example.items()}
-    again = inspection.inspection_data(model, tensors)
+    again = inspection_data(model, tensors)
     np.testing.assert_array_equal(again["keypoint_target_points"],
                                   data["keypoint_target_points"])

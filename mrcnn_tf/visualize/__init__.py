@@ -1,0 +1,35 @@
+"""Drawing detections, anchors, proposals and mask targets with OpenCV (no display needed).
+
+Every function takes and returns uint8 RGB images [H, W, 3] and never modifies its input.
+Boxes are (y1, x1, y2, x2) float pixels with exclusive right/bottom edges, so a box is drawn
+on the pixels x1..x2-1, y1..y2-1, i.e. exactly around the mask it was computed from.
+Keypoints are (y, x, score) or ground-truth (y, x, v) in continuous pixels (pixel i covers
+[i, i + 1), see `mrcnn_tf.keypoint_spec`), so a keypoint at 12.5 is drawn centred on pixel 12.
+Save results with `mrcnn_tf.io_utils.write_png_atomic`.
+
+The modules, one job each:
+  colors     the instance palette (`color_palette`) and the heat map of a soft mask
+             (`mask_to_color`)
+  canvas     what every drawing shares: the RGB copy drawn on, box corners, text labels
+  keypoints  poses: dots and skeleton limbs (`draw_keypoints`, `KEYPOINT_SCORE_THRESHOLD`)
+  instances  masks, boxes, poses and labels of detections (`draw_instances`, `class_name`)
+             and plain boxes (`draw_boxes`)
+  grids      tiling images into one (`make_grid`)
+Callers use the names below: `from mrcnn_tf import visualize; visualize.draw_instances(...)`.
+"""
+
+from mrcnn_tf.visualize.colors import color_palette, mask_to_color
+from mrcnn_tf.visualize.grids import make_grid
+from mrcnn_tf.visualize.instances import class_name, draw_boxes, draw_instances
+from mrcnn_tf.visualize.keypoints import KEYPOINT_SCORE_THRESHOLD, draw_keypoints
+
+__all__ = [
+    "KEYPOINT_SCORE_THRESHOLD",
+    "class_name",
+    "color_palette",
+    "draw_boxes",
+    "draw_instances",
+    "draw_keypoints",
+    "make_grid",
+    "mask_to_color",
+]
