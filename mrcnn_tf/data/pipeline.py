@@ -1,6 +1,6 @@
 """tf.data input pipeline: resize, augment, pad to static shapes, batch.
 
-Training examples (the structure of `mrcnn_tf.data.shapes`, validated by
+Training examples (the structure `mrcnn_tf.data.schema` describes, validated by
 `mrcnn_tf.data.validation`) become fixed-size tensors so that one traced training step serves
 every batch, under XLA and tf.distribute too:
 
@@ -27,97 +27,17 @@ in parallel in `Dataset.map` and inside exported graphs.
 
 from __future__ import annotations
 
-import math
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional
 
 import tensorflow as tf
 
 from mrcnn_tf.config import Config
+from mrcnn_tf.data import schema
 from mrcnn_tf.ops import masks as mask_ops
+from mrcnn_tf.ops import resize as resize_ops
 
 
-# -- resizing rule ---------------------------------------------------------------------------
-
-def resize_shape_static(height: int, width: int, config: Config) -> Tuple[int, int]:
-    """`resize_params` in plain Python, for sizes known before tracing.
-
-    Uses float64 arithmetic like the TF version, so both give the same sizes.
-
-    Returns:
-      (new_height, new_width) Python ints.
-    """
-    if height <= 0 or width <= 0:
-        raise ValueError(f"image size {height}x{width}: expected positive height and width")
-    short, long = min(height, width), max(height, width)
-    if config.resize_rule == "torchvision":
-        # torchvision: floor(size * scale) in float64, never rounded up.
-        scale = min(config.image_min_size / short, config.image_max_size / long)
-        return (max(1, int(math.floor(height * scale))), max(1, int(math.floor(width * scale))))
-    scale = config.image_min_size / short
-    if long * scale > config.image_max_size:
-        scale = config.image_max_size / long
-    return (max(1, int(math.floor(height * scale + 0.5))),
-            max(1, int(math.floor(width * scale + 0.5))))
-
-
-def resize_params(height, width, config: Config, min_size=None
-                  ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Output size of the shortest-edge resize (Detectron2's `ResizeShortestEdge` rule).
-
-    The shorter side becomes `config.image_min_size` unless the longer side would then exceed
-    `config.image_max_size`, in which case the longer side becomes `image_max_size`:
-
-        scale = min_size / min(h, w);  if max(h, w) * scale > max_size: scale = max_size / max(h, w)
-        new_h, new_w = round(h * scale), round(w * scale)      (round half up, at least 1)
-
-    With config.resize_rule "torchvision": scale = min(min_size / short, max_size / long) and
-    the sizes are floor(h * scale), floor(w * scale) (float64), as torchvision's transform.
-
-    Args:
-      height, width: int scalars (Python ints or int tensors; dynamic shapes are fine).
-      config: supplies image_min_size and image_max_size.
-      min_size: optional int scalar (tensor) replacing image_min_size (scale jitter).
-
-    Returns:
-      (new_height int32 [], new_width int32 [], scale float32 []). The nominal `scale` differs
-      slightly from the exact per-axis ratios new_h / h and new_w / w because of rounding; use
-      those ratios to map coordinates.
-    """
-    # float64: sizes are exact and the result matches `resize_shape_static` bit for bit.
-    h = tf.cast(height, tf.float64)
-    w = tf.cast(width, tf.float64)
-    short, long = tf.minimum(h, w), tf.maximum(h, w)
-    if min_size is None:
-        min_size = config.image_min_size
-    if config.resize_rule == "torchvision":
-        scale = tf.minimum(tf.cast(min_size, tf.float64) / short,
-                           float(config.image_max_size) / long)
-        new_h = tf.maximum(tf.cast(tf.floor(h * scale), tf.int32), 1)
-        new_w = tf.maximum(tf.cast(tf.floor(w * scale), tf.int32), 1)
-        return new_h, new_w, tf.cast(scale, tf.float32)
-    scale = tf.cast(min_size, tf.float64) / short
-    scale = tf.where(long * scale > float(config.image_max_size),
-                     tf.constant(float(config.image_max_size), tf.float64) / long, scale)
-    new_h = tf.maximum(tf.cast(tf.floor(h * scale + 0.5), tf.int32), 1)
-    new_w = tf.maximum(tf.cast(tf.floor(w * scale + 0.5), tf.int32), 1)
-    return new_h, new_w, tf.cast(scale, tf.float32)
-
-
-def _resize_image(images: tf.Tensor, new_h, new_w) -> tf.Tensor:
-    """Bilinear resize to float32 0..255.
-
-    Args:
-      images: [H, W, C] or [B, H, W, C], any real dtype, 0..255.
-
-    Returns:
-      float32 [new_h, new_w, C] or [B, new_h, new_w, C].
-    """
-    # antialias=False on purpose: the same op (ResizeBilinear, half-pixel centres) must run in
-    # training, in the SavedModel and in TFLite, where the antialiased kernel is not a builtin.
-    resized = tf.image.resize(tf.cast(images, tf.float32), tf.stack([new_h, new_w]),
-                              method=tf.image.ResizeMethod.BILINEAR, antialias=False)
-    return tf.clip_by_value(resized, 0.0, 255.0)
-
+# -- resizing --------------------------------------------------------------------------------
 
 def _resize_masks_nearest(masks: tf.Tensor, new_h, new_w) -> tf.Tensor:
     """Nearest-neighbour resize of instance masks.
@@ -172,9 +92,10 @@ def _example_keypoints(example: Mapping[str, Any], num, num_keypoints: int, max_
     """The example's first `max_instances` keypoint rows, float32 [n, K, 3] (y, x, v); all
     unlabelled (zeros) when the example has none (a dataset mixing images with and without
     keypoint annotations)."""
-    if example.get("keypoints") is None:
+    if example.get(schema.KEYPOINTS) is None:
         return tf.zeros(tf.stack([num, num_keypoints, 3]), tf.float32)
-    keypoints = tf.reshape(tf.cast(example["keypoints"], tf.float32), [-1, num_keypoints, 3])
+    keypoints = tf.reshape(tf.cast(example[schema.KEYPOINTS], tf.float32),
+                           [-1, num_keypoints, 3])
     return keypoints[:max_instances]
 
 
@@ -230,8 +151,8 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
     m = config.max_instances
     mini = config.mini_mask_size
 
-    image = tf.convert_to_tensor(example["image"])
-    image_id = tf.cast(example["image_id"], tf.int64)
+    image = tf.convert_to_tensor(example[schema.IMAGE])
+    image_id = tf.cast(example[schema.IMAGE_ID], tf.int64)
     image_size = tf.shape(image)[:2]
     height, width = image_size[0], image_size[1]
     draws = _augment_draws(seed, image_id) if augment else None
@@ -240,16 +161,16 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
         sizes = tf.constant(config.train_min_sizes, tf.int32)
         pick = tf.cast(draws[1] * len(config.train_min_sizes), tf.int32)
         min_size = sizes[tf.minimum(pick, len(config.train_min_sizes) - 1)]
-    new_h, new_w, _ = resize_params(height, width, config, min_size)
+    new_h, new_w, _ = resize_ops.resize_params(height, width, config, min_size)
     scale_y = tf.cast(new_h, tf.float32) / tf.cast(height, tf.float32)
     scale_x = tf.cast(new_w, tf.float32) / tf.cast(width, tf.float32)
 
     # Truncate first so that dropped instances cost no resizing.
-    boxes = tf.reshape(tf.cast(example["boxes"], tf.float32), [-1, 4])[:m]
-    class_ids = tf.cast(example["class_ids"], tf.int32)[:m]
-    masks = tf.cast(example["masks"], tf.uint8)[:m]
-    if example.get("is_crowd") is not None:
-        is_crowd = tf.cast(example["is_crowd"], tf.bool)[:m]
+    boxes = tf.reshape(tf.cast(example[schema.BOXES], tf.float32), [-1, 4])[:m]
+    class_ids = tf.cast(example[schema.CLASS_IDS], tf.int32)[:m]
+    masks = tf.cast(example[schema.MASKS], tf.uint8)[:m]
+    if example.get(schema.IS_CROWD) is not None:
+        is_crowd = tf.cast(example[schema.IS_CROWD], tf.bool)[:m]
     else:
         is_crowd = tf.zeros_like(class_ids, dtype=tf.bool)
     num = tf.shape(boxes)[0]
@@ -257,7 +178,7 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
     if config.num_keypoints:
         keypoints = _example_keypoints(example, num, config.num_keypoints, m)
 
-    image = _resize_image(image, new_h, new_w)
+    image = resize_ops.resize_image(image, new_h, new_w)
     if mini:
         # From the original-resolution masks: no full-size resize, and no resampling loss.
         masks = mask_ops.make_mini_masks(masks, boxes, mini)
@@ -301,23 +222,23 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
     boxes = tf.ensure_shape(boxes, [m, 4])
     class_ids = tf.ensure_shape(class_ids, [m])
     is_crowd = tf.ensure_shape(is_crowd, [m])
-    output = {} if keypoints is None else {"gt_keypoints": tf.ensure_shape(
+    output = {} if keypoints is None else {schema.GT_KEYPOINTS: tf.ensure_shape(
         tf.pad(keypoints, [[0, m - num], [0, 0], [0, 0]]), [m, config.num_keypoints, 3])}
     output.update({
-        "images": image,
-        "image_shape": tf.stack([new_h, new_w]),
-        "gt_boxes": boxes,
-        "gt_classes": class_ids,
-        "gt_masks": masks,
-        "gt_is_crowd": is_crowd,
-        "image_id": tf.reshape(image_id, []),
-        "scale": tf.stack([scale_y, scale_x]),
-        "original_shape": tf.cast(image_size, tf.int32),
+        schema.IMAGES: image,
+        schema.IMAGE_SHAPE: tf.stack([new_h, new_w]),
+        schema.GT_BOXES: boxes,
+        schema.GT_CLASSES: class_ids,
+        schema.GT_MASKS: masks,
+        schema.GT_IS_CROWD: is_crowd,
+        schema.IMAGE_ID: tf.reshape(image_id, []),
+        schema.SCALE: tf.stack([scale_y, scale_x]),
+        schema.ORIGINAL_SHAPE: tf.cast(image_size, tf.int32),
     })
     if seed is not None:
         # The model draws this image's RPN and RoI samples from it (MaskRCNN.compute_losses),
         # so training is reproducible whatever the batch layout, replica count or restart.
-        output["sample_seed"] = _stateless_seed(seed, image_id)
+        output[schema.SAMPLE_SEED] = _stateless_seed(seed, image_id)
     return output
 
 
@@ -367,47 +288,3 @@ def make_training_dataset(dataset: tf.data.Dataset, config: Config, batch_size: 
                               num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-# -- inference -------------------------------------------------------------------------------
-
-def preprocess_for_inference(images: tf.Tensor, config: Config
-                             ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Resizes a batch of same-sized images and pads it to a multiple of size_divisibility.
-
-    Pure TF, for the model's inference path and exported signatures. When H and W are static
-    the output shape is static too (sizes computed in Python by `resize_shape_static`).
-
-    Args:
-      images: [B, H, W, 3] uint8 (or any real dtype) RGB 0..255, all of one size.
-      config: image_min_size, image_max_size, size_divisibility.
-
-    Returns:
-      images: float32 [B, Hp, Wp, 3], 0..255 (not normalized), the resized image at the
-        top-left and zeros elsewhere; Hp, Wp are the resized size rounded up to a multiple of
-        `config.size_divisibility`.
-      image_shape: int32 [B, 2], resized (height, width) of each image (all equal).
-      scale: float32 [B, 2], (new_h / H, new_w / W): divide output coordinates by it to get
-        original-image pixels.
-    """
-    images = tf.convert_to_tensor(images)
-    d = config.size_divisibility
-    static_h, static_w = images.shape[1], images.shape[2]
-    dynamic = tf.shape(images)
-    if static_h is not None and static_w is not None:
-        new_h, new_w = resize_shape_static(static_h, static_w, config)
-        pad_h, pad_w = -(-new_h // d) * d, -(-new_w // d) * d
-        height, width = static_h, static_w
-    else:
-        height, width = dynamic[1], dynamic[2]
-        new_h, new_w, _ = resize_params(height, width, config)
-        pad_h = (new_h + d - 1) // d * d
-        pad_w = (new_w + d - 1) // d * d
-    resized = _resize_image(images, new_h, new_w)
-    padded = tf.pad(resized, [[0, 0], [0, pad_h - new_h], [0, pad_w - new_w], [0, 0]])
-    batch = dynamic[0]
-    image_shape = tf.tile(tf.reshape(tf.stack([new_h, new_w]), [1, 2]), [batch, 1])
-    scale = tf.stack([tf.cast(new_h, tf.float32) / tf.cast(height, tf.float32),
-                      tf.cast(new_w, tf.float32) / tf.cast(width, tf.float32)])
-    scale = tf.tile(tf.reshape(scale, [1, 2]), [batch, 1])
-    return padded, tf.cast(image_shape, tf.int32), scale

@@ -2,9 +2,9 @@
 
 The exported graph is the model's own inference path (`MaskRCNN.call`: resize + pad +
 normalize, backbone, FPN, RPN, proposals, box head, per-class NMS, then the mask and/or
-keypoint heads the config has) traced for a single uint8 image of a fixed size, with the
-RoIAlign switched to the gather-only implementation (`roi_align_implementation="builtin"`,
-in every pooler: box, mask and keypoint). It converts with `tf.lite.OpsSet.TFLITE_BUILTINS`
+keypoint heads the config has) traced for a single uint8 image of a fixed size, under the
+static shape policy (`static_shapes=True`: the gather-only RoIAlign in every pooler, box,
+mask and keypoint, and the heads on all rows). It converts with `tf.lite.OpsSet.TFLITE_BUILTINS`
 alone: no Flex (select TensorFlow) ops and no custom ops, so the plain LiteRT interpreter runs
 it on phones. Ops it lowers to include CONV_2D, RESIZE_BILINEAR, TOPK_V2, GATHER,
 NON_MAX_SUPPRESSION_V4, WHILE (the batch map over NMS), SELECT_V2 and arithmetic. The keypoint
@@ -42,6 +42,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from mrcnn_tf.export import saved_model
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
+from mrcnn_tf.ops import keypoints as keypoint_ops
 
 QUANTIZATIONS = ("float32", "float16", "int8_dynamic")
 SIGNATURE_KEY = "serving_default"
@@ -59,9 +60,9 @@ __all__ = ["export_tflite", "convert_tflite", "builtin_inference_model", "make_i
 def builtin_inference_model(model):
     """Returns `model` itself if it already converts with builtin ops, else a copy that does.
 
-    The copy is a new MaskRCNN built from `model.config` with
-    `roi_align_implementation="builtin"` and `model`'s weights; both implementations give the
-    same numbers (tests/ops/test_roi_align.py), so the copy detects what `model` detects.
+    The copy is a new MaskRCNN built from `model.config` with `static_shapes=True` and
+    `model`'s weights; both RoIAlign implementations give the same numbers
+    (tests/ops/test_roi_align.py), so the copy detects what `model` detects.
 
     Keypoints: torchvision's decode (`keypoint_decode_rule="torchvision"`, imported
     torchvision weights) resizes every RoI's heatmaps to its own size in float64, which no
@@ -72,10 +73,12 @@ def builtin_inference_model(model):
     _check_model(model)
     model.build()
     changes = {}
-    if model.config.roi_align_implementation != "builtin":
-        changes["roi_align_implementation"] = "builtin"
-    if model.config.num_keypoints and model.config.keypoint_decode_rule == "torchvision":
-        logging.warning("export_tflite: keypoint_decode_rule='torchvision' has no TFLite "
+    if not model.config.static_shapes:
+        changes["static_shapes"] = True
+    decode_rule = keypoint_ops.KEYPOINT_DECODE_RULES[model.config.keypoint_decode_rule]
+    if model.config.num_keypoints and not decode_rule.static_shapes:
+        logging.warning(f"export_tflite: keypoint_decode_rule="
+                        f"{model.config.keypoint_decode_rule!r} has no TFLite "
                         "builtin form; the TFLite file decodes keypoints by the 'detectron2' "
                         "rule (argmax bin centre, within half a heatmap bin; scores are "
                         "softmax probabilities, not logits)")

@@ -36,8 +36,9 @@ class DetectionTargetLayer(keras.layers.Layer):
       "mask_targets" [B, P, mask_size, mask_size] float32 in {0, 1} (with gt_masks);
       "keypoint_targets" [B, P, K] int32 flat S x S heatmap indices and "keypoint_valid"
       [B, P, K] bool (with gt_keypoints; `ops.keypoints.keypoint_targets` on the positives);
-      P = max(1, the largest positive count of an image) with the "crop_and_resize" mask
-      crop, and the static int(S * positive_fraction) with "builtin" (XLA).
+      P = max(1, the largest positive count of an image), or the static
+      int(S * positive_fraction) with static_shapes (XLA, TFLite, deterministic GPU), where
+      the mask targets are also cropped with gathers instead of crop_and_resize.
 
     Precision: the layer's dtype policy is "float32" unless `dtype` is given, so under a mixed
     global policy the boxes are never rounded to float16 / bfloat16 and the targets are float32.
@@ -46,7 +47,7 @@ class DetectionTargetLayer(keras.layers.Layer):
     def __init__(self, batch_size_per_image=512, positive_fraction=0.25, fg_iou_threshold=0.5,
                  bg_iou_threshold=0.5, crowd_ioa_threshold=0.5,
                  box_coder_weights=(10.0, 10.0, 5.0, 5.0), mask_size=28, mini_masks=False,
-                 seed=None, mask_crop_implementation="crop_and_resize",
+                 seed=None, static_shapes=False,
                  keypoint_heatmap_size=0, **kwargs):
         kwargs.setdefault("dtype", "float32")  # box arithmetic in float32 (class docstring)
         super().__init__(**kwargs)
@@ -59,8 +60,9 @@ class DetectionTargetLayer(keras.layers.Layer):
         self.mask_size = int(mask_size)
         self.mini_masks = bool(mini_masks)
         self.seed = seed
-        # "builtin" crops mask targets with gathers, which XLA compiles (see ops/masks.py).
-        self.mask_crop_implementation = mask_crop_implementation
+        # Static shapes crop mask targets with gathers, which XLA compiles (ops/masks.py), and
+        # keep all P mask rows.
+        self.static_shapes = bool(static_shapes)
         self.keypoint_heatmap_size = int(keypoint_heatmap_size)
 
     @classmethod
@@ -69,7 +71,7 @@ class DetectionTargetLayer(keras.layers.Layer):
                    config.roi_fg_iou_threshold, config.roi_bg_iou_threshold,
                    config.crowd_ioa_threshold, config.box_coder_weights, config.mask_size,
                    config.mini_mask_size > 0,
-                   mask_crop_implementation=config.roi_align_implementation,
+                   static_shapes=config.static_shapes,
                    keypoint_heatmap_size=(config.keypoint_heatmap_size if config.num_keypoints
                                           else 0), **kwargs)
 
@@ -89,12 +91,11 @@ class DetectionTargetLayer(keras.layers.Layer):
             crowd_ioa_threshold=self.crowd_ioa_threshold,
             box_coder_weights=self.box_coder_weights, seed=self.seed, seeds=seeds)
         p = self.max_positives
-        if self.mask_crop_implementation == "crop_and_resize":
+        if not self.static_shapes:
             # Only the rows up to the last positive of any image: the mask head (about 1 GFLOP
             # per RoI at 14x14x256, three times that in training) then runs on the positives,
             # as in Detectron2 and torchvision, not on P mostly padded slots. At least one row
-            # (oneDNN convolutions mis-shape an empty batch). The "builtin" implementation
-            # (XLA, static shapes) keeps all P.
+            # (oneDNN convolutions mis-shape an empty batch). Static shapes keep all P.
             positives = tf.reduce_sum(tf.cast(targets["is_positive"][:, :p], tf.int32), axis=1)
             p = tf.maximum(tf.reduce_max(tf.concat([positives, [0]], axis=0)), 1)
         mask_rois = targets["rois"][:, :p]
@@ -117,11 +118,11 @@ class DetectionTargetLayer(keras.layers.Layer):
         if self.mini_masks:
             targets["mask_targets"] = mask_ops.crop_mini_mask_targets(
                 gt_masks, gt_boxes, mask_rois, matched, self.mask_size,
-                implementation=self.mask_crop_implementation)
+                static_shapes=self.static_shapes)
         else:
             targets["mask_targets"] = mask_ops.crop_mask_targets(
                 gt_masks, mask_rois, matched, self.mask_size,
-                implementation=self.mask_crop_implementation)
+                static_shapes=self.static_shapes)
         return targets
 
     def get_config(self):
@@ -136,7 +137,7 @@ class DetectionTargetLayer(keras.layers.Layer):
             "mask_size": self.mask_size,
             "mini_masks": self.mini_masks,
             "seed": self.seed,
-            "mask_crop_implementation": self.mask_crop_implementation,
+            "static_shapes": self.static_shapes,
             "keypoint_heatmap_size": self.keypoint_heatmap_size,
         })
         return config

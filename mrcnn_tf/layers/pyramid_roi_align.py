@@ -4,8 +4,7 @@ import keras
 import tensorflow as tf
 
 from mrcnn_tf.ops import roi_align as roi_align_ops
-
-IMPLEMENTATIONS = ("crop_and_resize", "builtin")
+from mrcnn_tf.ops import roi_align_builtin as roi_align_builtin_ops
 
 
 def assign_levels(boxes, min_level=2, max_level=5, canonical_size=224.0, canonical_level=4):
@@ -33,11 +32,12 @@ class PyramidRoIAlign(keras.layers.Layer):
     Returns:
       [B, N, output_size, output_size, C].
 
-    `implementation="crop_and_resize"` pools each box only on its own level (boxes are split
-    by level and stitched back in order); `"builtin"` uses the gather-only RoIAlign, which
-    converts to TFLite builtin ops and compiles with XLA: the levels are flattened into one
-    table that each box reads at its own level's rows, so every box is pooled once and the
-    shapes stay static.
+    By default each box is pooled only on its own level with `tf.image.crop_and_resize` (boxes
+    are split by level and stitched back in order: shapes inside follow the level counts).
+    `static_shapes=True` uses the gather-only RoIAlign, which converts to TFLite builtin ops,
+    compiles with XLA and has deterministic GPU gradients: the levels are flattened into one
+    table that each box reads at its own level's rows, so every box is pooled once and every
+    shape is fixed. Both give the same numbers (`Config.static_shapes`).
 
     Precision: the layer's dtype policy is "float32" unless `dtype` is given. Under a mixed
     global policy the float16 / bfloat16 feature maps are cast to float32 on the way in (box
@@ -46,22 +46,19 @@ class PyramidRoIAlign(keras.layers.Layer):
     """
 
     def __init__(self, output_size, sampling_ratio=2, aligned=True, min_level=2, max_level=5,
-                 implementation="crop_and_resize", **kwargs):
+                 static_shapes=False, **kwargs):
         kwargs.setdefault("dtype", "float32")  # RoIAlign in float32 (class docstring)
         super().__init__(**kwargs)
-        if implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"PyramidRoIAlign implementation={implementation!r}: expected one "
-                             f"of {IMPLEMENTATIONS}")
         self.output_size = int(output_size)
         self.sampling_ratio = int(sampling_ratio)
         self.aligned = bool(aligned)
         self.min_level = int(min_level)
         self.max_level = int(max_level)
-        self.implementation = implementation
+        self.static_shapes = bool(static_shapes)
         # CropAndResize has no XLA kernel: Keras then resolves compile(jit_compile="auto") to
         # False (it would be True on a GPU) and answers jit_compile=True with a warning
-        # instead of failing in the first step. Use "builtin" (training.device_plan picks it under XLA).
-        self.supports_jit = implementation != "crop_and_resize"
+        # instead of failing in the first step. Use static_shapes (training.device_plan picks it under XLA).
+        self.supports_jit = self.static_shapes
 
     def call(self, features, boxes):
         batch = tf.shape(boxes)[0]
@@ -76,8 +73,8 @@ class PyramidRoIAlign(keras.layers.Layer):
         num_levels = self.max_level - self.min_level + 1
         kwargs = dict(output_size=self.output_size, sampling_ratio=self.sampling_ratio,
                       aligned=self.aligned)
-        if self.implementation == "builtin":
-            pooled = roi_align_ops.multilevel_roi_align_builtin(
+        if self.static_shapes:
+            pooled = roi_align_builtin_ops.multilevel_roi_align_builtin(
                 features[:num_levels], flat_boxes, box_indices, levels,
                 [1.0 / 2 ** (i + self.min_level) for i in range(num_levels)], **kwargs)
         else:
@@ -97,6 +94,6 @@ class PyramidRoIAlign(keras.layers.Layer):
         config.update({
             "output_size": self.output_size, "sampling_ratio": self.sampling_ratio,
             "aligned": self.aligned, "min_level": self.min_level, "max_level": self.max_level,
-            "implementation": self.implementation,
+            "static_shapes": self.static_shapes,
         })
         return config

@@ -81,7 +81,7 @@ def pooler(config: Config, size: int, name: str) -> PyramidRoIAlign:
     """A PyramidRoIAlign of `size` x `size` bins with the config's sampling and alignment
     (the box head's and every branch's)."""
     return PyramidRoIAlign(size, config.roi_sampling_ratio, config.roi_aligned,
-                           implementation=config.roi_align_implementation, name=name)
+                           static_shapes=config.static_shapes, name=name)
 
 
 # -- mask --------------------------------------------------------------------------------------
@@ -149,9 +149,7 @@ def _keypoint_infer(model, features, detections, training):
     shape = tf.shape(logits)
     size, k = config.keypoint_heatmap_size, config.num_keypoints
     flat = tf.reshape(logits, tf.stack([shape[0] * shape[1], size, size, k]))
-    decode = (keypoint_ops.heatmaps_to_keypoints_torchvision
-              if config.keypoint_decode_rule == "torchvision"
-              else keypoint_ops.heatmaps_to_keypoints)
+    decode = keypoint_ops.KEYPOINT_DECODE_RULES[config.keypoint_decode_rule].decode
     keypoints = decode(flat, tf.reshape(boxes, [-1, 4]))
     keypoints = tf.reshape(keypoints, tf.stack([shape[0], shape[1], k, 3]))
     return {"keypoints": pad_rows(keypoints, used, detections)}

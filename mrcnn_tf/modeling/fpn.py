@@ -54,7 +54,7 @@ class FPN(keras.layers.Layer):
     def __init__(self, channels: int = 256, norm: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
         if norm is not None and norm not in NORM_KINDS:
-            raise ValueError(f"FPN norm={norm!r}: expected None or one of {NORM_KINDS}")
+            raise ValueError(f"FPN norm={norm!r}: expected None or one of {tuple(NORM_KINDS)}")
         self.channels = int(channels)
         self.norm = norm
         use_bias = norm is None

@@ -21,12 +21,13 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn_tf.config import Config
-from mrcnn_tf.data import pipeline
+from mrcnn_tf.ops import resize as resize_ops
 from mrcnn_tf.data.validation import to_rgb
 from mrcnn_tf.labels import LabelMap
 from mrcnn_tf.layers.detection import DetectionLayer
 from mrcnn_tf.layers.detection_target import DetectionTargetLayer
 from mrcnn_tf.layers.proposal import ProposalLayer
+from mrcnn_tf import postprocess
 from mrcnn_tf.modeling import branches as branch_lib
 from mrcnn_tf.modeling import losses
 # Registers WarmupStepDecay: a model saved after compile() carries it in its optimizer config,
@@ -37,7 +38,6 @@ from mrcnn_tf.modeling.fpn import FPN
 from mrcnn_tf.modeling.heads import BoxHead, RPNHead
 from mrcnn_tf.ops import anchors as anchor_ops
 from mrcnn_tf.ops import boxes as box_ops
-from mrcnn_tf.ops import masks as mask_ops
 from mrcnn_tf.ops import targets as target_ops
 
 RPN_STRIDES = (4, 8, 16, 32, 64)  # P2..P6
@@ -214,7 +214,7 @@ class MaskRCNN(keras.Model):
         """
         images = tf.convert_to_tensor(images)
         _check_image_batch(images)
-        resized, image_shape, scale = pipeline.preprocess_for_inference(images, self.config)
+        resized, image_shape, scale = resize_ops.preprocess_for_inference(images, self.config)
         outputs = self.detect(resized, image_shape, training=training)
         original = tf.cast(tf.shape(images)[1:3], tf.float32)
         boxes = outputs["boxes"] / tf.tile(scale, [1, 2])[:, None, :]
@@ -246,25 +246,30 @@ class MaskRCNN(keras.Model):
     def head_rows(self, detections):
         """How many detection rows the mask and keypoint heads run on: None for all D.
 
-        With the crop_and_resize RoIAlign (TensorFlow / SavedModel inference) the heads run
-        on the first max_b(num_detections[b]) rows only: detections are sorted with the
-        padding last, and the mask head costs about half of all inference FLOPs at D = 100, so
-        an image with 10 detections skips 90% of it. The builtin RoIAlign (TFLite, XLA) keeps
-        the static D rows.
+        Without config.static_shapes (TensorFlow / SavedModel inference) the heads run on the
+        first max_b(num_detections[b]) rows only: detections are sorted with the padding
+        last, and the mask head costs about half of all inference FLOPs at D = 100, so an
+        image with 10 detections skips 90% of it. With static shapes (TFLite, XLA) they run
+        on all D rows.
         """
-        if self.config.roi_align_implementation != "crop_and_resize":
+        if self.config.static_shapes:
             return None
         # At least one row: TensorFlow's oneDNN convolutions mis-shape an empty batch.
         return tf.minimum(tf.reduce_max(tf.concat([detections["num_detections"], [1]], 0)),
                           tf.shape(detections["boxes"])[1])
 
-    def predict_images(self, images):
+    def predict_images(self, images, score_threshold=0.0):
         """Detects objects in a list of images of any sizes.
+
+        Each image's detections are finished by `mrcnn_tf.postprocess.finish_detections`:
+        kept by score, masks pasted by config.paste_rule, labels attached.
 
         Args:
           images: list of uint8 arrays [H, W, 3] (or [H, W] grayscale).
+          score_threshold: detections scoring below it are dropped (before their masks are
+            pasted); the model's own config.score_threshold has already applied.
         Returns:
-          list of dicts of NumPy arrays, one per image, with only the real detections:
+          list of dicts of NumPy arrays, one per image, with only the kept detections:
           "boxes" [n, 4] (y1, x1, y2, x2) pixels, "class_ids" [n] int32 1..K, "scores" [n],
           "masks" [n, H, W] bool full-image masks (pasted by config.paste_rule, thresholded at
           0.5; when config.mask_on), "keypoints" [n, K, 3] (y, x, score) continuous pixels
@@ -278,22 +283,12 @@ class MaskRCNN(keras.Model):
             image = _as_rgb_uint8(image, f"images[{i}]")
             outputs = self._predict_one(tf.convert_to_tensor(image[None]))
             n = int(outputs["num_detections"][0])
-            boxes = outputs["boxes"][0, :n]
-            class_ids = outputs["class_ids"][0, :n].numpy()
-            result = {
-                "boxes": boxes.numpy(),
-                "class_ids": class_ids,
-                "category_ids": np.asarray(self.category_ids, np.int64)[class_ids - 1],
-                "class_names": [self.class_names[c - 1] for c in class_ids],
-                "scores": outputs["scores"][0, :n].numpy(),
-            }
-            if "masks" in outputs:
-                result["masks"] = mask_ops.paste_binary_masks(
-                    outputs["masks"][0, :n], boxes, image.shape[0], image.shape[1],
-                    paste_rule=self.config.paste_rule).numpy()
-            if "keypoints" in outputs:
-                result["keypoints"] = outputs["keypoints"][0, :n].numpy()
-            results.append(result)
+            rows = {key: outputs[key][0, :n].numpy()
+                    for key in ("boxes", "scores", "class_ids", "masks", "keypoints")
+                    if key in outputs}
+            results.append(postprocess.finish_detections(
+                rows, image.shape[0], image.shape[1], score_threshold, self.config.paste_rule,
+                self.label_map))
         return results
 
     @tf.function(reduce_retracing=True)

@@ -19,8 +19,6 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-NORM_KINDS = ("bn", "frozen_bn", "gn")
-
 
 @keras.saving.register_keras_serializable(package="mrcnn_tf")
 class FrozenBatchNormalization(keras.layers.Layer):
@@ -120,17 +118,29 @@ def make_norm(kind: str, name: str, groups: int = 32,
     Raises:
         ValueError: unknown `kind`, or "gn" without `channels`.
     """
-    if kind == "bn":
-        # synchronized: under tf.distribute the batch statistics are those of the global batch,
-        # so N replicas train exactly like one replica on the whole batch.
-        return keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, synchronized=True,
-                                               name=name)
-    if kind == "frozen_bn":
-        return FrozenBatchNormalization(epsilon=1e-5, name=name)
-    if kind == "gn":
-        if channels is None:
-            raise ValueError(f"make_norm('gn', {name!r}): `channels` is required to choose a "
-                             f"group count that divides it")
-        return keras.layers.GroupNormalization(groups=group_count(channels, groups),
-                                               epsilon=1e-5, name=name)
-    raise ValueError(f"norm={kind!r}: expected one of {NORM_KINDS}")
+    if kind not in NORM_KINDS:
+        raise ValueError(f"norm={kind!r}: expected one of {tuple(NORM_KINDS)}")
+    return NORM_KINDS[kind](name, groups, channels)
+
+
+def _batch_norm(name, groups, channels):
+    # synchronized: under tf.distribute the batch statistics are those of the global batch,
+    # so N replicas train exactly like one replica on the whole batch.
+    return keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, synchronized=True,
+                                           name=name)
+
+
+def _frozen_batch_norm(name, groups, channels):
+    return FrozenBatchNormalization(epsilon=1e-5, name=name)
+
+
+def _group_norm(name, groups, channels):
+    if channels is None:
+        raise ValueError(f"make_norm('gn', {name!r}): `channels` is required to choose a "
+                         f"group count that divides it")
+    return keras.layers.GroupNormalization(groups=group_count(channels, groups), epsilon=1e-5,
+                                           name=name)
+
+
+# Keyed by Config.norm's allowed values: (name, groups, channels) -> the layer.
+NORM_KINDS = {"bn": _batch_norm, "frozen_bn": _frozen_batch_norm, "gn": _group_norm}

@@ -12,6 +12,9 @@ softmax over the S * S bins (one location per keypoint type and instance), not a
 sigmoid as for masks.
 """
 
+import dataclasses
+from typing import Callable
+
 import tensorflow as tf
 
 from mrcnn_tf.ops.replicas import global_mean
@@ -338,3 +341,20 @@ def heatmaps_to_keypoints_torchvision(logits, rois,
     return tf.map_fn(decode, (maps, rois, sides),
                      fn_output_signature=tf.TensorSpec([logits.shape[3], 3], tf.float32),
                      parallel_iterations=None if tf.executing_eagerly() else int(parallel_rois))
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeRule:
+    """How heatmaps become keypoints: `decode(logits [N, S, S, K], rois [N, 4]) -> [N, K, 3]`,
+    and whether its shapes are fixed by S alone (what XLA and TFLite builtin ops need)."""
+
+    decode: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+    static_shapes: bool
+
+
+# Keyed by Config.keypoint_decode_rule's allowed values.
+KEYPOINT_DECODE_RULES = {
+    "detectron2": DecodeRule(heatmaps_to_keypoints, static_shapes=True),
+    # Resizes each RoI's maps to its own pixel size: shapes inside depend on the boxes.
+    "torchvision": DecodeRule(heatmaps_to_keypoints_torchvision, static_shapes=False),
+}

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from mrcnn_tf.ops import roi_align as roi_align_ops
+from mrcnn_tf.ops.roi_align_builtin import gather_sampler
 
 
 def _sample_box(start, size, num_samples, extent):
@@ -21,7 +21,7 @@ def _sample_box(start, size, num_samples, extent):
 
 
 def sample_masks(images, boxes, box_indices, size, sampling_ratio=2, edge_pad=False,
-                 implementation="crop_and_resize"):
+                 static_shapes=False):
     """Mean of sampling_ratio^2 bilinear samples per output pixel of each box (RoIAlign,
     aligned, on one-channel mask images).
 
@@ -32,13 +32,13 @@ def sample_masks(images, boxes, box_indices, size, sampling_ratio=2, edge_pad=Fa
       size: output side.
       edge_pad: read the edge pixel for samples within one pixel outside the mask image (as
         RoIAlign does for a map); otherwise samples outside read 0.
-      implementation: "crop_and_resize" (fast on CPU and GPU) or "builtin" (gathers the
-        bilinear neighbours, the same numbers to ~1e-5; compiles with XLA, which has no
-        CropAndResize kernel).
+      static_shapes: gather the bilinear neighbours instead of `tf.image.crop_and_resize`
+        (the same numbers to ~1e-5; compiles with XLA, which has no CropAndResize kernel,
+        and has deterministic GPU gradients). False: crop_and_resize, fast on CPU and GPU.
     Returns:
       [N, size, size] float32 in [0, 1].
     """
-    if implementation == "builtin":
+    if static_shapes:
         return _sample_masks_gather(images, boxes, box_indices, size, sampling_ratio, edge_pad)
     images = images[..., None]
     h = tf.shape(images)[1]
@@ -78,7 +78,7 @@ def _sample_masks_gather(images, boxes, box_indices, size, sampling_ratio, edge_
     else:  # crop_and_resize's rule: outside [0, H - 1] reads 0
         y_keep = (ys >= 0.0) & (ys <= tf.cast(h - 1, tf.float32))
         x_keep = (xs >= 0.0) & (xs <= tf.cast(w - 1, tf.float32))
-    crops = roi_align_ops._gather_sampler(images, tf.cast(box_indices, tf.int32))(
+    crops = gather_sampler(images, tf.cast(box_indices, tf.int32))(
         ys, y_keep, xs, x_keep)  # [N, n, n, 1]
     if sampling_ratio > 1:
         crops = tf.nn.avg_pool2d(crops, sampling_ratio, sampling_ratio, "VALID")
@@ -86,7 +86,7 @@ def _sample_masks_gather(images, boxes, box_indices, size, sampling_ratio, edge_
 
 
 def crop_mask_targets(gt_masks, rois, matched_gt, mask_size, sampling_ratio=2,
-                      implementation="crop_and_resize"):
+                      static_shapes=False):
     """Crops each RoI's matched ground-truth mask to mask_size x mask_size.
 
     Each output pixel averages sampling_ratio^2 samples of the binary mask at the centres of
@@ -108,7 +108,7 @@ def crop_mask_targets(gt_masks, rois, matched_gt, mask_size, sampling_ratio=2,
     images = tf.reshape(gt_masks, tf.concat([[b * m], tf.shape(gt_masks)[2:]], axis=0))
     box_indices = tf.reshape(tf.range(b)[:, None] * m + matched_gt, [-1])
     crops = sample_masks(images, rois, box_indices, mask_size, sampling_ratio, edge_pad=True,
-                         implementation=implementation)
+                         static_shapes=static_shapes)
     targets = tf.cast(crops >= 0.5, tf.float32)
     return tf.reshape(targets, tf.stack([b, p, mask_size, mask_size]))
 
@@ -132,7 +132,7 @@ def make_mini_masks(masks, boxes, size):
 
 
 def crop_mini_mask_targets(mini_masks, gt_boxes, rois, matched_gt, mask_size,
-                           sampling_ratio=2, implementation="crop_and_resize"):
+                           sampling_ratio=2, static_shapes=False):
     """`crop_mask_targets` for ground truth stored as mini-masks.
 
     Each RoI is expressed in its matched box's mini-mask pixels, u = (y - box_y1) / box_h * m,
@@ -158,35 +158,38 @@ def crop_mini_mask_targets(mini_masks, gt_boxes, rois, matched_gt, mask_size,
     images = tf.reshape(mini_masks, tf.concat([[b * m], tf.shape(mini_masks)[2:]], axis=0))
     box_indices = tf.reshape(tf.range(b)[:, None] * m + matched_gt, [-1])
     crops = sample_masks(images, local, box_indices, mask_size, sampling_ratio,
-                         implementation=implementation)
+                         static_shapes=static_shapes)
     targets = tf.cast(crops >= 0.5, tf.float32)
     return tf.reshape(targets, tf.stack([b, p, mask_size, mask_size]))
 
 
-PASTE_RULES = ("detectron2", "torchvision")
-
-
 def paste_masks(masks, boxes, height, width, paste_rule="detectron2"):
-    """Pastes box-relative mask probabilities into full images.
-
-    Each image pixel centre (i + 0.5, j + 0.5) is mapped into the box's mask and the mask is
-    sampled bilinearly; the mask is framed by one pixel of zeros first so its edges fade out
-    instead of ending abruptly (Detectron2's paste, grid_sample with zero padding).
-    paste_rule="torchvision" pastes as torchvision does instead (`paste_masks_torchvision`).
+    """Pastes box-relative mask probabilities into full images by `paste_rule`.
 
     Args:
       masks: [N, m, m] float probabilities for N boxes.
       boxes: [N, 4] (y1, x1, y2, x2) in the target image's pixels.
       height, width: the target image size (ints or scalar tensors).
-      paste_rule: "detectron2" or "torchvision" (Config.paste_rule).
+      paste_rule: a key of `PASTE_RULES` (Config.paste_rule): "detectron2"
+        (`paste_masks_detectron2`) or "torchvision" (`paste_masks_torchvision`).
     Returns:
       [N, height, width] float32 probabilities (threshold at 0.5 for a binary mask).
     """
-    if paste_rule == "torchvision":
-        return paste_masks_torchvision(masks, boxes, height, width)
-    if paste_rule != "detectron2":
+    if paste_rule not in PASTE_RULES:
         raise ValueError(f"paste_masks: paste_rule={paste_rule!r}, expected one of "
-                         f"{PASTE_RULES}")
+                         f"{tuple(PASTE_RULES)}")
+    return PASTE_RULES[paste_rule](masks, boxes, height, width)
+
+
+def paste_masks_detectron2(masks, boxes, height, width):
+    """`paste_masks` as Detectron2 pastes.
+
+    Each image pixel centre (i + 0.5, j + 0.5) is mapped into the box's mask and the mask is
+    sampled bilinearly; the mask is framed by one pixel of zeros first so its edges fade out
+    instead of ending abruptly (grid_sample with zero padding).
+
+    Args, returns: as `paste_masks`.
+    """
     masks = tf.convert_to_tensor(masks, tf.float32)
     m = tf.cast(tf.shape(masks)[1], tf.float32)
     framed = tf.pad(masks, [[0, 0], [1, 1], [1, 1]])[..., None]  # [N, m + 2, m + 2, 1]
@@ -299,3 +302,7 @@ def paste_masks_torchvision(masks, boxes, height, width):
     rows = _resize_weights(ey1, ey2, m + 2, tf.cast(height, tf.int32))  # [N, H, m + 2]
     cols = _resize_weights(ex1, ex2, m + 2, tf.cast(width, tf.int32))  # [N, W, m + 2]
     return tf.matmul(tf.matmul(rows, framed), cols, transpose_b=True)
+
+
+# Keyed by Config.paste_rule's allowed values.
+PASTE_RULES = {"detectron2": paste_masks_detectron2, "torchvision": paste_masks_torchvision}

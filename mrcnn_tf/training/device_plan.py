@@ -4,18 +4,18 @@
 Which op implementations a run may use depends on where it runs, and no user should need to know
 which TensorFlow kernel exists where. The rules, each for a reason in TensorFlow 2.21:
 
-| run | RoIAlign and mask targets | op determinism | XLA |
+| run | shapes (`Config.static_shapes`) | op determinism | XLA |
 |---|---|---|---|
-| CPU, one or several replicas | crop_and_resize (fastest there) | as `--deterministic` | no |
-| GPU(s), `--nodeterministic` | crop_and_resize (fastest there) | off | no |
-| GPU(s), `--deterministic` (the default) | builtin (gathers) | on | no |
-| `--jit_compile` (CPU or GPU) | builtin | off | yes |
-| TPU | builtin | off | yes, always |
+| CPU, one or several replicas | as configured (dynamic: crop_and_resize, fastest there) | as `--deterministic` | no |
+| GPU(s), `--nodeterministic` | as configured (dynamic: crop_and_resize, fastest there) | off | no |
+| GPU(s), `--deterministic` (the default) | static (gather-only RoIAlign) | on | no |
+| `--jit_compile` (CPU or GPU) | static | off | yes |
+| TPU | static | off | yes, always |
 
 - On a GPU under op determinism TensorFlow refuses the gradient of crop_and_resize
   (`CropAndResizeGradImage`, `CropAndResizeGradBoxes`: "Deterministic GPU implementation ...
-  not available"), so the default GPU run would stop at its first step. The builtin RoIAlign
-  computes the same numbers (tests/ops/test_roi_align.py) with gathers, whose gradients TF
+  not available"), so the default GPU run would stop at its first step. The static-shape,
+  gather-only RoIAlign computes the same numbers (tests/ops/test_roi_align.py) with gathers, whose gradients TF
   computes deterministically. `training.op_audit` lists every op TF refuses and the test suite
   checks that no plan's training step contains one.
 - XLA has no CropAndResize kernel; TPUs run everything through XLA.
@@ -38,6 +38,7 @@ from typing import Optional, Tuple
 import tensorflow as tf
 
 from mrcnn_tf.config import Config
+from mrcnn_tf.ops import keypoints as keypoint_ops
 from mrcnn_tf.training import precision as precision_policy
 from mrcnn_tf.training.distribute import STRATEGIES
 from mrcnn_tf.training.precision import POLICIES
@@ -58,7 +59,7 @@ class DevicePlan:
       jit_compile: what `model.compile(jit_compile=...)` gets: `--jit_compile` itself (a TPU
         strategy compiles every step whatever Keras is told).
       op_determinism: `tf.config.experimental.enable_op_determinism()` is called.
-      roi_align_implementation: the RoIAlign and mask-target crop of the model trained.
+      static_shapes: the shape policy of the model trained (`Config.static_shapes`).
       keypoint_decode_rule: how the trained model decodes keypoints (see `model_config`).
       notes: one line per decision that differs from what the flags or config asked for.
     """
@@ -70,16 +71,16 @@ class DevicePlan:
     xla: bool
     jit_compile: bool
     op_determinism: bool
-    roi_align_implementation: str
+    static_shapes: bool
     keypoint_decode_rule: str
     notes: Tuple[str, ...] = ()
 
     def model_config(self, config: Config) -> Config:
-        """`config` with this plan's RoIAlign implementation and keypoint decoding."""
+        """`config` with this plan's shape policy and keypoint decoding."""
         changes = {}
-        if config.roi_align_implementation != self.roi_align_implementation:
-            changes["roi_align_implementation"] = self.roi_align_implementation
-        if config.num_keypoints and config.keypoint_decode_rule != self.keypoint_decode_rule:
+        if config.static_shapes != self.static_shapes:
+            changes["static_shapes"] = self.static_shapes
+        if config.keypoint_decode_rule != self.keypoint_decode_rule:
             changes["keypoint_decode_rule"] = self.keypoint_decode_rule
         return config.replace(**changes) if changes else config
 
@@ -92,7 +93,7 @@ class DevicePlan:
         """One line for the log."""
         return (f"device plan: {self.device_type} (--strategy={self.strategy}), "
                 f"{self.precision}{' with loss scaling' if self.loss_scaling else ''}, "
-                f"RoIAlign {self.roi_align_implementation}, "
+                f"{'static' if self.static_shapes else 'dynamic'} shapes, "
                 f"op determinism {'on' if self.op_determinism else 'off'}, "
                 f"XLA {'on' if self.xla else 'off'}")
 
@@ -127,24 +128,27 @@ def decide(strategy: str, device_type: str, deterministic: bool, jit_compile: bo
         notes.append("op determinism off under XLA (Keras does not compile while it is on, "
                      "and a TPU's XLA programs are deterministic by themselves); a resumed "
                      "run matches an unbroken one to float rounding")
-    implementation = config.roi_align_implementation
-    if implementation != "builtin":
+    static_shapes = config.static_shapes
+    if not static_shapes:
         if xla:
-            implementation = "builtin"
-            notes.append("RoIAlign builtin: XLA has no CropAndResize kernel")
+            static_shapes = True
+            notes.append("static shapes (gather-only RoIAlign): XLA has no CropAndResize "
+                         "kernel")
         elif device_type == "GPU" and op_determinism:
-            implementation = "builtin"
-            notes.append("RoIAlign builtin: TensorFlow refuses crop_and_resize's gradient on a "
-                         "GPU under op determinism (--nodeterministic keeps crop_and_resize)")
+            static_shapes = True
+            notes.append("static shapes (gather-only RoIAlign): TensorFlow refuses "
+                         "crop_and_resize's gradient on a GPU under op determinism "
+                         "(--nodeterministic keeps crop_and_resize)")
     decode_rule = config.keypoint_decode_rule
-    if config.num_keypoints and xla and decode_rule == "torchvision":
+    if (config.num_keypoints and xla
+            and not keypoint_ops.KEYPOINT_DECODE_RULES[decode_rule].static_shapes):
         decode_rule = "detectron2"
-        notes.append("keypoints decoded the Detectron2 way: the torchvision decoding resizes "
-                     "each RoI to its own size, which XLA cannot compile")
+        notes.append(f"keypoints decoded the Detectron2 way: the {config.keypoint_decode_rule} "
+                     "decoding resizes each RoI to its own size, which XLA cannot compile")
     return DevicePlan(strategy=strategy, device_type=device_type, precision=precision,
                       loss_scaling=precision == "mixed_float16", xla=xla,
                       jit_compile=bool(jit_compile), op_determinism=op_determinism,
-                      roi_align_implementation=implementation,
+                      static_shapes=static_shapes,
                       keypoint_decode_rule=decode_rule, notes=tuple(notes))
 
 

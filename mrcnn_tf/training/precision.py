@@ -27,15 +27,16 @@ is a no-op on an already wrapped optimizer. MaskRCNN.train_step calls
 `optimizer.scale_loss(loss)` and `apply_gradients`, which unscales the gradients and skips a
 step (halving the scale) when any gradient is not finite.
 
-XLA. A model compiled with `model.compile(jit_compile=True)` needs the gather-only RoIAlign
-("builtin"), since tf.image.crop_and_resize has no XLA kernel; `training.device_plan` picks it
+XLA. A model compiled with `model.compile(jit_compile=True)` needs static shapes
+(`Config.static_shapes`: the gather-only RoIAlign), since tf.image.crop_and_resize has no XLA
+kernel; `training.device_plan` picks it
 for every XLA run (`DevicePlan.model_config`). What compiles (TF 2.21, XLA_CPU_JIT, fixed image
 sizes, so every top-k count and padded length is static):
 
 - inference, whole: resize and pad, backbone, FPN, RPN, ProposalLayer (top-k, the map_fn of
-  NonMaxSuppressionV4, which has an XLA kernel), builtin RoIAlign, heads, DetectionLayer;
+  NonMaxSuppressionV4, which has an XLA kernel), gather-only RoIAlign, heads, DetectionLayer;
 - training: the same plus anchor / RoI sampling (stateless random + top-k), the mask
-  targets (`ops.masks.sample_masks` with implementation "builtin" gathers its bilinear
+  targets (`ops.masks.sample_masks` with static_shapes gathers its bilinear
   samples, as XLA has no CropAndResize kernel), the losses, the gradients and the optimizer
   update.
 

@@ -130,7 +130,7 @@ def test_mask_rows_end_at_the_last_positive_and_equal_the_static_rows():
     trimmed = {k: v.numpy() for k, v in
                DetectionTargetLayer(**kwargs)(*inputs, seeds=seeds).items()}
     static = {k: v.numpy() for k, v in DetectionTargetLayer(
-        mask_crop_implementation="builtin", **kwargs)(*inputs, seeds=seeds).items()}
+        static_shapes=True, **kwargs)(*inputs, seeds=seeds).items()}
     p = int(2 * S * FRACTION)
     positives = static["mask_valid"].sum(axis=1)
     rows = max(int(positives.max()), 1)

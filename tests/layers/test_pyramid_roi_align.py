@@ -45,12 +45,12 @@ def _expected_level(box):
     return int(np.clip(np.floor(4 + np.log2(size / 224.0)), 2, 5))
 
 
-@pytest.mark.parametrize("implementation", ["crop_and_resize", "builtin"])
-def test_each_box_pooled_from_its_level_in_order(implementation):
+@pytest.mark.parametrize("static_shapes", [False, True])
+def test_each_box_pooled_from_its_level_in_order(static_shapes):
     rng = np.random.default_rng(0)
     features = _features(rng)
     boxes = _boxes(rng)
-    layer = PyramidRoIAlign(7, implementation=implementation)
+    layer = PyramidRoIAlign(7, static_shapes=static_shapes)
     out = layer(features, tf.constant(boxes)).numpy()
     assert out.shape == (2, boxes.shape[1], 7, 7, 3)
     levels_seen = set()
@@ -66,12 +66,12 @@ def test_each_box_pooled_from_its_level_in_order(implementation):
     assert levels_seen == {2, 3, 4, 5}
 
 
-def test_builtin_equals_crop_and_resize():
+def test_static_shapes_pool_what_crop_and_resize_pools():
     rng = np.random.default_rng(1)
     features = _features(rng, channels=4)
     boxes = tf.constant(_boxes(rng))
-    a = PyramidRoIAlign(5, sampling_ratio=2, implementation="crop_and_resize")(features, boxes)
-    b = PyramidRoIAlign(5, sampling_ratio=2, implementation="builtin")(features, boxes)
+    a = PyramidRoIAlign(5, sampling_ratio=2, static_shapes=False)(features, boxes)
+    b = PyramidRoIAlign(5, sampling_ratio=2, static_shapes=True)(features, boxes)
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4)
     assert float(tf.reduce_max(tf.abs(a))) > 0.1
 
@@ -86,13 +86,12 @@ def test_pyramid_roi_align_under_tf_function():
     np.testing.assert_allclose(eager.numpy(), graph.numpy(), atol=1e-4)
 
 
-def test_pyramid_roi_align_get_config_round_trip_and_bad_implementation():
+def test_pyramid_roi_align_get_config_round_trip():
     layer = PyramidRoIAlign(14, sampling_ratio=0, aligned=False, min_level=3, max_level=6,
-                            implementation="builtin", name="pool")
+                            static_shapes=True, name="pool")
     config = layer.get_config()
     clone = PyramidRoIAlign.from_config(config)
     assert clone.get_config() == config
     assert (clone.output_size, clone.sampling_ratio, clone.aligned, clone.min_level,
-            clone.max_level, clone.implementation) == (14, 0, False, 3, 6, "builtin")
-    with pytest.raises(ValueError, match="implementation"):
-        PyramidRoIAlign(7, implementation="nope")
+            clone.max_level, clone.static_shapes) == (14, 0, False, 3, 6, True)
+    assert clone.supports_jit and not PyramidRoIAlign(7).supports_jit

@@ -317,15 +317,15 @@ def test_head_variants_train_and_survive_a_keras_file(variant, tmp_path):
 
 def test_mask_head_runs_on_real_detections_only_with_the_same_masks(model, monkeypatch):
     """The TensorFlow path trims the mask head's batch to max(num_detections) rows; the static
-    path (builtin RoIAlign, TFLite) runs all D rows. Same masks either way."""
+    path (static_shapes: TFLite, XLA) runs all D rows. Same masks either way."""
     images = tf.constant(np.random.default_rng(3).integers(0, 255, (2, SIZE, SIZE, 3)),
                          tf.uint8)
     # A score threshold that leaves a few detections per image (the untrained model scores
     # every box alike).
     scores = np.sort(model(images)["scores"].numpy().reshape(-1))[::-1]
     config = model.config.replace(score_threshold=float(scores[5]))
-    trimming, static = (MaskRCNN(config.replace(roi_align_implementation=implementation))
-                        for implementation in ("crop_and_resize", "builtin"))
+    trimming, static = (MaskRCNN(config.replace(static_shapes=static_shapes))
+                        for static_shapes in (False, True))
     for copy in (trimming, static):
         copy.build()
         copy.set_weights(model.get_weights())

@@ -239,7 +239,7 @@ def test_crop_then_paste_round_trip(rect, box, min_iou):
 @pytest.mark.parametrize("edge_pad", [True, False])
 @pytest.mark.parametrize("sampling_ratio", [1, 2])
 def test_gather_mask_sampling_matches_crop_and_resize(edge_pad, sampling_ratio):
-    """The XLA-compatible ("builtin") mask crop gives crop_and_resize's numbers, boxes that
+    """The XLA-compatible (static_shapes) mask crop gives crop_and_resize's numbers, boxes that
     cross the border and tiny boxes included."""
     rng = np.random.default_rng(11)
     masks = tf.constant((rng.random((3, 40, 50)) < 0.5).astype(np.uint8))
@@ -249,10 +249,10 @@ def test_gather_mask_sampling_matches_crop_and_resize(edge_pad, sampling_ratio):
     indices = tf.constant(rng.integers(0, 3, 40), tf.int32)
     expected = mask_ops.sample_masks(masks, boxes, indices, 14, sampling_ratio, edge_pad)
     got = mask_ops.sample_masks(masks, boxes, indices, 14, sampling_ratio, edge_pad,
-                                implementation="builtin")
+                                static_shapes=True)
     np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=2e-5)
     compiled = tf.function(lambda m, b, i: mask_ops.sample_masks(
-        m, b, i, 14, sampling_ratio, edge_pad, implementation="builtin"), jit_compile=True)
+        m, b, i, 14, sampling_ratio, edge_pad, static_shapes=True), jit_compile=True)
     np.testing.assert_allclose(compiled(masks, tf.constant(boxes, tf.float32), indices).numpy(),
                                expected.numpy(), atol=2e-5)
 

@@ -23,18 +23,18 @@ def decide(strategy="default", device="CPU", deterministic=True, jit=False,
     return device_plan.decide(strategy, device, deterministic, jit, policy, config)
 
 
-# (strategy, device, --deterministic, --jit_compile) -> (RoIAlign, op determinism, XLA)
+# (strategy, device, --deterministic, --jit_compile) -> (static shapes, op determinism, XLA)
 RULES = [
-    (("default", "CPU", True, False), ("crop_and_resize", True, False)),
-    (("mirrored", "CPU", False, False), ("crop_and_resize", False, False)),
-    (("default", "GPU", True, False), ("builtin", True, False)),
-    (("mirrored", "GPU", True, False), ("builtin", True, False)),
-    (("multi_worker", "GPU", True, False), ("builtin", True, False)),
-    (("mirrored", "GPU", False, False), ("crop_and_resize", False, False)),
-    (("default", "CPU", True, True), ("builtin", False, True)),
-    (("mirrored", "GPU", True, True), ("builtin", False, True)),
-    (("tpu", "TPU", True, False), ("builtin", False, True)),
-    (("tpu", "TPU", False, True), ("builtin", False, True)),
+    (("default", "CPU", True, False), (False, True, False)),
+    (("mirrored", "CPU", False, False), (False, False, False)),
+    (("default", "GPU", True, False), (True, True, False)),
+    (("mirrored", "GPU", True, False), (True, True, False)),
+    (("multi_worker", "GPU", True, False), (True, True, False)),
+    (("mirrored", "GPU", False, False), (False, False, False)),
+    (("default", "CPU", True, True), (True, False, True)),
+    (("mirrored", "GPU", True, True), (True, False, True)),
+    (("tpu", "TPU", True, False), (True, False, True)),
+    (("tpu", "TPU", False, True), (True, False, True)),
 ]
 
 
@@ -42,21 +42,21 @@ RULES = [
 def test_plan_follows_the_rules(flags, expected):
     strategy, device, deterministic, jit = flags
     plan = decide(strategy, device, deterministic, jit)
-    assert (plan.roi_align_implementation, plan.op_determinism, plan.xla) == expected
-    assert plan.model_config(CONFIG).roi_align_implementation == expected[0]
+    assert (plan.static_shapes, plan.op_determinism, plan.xla) == expected
+    assert plan.model_config(CONFIG).static_shapes == expected[0]
     # Whatever the plan changed says why, one note per change.
-    if plan.roi_align_implementation != CONFIG.roi_align_implementation:
-        assert any(n.startswith("RoIAlign builtin") for n in plan.notes)
+    if plan.static_shapes != CONFIG.static_shapes:
+        assert any(n.startswith("static shapes (gather-only RoIAlign)") for n in plan.notes)
     if deterministic and not plan.op_determinism:
         assert any("op determinism off" in n for n in plan.notes)
 
 
-def test_plan_keeps_a_config_that_asked_for_the_builtin_roi_align():
-    config = CONFIG.replace(roi_align_implementation="builtin")
+def test_plan_keeps_a_config_that_asked_for_static_shapes():
+    config = CONFIG.replace(static_shapes=True)
     for flags, _ in RULES:
         strategy, device, deterministic, jit = flags
         plan = decide(strategy, device, deterministic, jit, config=config)
-        assert plan.roi_align_implementation == "builtin"
+        assert plan.static_shapes
         assert plan.model_config(config) is config
         assert not any(n.startswith("RoIAlign") for n in plan.notes)
 
@@ -102,7 +102,7 @@ def test_plan_is_recorded_as_json_and_described_in_one_line():
     line = plan.describe()
     assert "\n" not in line
     for part in ("GPU", "--strategy=mirrored", "mixed_float16 with loss scaling",
-                 "RoIAlign builtin", "op determinism on", "XLA off"):
+                 "static shapes", "op determinism on", "XLA off"):
         assert part in line
 
 

@@ -54,7 +54,7 @@ def test_default_gpu_plan_contains_no_op_tensorflow_refuses(label, policy, op_de
     plan = device_plan.decide("default", "GPU", deterministic=True, jit_compile=False,
                               precision=policy, config=base)
     assert plan.op_determinism and not plan.xla
-    assert plan.roi_align_implementation == "builtin"
+    assert plan.static_shapes
     train, inference = traced_nodes(plan.model_config(base), policy)
     assert describe(op_audit.gpu_determinism_refusals(train)) == []
     assert describe(op_audit.gpu_determinism_refusals(inference)) == []
@@ -67,7 +67,7 @@ def test_default_gpu_plan_contains_no_op_tensorflow_refuses(label, policy, op_de
 
 def test_audit_finds_crop_and_resize_gradient_under_determinism(op_determinism):
     """What the plan avoids: crop_and_resize in a GPU-deterministic run would stop at step 1."""
-    config = small_model_config(128, roi_align_implementation="crop_and_resize")
+    config = small_model_config(128, static_shapes=False)
     train, inference = traced_nodes(config)
     found = {op for op, _, _ in op_audit.gpu_determinism_refusals(train)}
     assert {"CropAndResizeGradImage"} <= found

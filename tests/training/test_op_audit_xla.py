@@ -81,7 +81,7 @@ def test_tpu_plan_lowers_inference_to_xla(label):
 
 def test_lowering_names_an_op_without_an_xla_kernel():
     """What the TPU plan avoids: crop_and_resize has no XLA kernel."""
-    config = small_model_config(64, roi_align_implementation="crop_and_resize")
+    config = small_model_config(64, static_shapes=False)
     model = build(config, "float32")
     with pytest.raises(ValueError, match="CropAndResize"):
         op_audit.lower_to_hlo(tf.function(lambda x: model(x, training=False),
