@@ -122,15 +122,6 @@ def write_png_atomic(path: PathLike, rgb_image_uint8: np.ndarray) -> None:
         f.write(encoded.tobytes())
 
 
-def read_image_rgb(path: PathLike) -> np.ndarray:
-    """Reads an image file as uint8 [H, W, 3] RGB (the inverse of `write_png_atomic`)."""
-    import cv2  # noqa: PLC0415 (OpenCV only where images are read or written)
-    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {os.fspath(path)!r}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def check_writable_folder(path: PathLike, flag: str) -> str:
     """Creates folder `path` if needed and checks a file can be written in it.
 

@@ -235,33 +235,15 @@ def overlay_names(paths: Sequence[PathLike]) -> list[str]:
     return names
 
 
-def _above_threshold(prediction: Mapping[str, Any], score_threshold: float) -> dict:
-    """The detections with score >= threshold: boxes [n, 4], class_ids [n], scores [n],
-    masks [n, H, W] (None when the prediction has none, e.g. a model with mask_on=False), and
-    keypoints [n, K, 3] (y, x, score) only when the prediction has them."""
-    scores = np.asarray(prediction["scores"], np.float32).reshape(-1)
-    keep = scores >= score_threshold
-    kept = {
-        "boxes": np.asarray(prediction["boxes"], np.float32).reshape(-1, 4)[keep],
-        "class_ids": np.asarray(prediction["class_ids"]).reshape(-1)[keep],
-        "scores": scores[keep],
-        "masks": None,
-    }
-    if prediction.get("masks") is not None:
-        kept["masks"] = np.asarray(prediction["masks"])[keep]
-    if prediction.get("keypoints") is not None:
-        kept["keypoints"] = np.asarray(prediction["keypoints"], np.float32)[keep]
-    return kept
-
-
 def draw_prediction(image: np.ndarray, prediction: Mapping[str, Any],
-                    class_names: Sequence[str] | None, score_threshold: float,
-                    skeleton: Sequence[int] = (),
+                    class_names: Sequence[str] | None, skeleton: Sequence[int] = (),
                     keypoint_threshold: float = visualize.KEYPOINT_SCORE_THRESHOLD
                     ) -> np.ndarray:
-    """The overlay `predict_files` writes: detections scoring >= threshold on the image.
+    """The overlay `predict_files` writes: every detection of `prediction` on the image.
 
-    Masks are drawn when the prediction has them, poses when it has keypoints.
+    Masks are drawn when the prediction has them, poses when it has keypoints. The prediction
+    is already kept by score (`MaskRCNN.predict_images(..., score_threshold)`), so nothing is
+    filtered here.
 
     Args:
       image: uint8 [H, W, 3] RGB.
@@ -269,17 +251,18 @@ def draw_prediction(image: np.ndarray, prediction: Mapping[str, Any],
         scores [n]; optionally masks [n, H, W] bool (absent with mask_on=False) and keypoints
         [n, K, 3] (y, x, score) in continuous pixels (models with num_keypoints > 0).
       class_names: ["background", name_1, ...] (`LabelMap.class_names`) or K names.
-      score_threshold: minimum detection score drawn.
       skeleton: flat 0-based limb pairs (`Config.keypoint_skeleton`); () draws dots only.
       keypoint_threshold: minimum keypoint score drawn (see `visualize.draw_keypoints`).
 
     Returns:
       uint8 [H, W, 3]; equal to `image` where nothing is drawn.
     """
-    kept = _above_threshold(prediction, score_threshold)
-    return visualize.draw_instances(image, kept["boxes"], kept["class_ids"], kept["scores"],
-                                    kept["masks"], class_names, keypoints=kept.get("keypoints"),
-                                    skeleton=skeleton, keypoint_threshold=keypoint_threshold)
+    return visualize.draw_instances(
+        image, np.asarray(prediction["boxes"], np.float32).reshape(-1, 4),
+        np.asarray(prediction["class_ids"]).reshape(-1),
+        np.asarray(prediction["scores"], np.float32).reshape(-1), prediction.get("masks"),
+        class_names, keypoints=prediction.get("keypoints"), skeleton=skeleton,
+        keypoint_threshold=keypoint_threshold)
 
 
 def predict_files(model, paths: Sequence[PathLike], out_dir: PathLike,
@@ -290,7 +273,8 @@ def predict_files(model, paths: Sequence[PathLike], out_dir: PathLike,
     """Runs the model on image files; writes overlays and a COCO results JSON.
 
     Args:
-      model: a `MaskRCNN` (anything with `predict_images` and `label_map`).
+      model: a `MaskRCNN` (anything with `predict_images(images, score_threshold)` and
+        `label_map`).
       paths: image files (see `expand_inputs`).
       out_dir: folder for the overlays (created if missing).
       score_threshold: detections scoring below it are neither drawn nor written.
@@ -336,10 +320,9 @@ def predict_files(model, paths: Sequence[PathLike], out_dir: PathLike,
             logging.warning("skipping unreadable image: %s", e)
             skipped.append(path)
             continue
-        prediction = model.predict_images([image])[0]
-        kept = _above_threshold(prediction, score_threshold)
-        overlay = draw_prediction(image, prediction, class_names, score_threshold, skeleton,
-                                  keypoint_threshold)
+        # Kept by score before masks are pasted (mrcnn_tf.postprocess).
+        kept = model.predict_images([image], score_threshold=score_threshold)[0]
+        overlay = draw_prediction(image, kept, class_names, skeleton, keypoint_threshold)
         overlay_path = os.path.join(out_dir, name)
         write_png_atomic(overlay_path, overlay)
         overlays.append(overlay_path)

@@ -30,6 +30,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from mrcnn_tf import postprocess
+from mrcnn_tf.data.images import decode_image
+from mrcnn_tf.labels import LabelMap
+
 OUTPUT_KEYS = ("num_detections", "detection_boxes", "detection_scores", "detection_classes",
                "detection_masks")
 ENCODED_INPUT = "encoded_image_string_tensor"
@@ -179,56 +183,50 @@ def predict_grpc(target: str, model_name: str, images_bytes: Sequence[bytes],
 
 def detections_for_image(outputs: Mapping[str, np.ndarray], index: int, height: int, width: int,
                          score_threshold: float = 0.5, full_image_masks: bool = False,
-                         paste_rule: str = "detectron2") -> dict[str, np.ndarray]:
+                         paste_rule: str = "detectron2",
+                         label_map: LabelMap | None = None) -> dict[str, Any]:
     """One image's detections from a batch of serving outputs, in pixels, ready to draw.
+
+    The served rows are finished as `predict` finishes its own
+    (`mrcnn_tf.postprocess.finish_detections`: kept by score, then pasted, then labelled).
 
     Args:
       outputs: the dict of `predict_rest` / `predict_grpc` (OUTPUT_KEYS, leading dimension B).
       index: which image of the batch.
-      height, width: that image's original size in pixels (boxes are normalized by it).
+      height, width: that image's size in pixels, upright (boxes are normalized by it).
       score_threshold: keep detections scoring at least this.
       full_image_masks: the model was exported with full_image_masks=True, so
         detection_masks are [B, D, H, W] already in the image; otherwise (the default export)
-        they are [B, D, m, m] inside each box and are pasted here with `paste_masks`.
+        they are [B, D, m, m] inside each box and are pasted here.
       paste_rule: how to paste them: the served model's `paste_rule` (its
         assets/config.json; "torchvision" for imported torchvision weights), so the masks
         equal what `predict` gives for the same model.
+      label_map: the served model's labels (its assets/label_map.json), for "class_names".
     Returns:
       dict with n kept detections, highest score first:
         boxes         float32 [n, 4] (y1, x1, y2, x2) pixels
         category_ids  int64   [n]    dataset category ids
         scores        float32 [n]
+        class_names   n str          (with a label map; "id <id>" for an unknown id)
         masks         bool    [n, height, width]   (when the outputs have detection_masks)
         keypoints     float32 [n, K, 3] (y, x, score), continuous pixels (when the outputs
                       have detection_keypoints)
     """
     n = int(outputs["num_detections"][index])
-    scores = np.asarray(outputs["detection_scores"][index][:n], np.float32)
-    keep = scores >= score_threshold
     scale = np.asarray([height, width, height, width], np.float32)
-    boxes = np.asarray(outputs["detection_boxes"][index][:n], np.float32)[keep] * scale
-    category_ids = np.rint(outputs["detection_classes"][index][:n][keep]).astype(np.int64)
-    found = {"boxes": boxes, "category_ids": category_ids, "scores": scores[keep]}
+    rows = {
+        "boxes": np.asarray(outputs["detection_boxes"][index][:n], np.float32) * scale,
+        "scores": outputs["detection_scores"][index][:n],
+        "category_ids": np.rint(outputs["detection_classes"][index][:n]),
+    }
     if "detection_masks" in outputs:
-        found["masks"] = _full_image_masks(
-            np.asarray(outputs["detection_masks"][index][:n], np.float32)[keep], boxes,
-            height, width, full_image_masks, paste_rule)
+        key = "image_masks" if full_image_masks else "masks"
+        rows[key] = outputs["detection_masks"][index][:n]
     if "detection_keypoints" in outputs:
-        keypoints = np.asarray(outputs["detection_keypoints"][index][:n], np.float32)[keep]
-        found["keypoints"] = keypoints * np.float32([height, width, 1.0])  # score unscaled
-    return found
-
-
-def _full_image_masks(masks, boxes, height, width, full_image_masks, paste_rule):
-    """Kept served masks [k, m, m] (or [k, H', W'] pasted) -> bool [k, height, width]."""
-    if len(masks) == 0:
-        return np.zeros((0, height, width), bool)
-    if full_image_masks:
-        # Already pasted by the server; a mixed-size request pads them to its largest image.
-        return masks[:, :height, :width] >= 0.5
-    from mrcnn_tf.ops import masks as mask_ops
-
-    return mask_ops.paste_masks(masks, boxes, height, width, paste_rule).numpy() >= 0.5
+        keypoints = np.asarray(outputs["detection_keypoints"][index][:n], np.float32)
+        rows["keypoints"] = keypoints * np.float32([height, width, 1.0])  # score unscaled
+    return postprocess.finish_detections(rows, height, width, score_threshold, paste_rule,
+                                         label_map)
 
 
 def _overlay_path(out_dir: str, image_path: str, used: set[str]) -> str:
@@ -267,15 +265,17 @@ def run_client(url_or_target: str, model_name: str, image_paths: Sequence[str],
       full_image_masks, paste_rule: as for `detections_for_image`.
     Returns:
       one dict per image: {"image": path, "height", "width"} plus the arrays of
-      `detections_for_image` (boxes, category_ids, scores, and masks and/or keypoints as the
+      `detections_for_image` (boxes, category_ids, scores, class_names, and masks and/or
+      keypoints as the
       model serves them).
     """
-    from mrcnn_tf import io_utils, visualize
+    from mrcnn_tf import io_utils, visualize  # noqa: PLC0415 (OpenCV only when drawing)
 
     if protocol not in ("rest", "grpc"):
         raise ValueError(f"protocol must be 'rest' or 'grpc', got {protocol!r}")
     predict = predict_rest if protocol == "rest" else predict_grpc
     names = {int(k): str(v) for k, v in (label_map or {}).items()}
+    labels = LabelMap(tuple(names), tuple(names.values()))
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
     used: set[str] = set()
@@ -284,13 +284,14 @@ def run_client(url_or_target: str, model_name: str, image_paths: Sequence[str],
         path = os.fspath(path)
         with open(path, "rb") as f:
             data = f.read()
-        # Decoded here too: boxes are un-normalized by the original size, and drawn on pixels.
-        image = io_utils.read_image_rgb(path)
+        # Decoded here too, upright as serve_encoded turns it (EXIF): boxes are
+        # un-normalized by that size, and drawn on those pixels.
+        image = decode_image(data, path)[0]
         height, width = image.shape[:2]
         outputs = predict(url_or_target, model_name, [data], signature=signature,
                           timeout=timeout)
         found = detections_for_image(outputs, 0, height, width, score_threshold,
-                                     full_image_masks, paste_rule)
+                                     full_image_masks, paste_rule, labels)
         for box, cid, score in zip(found["boxes"], found["category_ids"], found["scores"]):
             label = f"{cid} {names[cid]}" if cid in names else f"{cid}"
             print(f"{path}\t{label}\t{score:.3f}\t"
@@ -299,13 +300,12 @@ def run_client(url_or_target: str, model_name: str, image_paths: Sequence[str],
             n = len(found["scores"])
             # draw_instances labels contiguous ids through a name list; giving instance i the
             # id i + 1 and its own name lets dataset ids (which may be sparse or 0) show as is.
-            labels = ["background"] + [names.get(int(c), f"id {int(c)}")
-                                       for c in found["category_ids"]]
+            drawn_names = ["background"] + found["class_names"]
             # Keypoints only when served, so mask-only models draw as before.
             extra = {"keypoints": found["keypoints"]} if "keypoints" in found else {}
             overlay = visualize.draw_instances(image, found["boxes"], np.arange(1, n + 1),
                                                scores=found["scores"], masks=found.get("masks"),
-                                               class_names=labels, **extra)
+                                               class_names=drawn_names, **extra)
             io_utils.write_png_atomic(_overlay_path(out_dir, path, used), overlay)
         results.append({"image": path, "height": height, "width": width, **found})
     return results

@@ -13,10 +13,12 @@ import pytest
 from pycocotools.coco import COCO
 
 from helpers import small_model_config  # noqa: E402
-from mrcnn_tf import prediction, visualize
+from mrcnn_tf import postprocess, prediction, visualize
 from mrcnn_tf.data.shapes import CLASS_NAMES, generate_shapes_example
 from mrcnn_tf.evaluation import coco_eval
-from mrcnn_tf.io_utils import read_image_rgb, write_png_atomic
+from mrcnn_tf.labels import LabelMap
+from mrcnn_tf.data.images import read_image
+from mrcnn_tf.io_utils import write_png_atomic
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
 
 # Dataset ids that are not 1..K (0 included), so a results file with contiguous ids fails.
@@ -173,7 +175,7 @@ def test_predict_files_writes_overlays_and_loadable_coco_results(model, image_fi
     assert summary["overlays"] == [str(out / "shape.png"), str(out / "shape_2.png"),
                                    str(out / "third.png")]
     for path, ex in zip(summary["overlays"], image_files["examples"]):
-        assert read_image_rgb(path).shape == ex["image"].shape
+        assert read_image(path).shape == ex["image"].shape
     assert sorted(os.listdir(out)) == ["results.json", "shape.png", "shape_2.png", "third.png"]
 
     with open(summary["results_path"]) as f:
@@ -240,6 +242,17 @@ def _known_prediction(height, width):
             "category_ids": np.asarray([0, 7]), "class_names": ["circle", "square"]}
 
 
+def _finished(pred, score_threshold):
+    """What predict_images returns for the detections `pred` (full-image masks) at the
+    threshold: `postprocess.finish_detections` of them."""
+    rows = {k: v for k, v in pred.items() if k not in ("category_ids", "class_names", "masks")}
+    if "masks" in pred:
+        rows["image_masks"] = pred["masks"]
+    height, width = pred["masks"].shape[1:] if "masks" in pred else (96, 96)
+    return postprocess.finish_detections(rows, height, width, score_threshold,
+                                         label_map=LabelMap(CATEGORY_IDS, CLASS_NAMES))
+
+
 @pytest.mark.parametrize("threshold", [0.5, 0.2])
 def test_overlay_changes_exactly_where_detections_pass_the_threshold(model, tmp_path,
                                                                    monkeypatch, threshold):
@@ -249,15 +262,15 @@ def test_overlay_changes_exactly_where_detections_pass_the_threshold(model, tmp_
     write_png_atomic(path, image)
     calls = []
 
-    def fake_predict_images(images):
-        calls.append(images[0].shape)
-        return [_known_prediction(*images[0].shape[:2])]
+    def fake_predict_images(images, score_threshold):
+        calls.append((images[0].shape, score_threshold))
+        return [_finished(_known_prediction(*images[0].shape[:2]), score_threshold)]
 
     monkeypatch.setattr(model, "predict_images", fake_predict_images)
     summary = prediction.predict_files(model, [path], tmp_path / "out",
                                        score_threshold=threshold)
-    assert calls == [(h, w, 3)]
-    overlay = read_image_rgb(summary["overlays"][0])
+    assert calls == [((h, w, 3), threshold)]  # kept by score inside predict_images
+    overlay = read_image(summary["overlays"][0])
     changed = np.any(overlay != image, axis=-1)
 
     pred = _known_prediction(h, w)
@@ -311,8 +324,8 @@ def test_draw_prediction_draws_pose_without_masks():
     image = np.full([h, w, 3], 128, np.uint8)
     pred = _pose_prediction(h, w)
     names = ["background", "square", "circle"]
-    overlay = prediction.draw_prediction(image, pred, names, 0.5, skeleton=SKELETON,
-                                         keypoint_threshold=0.3)
+    overlay = prediction.draw_prediction(image, _finished(pred, 0.5), names,
+                                         skeleton=SKELETON, keypoint_threshold=0.3)
     np.testing.assert_array_equal(image, 128)  # input untouched
     changed = np.any(overlay != image, axis=-1)
     # No mask: inside A's box, away from its edges and its pose, nothing is tinted.
@@ -329,17 +342,17 @@ def test_draw_prediction_draws_pose_without_masks():
                                         keypoint_threshold=0.3)
     np.testing.assert_array_equal(overlay, expected)
     # The default keypoint threshold (0.05) keeps the 0.2 keypoint.
-    default = prediction.draw_prediction(image, pred, names, 0.5, skeleton=SKELETON)
+    default = prediction.draw_prediction(image, _finished(pred, 0.5), names, skeleton=SKELETON)
     assert np.any(default[48, 24] != 128)
 
 
-def test_above_threshold_keeps_keypoints_with_their_detections():
+def test_kept_detections_keep_their_keypoints():
     pred = _pose_prediction(96, 96)
-    kept = prediction._above_threshold(pred, 0.5)
-    assert kept["masks"] is None
+    kept = _finished(pred, 0.5)
+    assert "masks" not in kept
     np.testing.assert_array_equal(kept["keypoints"], pred["keypoints"][:1])
     assert kept["keypoints"].dtype == np.float32
-    assert "keypoints" not in prediction._above_threshold(_known_prediction(96, 96), 0.5)
+    assert "keypoints" not in _finished(_known_prediction(96, 96), 0.5)
 
 
 def test_predict_files_draws_poses_with_the_models_skeleton(model, tmp_path):
@@ -350,12 +363,13 @@ def test_predict_files_draws_poses_with_the_models_skeleton(model, tmp_path):
     # Anything with predict_images, label_map and config is a model to predict_files.
     keypoint_model = types.SimpleNamespace(
         label_map=model.label_map, config=types.SimpleNamespace(keypoint_skeleton=SKELETON),
-        predict_images=lambda images: [_pose_prediction(*images[0].shape[:2])])
+        predict_images=lambda images, score_threshold: [
+            _finished(_pose_prediction(*images[0].shape[:2]), score_threshold)])
     summary = prediction.predict_files(keypoint_model, [path], tmp_path / "out",
                                        score_threshold=0.5, keypoint_threshold=0.3)
-    overlay = read_image_rgb(summary["overlays"][0])
-    expected = prediction.draw_prediction(image, _pose_prediction(h, w),
-                                          model.label_map.class_names, 0.5, skeleton=SKELETON,
+    overlay = read_image(summary["overlays"][0])
+    expected = prediction.draw_prediction(image, _finished(_pose_prediction(h, w), 0.5),
+                                          model.label_map.class_names, skeleton=SKELETON,
                                           keypoint_threshold=0.3)
     np.testing.assert_array_equal(overlay, expected)
     assert np.any(overlay[32, 24] != 128)  # the limb 0-1: the skeleton came from the config

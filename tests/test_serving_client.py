@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from mrcnn_tf import io_utils, serving_client
+from mrcnn_tf.data.images import read_image
 from mrcnn_tf.export import export_saved_model
 from mrcnn_tf.ops import masks as mask_ops
 
@@ -229,8 +230,8 @@ def test_run_client_prints_detections_and_writes_overlays(server, tmp_path, caps
                         f"{box[0]:.1f} {box[1]:.1f} {box[2]:.1f} {box[3]:.1f}")
     assert sorted(os.listdir(out_dir)) == ["img0.png", "img1.png"]  # no temporary files left
     for path, result in zip(paths, results):
-        original = io_utils.read_image_rgb(path)
-        overlay = io_utils.read_image_rgb(out_dir / os.path.basename(path))
+        original = read_image(path)
+        overlay = read_image(out_dir / os.path.basename(path))
         assert overlay.shape == original.shape == (result["height"], result["width"], 3)
         assert (overlay != original).any()  # something was drawn
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mrcnn_tf import io_utils
+from mrcnn_tf.data.images import read_image
 from mrcnn_tf.keypoint_spec import COCO_PERSON_SKELETON
 from mrcnn_tf.visualize import (
     KEYPOINT_SCORE_THRESHOLD,
@@ -79,7 +80,7 @@ def test_png_written_atomically_reads_back_equal(tmp_path):
     path = tmp_path / "viz.png"
     io_utils.write_png_atomic(path, image)
     assert os.listdir(tmp_path) == ["viz.png"]
-    back = io_utils.read_image_rgb(path)
+    back = read_image(path)
     # Equal in RGB order: a missed RGB<->BGR conversion would swap channels 0 and 2.
     np.testing.assert_array_equal(back, image)
 

@@ -259,7 +259,7 @@ def test_examples_pass_validation_unchanged(generated):
 def test_coco_writer_round_trips_through_pycocotools(tmp_path):
     from pycocotools.coco import COCO
 
-    from mrcnn_tf.io_utils import read_image_rgb
+    from mrcnn_tf.data.images import read_image
     annotations_path, images_dir = write_keypoint_shapes_coco(str(tmp_path), 4, seed=6,
                                                               image_size=64)
     assert annotations_path == os.path.join(str(tmp_path), "annotations.json")
@@ -274,7 +274,7 @@ def test_coco_writer_round_trips_through_pycocotools(tmp_path):
     for image_id in range(4):
         expected = generate_keypoint_example(image_id, seed=6, image_size=64)
         info = coco.loadImgs(image_id)[0]
-        np.testing.assert_array_equal(read_image_rgb(os.path.join(images_dir, info["file_name"])),
+        np.testing.assert_array_equal(read_image(os.path.join(images_dir, info["file_name"])),
                                       expected["image"])
         anns = coco.loadAnns(coco.getAnnIds(imgIds=image_id))
         assert len(anns) == len(expected["class_ids"])

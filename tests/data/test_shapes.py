@@ -150,7 +150,7 @@ def test_write_shapes_coco_round_trips_through_pycocotools(tmp_path):
     from pycocotools.coco import COCO
 
     from mrcnn_tf.data.shapes import write_shapes_coco
-    from mrcnn_tf.io_utils import read_image_rgb
+    from mrcnn_tf.data.images import read_image
     annotations, images_dir = write_shapes_coco(str(tmp_path), 3, seed=4, image_size=64)
     coco = COCO(annotations)
     assert sorted(coco.getImgIds()) == [0, 1, 2]
@@ -159,7 +159,7 @@ def test_write_shapes_coco_round_trips_through_pycocotools(tmp_path):
         expected = generate_shapes_example(image_id, seed=4, image_size=64)
         info = coco.loadImgs(image_id)[0]
         np.testing.assert_array_equal(
-            read_image_rgb(f"{images_dir}/{info['file_name']}"), expected["image"])
+            read_image(f"{images_dir}/{info['file_name']}"), expected["image"])
         anns = coco.loadAnns(coco.getAnnIds(imgIds=image_id))
         masks = np.stack([coco.annToMask(a) for a in anns])
         np.testing.assert_array_equal(masks, expected["masks"])
