@@ -1,7 +1,11 @@
-"""Pieces several test modules share: the small model config, box IoU, and TF Serving's
-REST JSON decoding rules. Test modules import them as `from helpers import ...`."""
+"""Pieces several test modules share: the small model config, box IoU, TF Serving's REST
+JSON decoding rules, and runs of the `mrcnn-tf` command line (in a fresh process or in this
+one). Test modules import them as `from helpers import ...`."""
 
 import base64
+import os
+import subprocess
+import sys
 
 import numpy as np
 
@@ -183,3 +187,36 @@ def audit_config(label, size=128):
                       rpn_post_nms_topk_train=50, rpn_pre_nms_topk_test=100,
                       rpn_post_nms_topk_test=50, roi_batch_size_per_image=32, max_instances=4,
                       detections_per_image=8, **changes)
+
+
+def run_cli(*args):
+    """Runs `python -m mrcnn_tf.cli ARGS` in a fresh process; returns its CompletedProcess."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "mrcnn_tf.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+def run_inprocess(capsys, *args):
+    """Runs `mrcnn-tf ARGS` here; returns (exit code, stdout, stderr)."""
+    from absl import flags  # noqa: PLC0415
+
+    from mrcnn_tf.cli import main as cli_main  # noqa: PLC0415
+    flags.FLAGS.unparse_flags()
+    code = 0
+    try:
+        cli_main.run(["mrcnn-tf", *args])
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err, *needles):
+    """A user error: exit code 2 and one `mrcnn-tf ...` line on stderr holding every needle,
+    no traceback."""
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.startswith("mrcnn-tf")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
