@@ -1,5 +1,5 @@
-"""The benchmarked model's config at one image size (imports no TensorFlow, so benchmarks/run.py
-can check every size before it starts a process)."""
+"""The benchmarked model's config at one image size (imports no TensorFlow, so the suite's
+parent process can check every size before it starts a benchmark process)."""
 
 from mrcnn_tf.config import get_config
 

@@ -161,7 +161,7 @@ def padded_size(config, height, width):
     """The (Hp, Wp) the network sees for an input image of [height, width]: resized as the
     model resizes (shorter side to image_min_size, longer at most image_max_size), padded to
     a multiple of size_divisibility."""
-    from mrcnn_tf.data.pipeline import resize_shape_static  # noqa: PLC0415
+    from mrcnn_tf.ops.resize import resize_shape_static  # noqa: PLC0415
     new_h, new_w = resize_shape_static(int(height), int(width), config)
     d = config.size_divisibility
     return -(-new_h // d) * d, -(-new_w // d) * d

@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 
 from benchmarks import synthetic
-from mrcnn_tf.data import pipeline
+from mrcnn_tf.ops import resize as resize_ops
 
 # conv{stage}_block{block}_{index}_bn: index 0 is the projection shortcut, the highest index
 # the block's last norm (3 in a bottleneck, 2 in the tiny backbone's basic block).
@@ -78,7 +78,7 @@ def calibrate_stem(model, size, seed=1, statistics=None):
         return None
     if statistics is None:
         images = tf.constant(synthetic.random_images(1, size, seed=seed))
-        resized, image_shape, _ = pipeline.preprocess_for_inference(images, model.config)
+        resized, image_shape, _ = resize_ops.preprocess_for_inference(images, model.config)
         inputs = model.normalize_images(resized, image_shape)  # the model's own input normalization
         stem_input = keras.Model(backbone.inputs, stem.input)(inputs)  # [1, h, w, C]
         statistics = tf.nn.moments(tf.cast(stem_input, tf.float32), axes=[0, 1, 2])

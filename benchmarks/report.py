@@ -1,39 +1,17 @@
-"""The markdown section of benchmarks/RESULTS.md written by benchmarks/run.py.
+"""The markdown section of benchmarks/RESULTS.md written by the suite (`python -m benchmarks
+all`, or one of its benchmarks alone): a header (machine, versions, settings), a table per
+benchmark that ran, and every benchmark process.
 
 The section sits between BEGIN and END markers; `replace_section` swaps it in and leaves the
 rest of the file (hand-written results of other benchmarks) untouched.
 """
 
+from benchmarks.tables import cell, status_cell, table
+
+# The markers keep the spelling of the files written so far, so that their sections are found
+# and replaced rather than appended again.
 BEGIN = "<!-- benchmarks/run.py begin -->"
 END = "<!-- benchmarks/run.py end -->"
-
-
-# -- small formatting helpers ----------------------------------------------------------------
-def _fmt(value):
-    """A number for a table cell: thousands separators, 1 decimal from 100 up, 2 from 1 up,
-    3 significant digits below 1 (tiny smoke-run numbers stay readable); '-' for None."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        magnitude = abs(value)
-        if magnitude >= 100:
-            return f"{value:,.1f}"
-        if magnitude >= 1 or magnitude == 0:
-            return f"{value:.2f}"
-        return f"{value:.3g}"
-    return str(value)
-
-
-def _table(header, rows):
-    """Markdown table lines from a header list and rows of cell values."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in row) + " |"
-              for row in rows]
-    return lines
 
 
 def _ok(results, name):
@@ -48,7 +26,7 @@ def machine_line(machine):
     flags = ", ".join(machine.get("flags") or []) or "none of note"
     return (f"Machine: {machine['model']}, {machine['logical_cpus']} logical CPUs "
             f"({machine['usable_cpus']} usable), {machine['machine']}; CPU flags: {flags}; "
-            f"{_fmt(machine.get('memory_gb'))} GB RAM; {machine['os']}; load average "
+            f"{cell(machine.get('memory_gb'))} GB RAM; {machine['os']}; load average "
             f"{machine.get('load_average_before')} before, "
             f"{machine.get('load_average_after')} after.")
 
@@ -98,7 +76,7 @@ def _left_out_clause(left_out):
 # -- one table per benchmark -----------------------------------------------------------------
 def _section(title, intro, header, body):
     """The lines of one benchmark's section: its heading, an intro paragraph, its table."""
-    return [f"### {title}", "", intro, "", *_table(header, body), ""]
+    return [f"### {title}", "", intro, "", *table(header, body), ""]
 
 
 def _precision(row):
@@ -114,7 +92,7 @@ def _inference_table(rows, extra=()):
     body = [[*(r.get(e[1]) for e in extra), r["size"], r["batch"], _precision(r), r["median_ms"],
              r["p90_ms"], r["images_per_s"], r.get("gflop"), r.get("achieved_gflops"),
              r["peak_rss_mb"]] for r in rows]
-    return _table(header, body)
+    return table(header, body)
 
 
 def _agreement_section(rows):
@@ -123,7 +101,7 @@ def _agreement_section(rows):
         return []
     first = rows[0]
     body = [[r["size"], r["images"], _precision(r), r["detections"],
-             f"{r['matched']} ({_fmt(r['matched_fraction'])})", r["mask_iou_min"],
+             f"{r['matched']} ({cell(r['matched_fraction'])})", r["mask_iou_min"],
              r["mask_iou_median"], r["same_box_mask_iou_min"], r["same_box_mask_iou_median"],
              r["same_box_fraction"]] for r in rows]
     return _section(
@@ -166,8 +144,8 @@ def stages_section(results):
 def _train_table(rows):
     body = [[r["size"], r["batch"], _precision(r), r["instances"], r["median_ms"], r["p90_ms"],
              r["images_per_s"], r["peak_rss_mb"]] for r in rows]
-    return _table(["size", "batch", "precision", "instances/image", "median ms", "p90 ms",
-                   "images/s", "peak RSS MB"], body)
+    return table(["size", "batch", "precision", "instances/image", "median ms", "p90 ms",
+                  "images/s", "peak RSS MB"], body)
 
 
 def train_section(results):
@@ -259,10 +237,10 @@ def scaling_section(results):
                  f"{r['median_ms'] / first:.2f}x", r.get("gflop"), r.get("achieved_gflops"),
                  r["peak_rss_mb"]] for r in rows]
         lines += [f"### {name}", "",
-                  f"{what}; time grows like {variable}^{_fmt(data['exponent'])} "
+                  f"{what}; time grows like {variable}^{cell(data['exponent'])} "
                   "(least-squares slope of log time against log " + variable + ").", "",
-                  *_table([variable, *fixed, "median ms", "p90 ms", "vs first",
-                           "GFLOP", "GFLOP/s", "peak RSS MB"], body), ""]
+                  *table([variable, *fixed, "median ms", "p90 ms", "vs first",
+                          "GFLOP", "GFLOP/s", "peak RSS MB"], body), ""]
     return lines
 
 
@@ -301,32 +279,22 @@ def torchvision_section(results):
             f"torchvision {data['versions']['torchvision']}, {data['threads']} threads. "
             "GFLOP from torch's FlopCounterMode; mrcnn_tf / torchvision > 1 means mrcnn_tf "
             "is slower.", "",
-            *_table(["size", "batch", "torchvision median ms", "p90 ms", "GFLOP", "GFLOP/s",
-                     "peak RSS MB", "mrcnn_tf median ms", "mrcnn_tf / torchvision"], body), "",
-            *_table(["size", "batch", "stage", "torchvision ms", "torchvision GFLOP",
-                     "mrcnn_tf ms", "mrcnn_tf GFLOP"], stage_body), ""]
-
-
-def _status_cell(entry):
-    """'ok', 'skipped: REASON' or 'ERROR: first line of the error'."""
-    if entry["status"] == "error":
-        lines = (entry.get("error") or "").splitlines()
-        return f"ERROR: {lines[0]}" if lines else "ERROR"
-    if entry["status"] == "skipped":
-        return f"skipped: {entry.get('reason')}"
-    return entry["status"]
+            *table(["size", "batch", "torchvision median ms", "p90 ms", "GFLOP", "GFLOP/s",
+                    "peak RSS MB", "mrcnn_tf median ms", "mrcnn_tf / torchvision"], body), "",
+            *table(["size", "batch", "stage", "torchvision ms", "torchvision GFLOP",
+                    "mrcnn_tf ms", "mrcnn_tf GFLOP"], stage_body), ""]
 
 
 def processes_section(results):
-    body = [[name, _status_cell(entry), entry["process"]["wall_s"],
+    body = [[name, status_cell(entry), entry["process"]["wall_s"],
              entry["process"].get("cpu_s"), entry.get("peak_rss_mb"),
              entry.get("rss_before_run_mb"), entry.get("finished_at", "-")]
             for name, entry in results["benchmarks"].items()]
     lines = ["### Every benchmark process", "",
              "Each benchmark ran in its own process; peak RSS is that process's whole-run "
              "high-water mark; RSS before run is after importing its framework.", "",
-             *_table(["benchmark", "status", "wall s", "CPU s", "process peak RSS MB",
-                      "RSS before run MB", "finished"], body), ""]
+             *table(["benchmark", "status", "wall s", "CPU s", "process peak RSS MB",
+                     "RSS before run MB", "finished"], body), ""]
     kept = [f"{name} (`{entry['command']}`, {entry.get('finished_at')})"
             for name, entry in results["benchmarks"].items()
             if entry.get("command") != results["command"]]
@@ -337,9 +305,9 @@ def processes_section(results):
 
 
 def render(results):
-    """The whole markdown section, markers included, for a results dict of run.py."""
+    """The whole markdown section, markers included, for a suite results dict."""
     smoke = results.get("smoke")
-    lines = [BEGIN, "## Benchmark harness (`benchmarks/run.py`)", "",
+    lines = [BEGIN, "## Benchmark harness (`python -m benchmarks`)", "",
              "Written by the command below; do not edit by hand (run it again)."
              + (" SMOKE RUN: tiny model and sizes, the numbers only show the harness works."
                 if smoke else ""), "",

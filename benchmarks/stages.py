@@ -16,7 +16,7 @@ detections. The pasted masks are thresholded at 0.5 into booleans in the graph, 
 
 import tensorflow as tf
 
-from mrcnn_tf.data import pipeline
+from mrcnn_tf.ops import resize as resize_ops
 from mrcnn_tf.modeling.branches import select_class_masks
 from mrcnn_tf.ops import boxes as box_ops
 from mrcnn_tf.ops import masks as mask_ops
@@ -81,7 +81,7 @@ def make_stage_functions(model, size):
 
     @tf.function(input_signature=image_signature(size))
     def backbone_fpn(images):
-        resized, image_shape, scale = pipeline.preprocess_for_inference(images, config)
+        resized, image_shape, scale = resize_ops.preprocess_for_inference(images, config)
         normalized = model.normalize_images(resized, image_shape)
         features = model.fpn(model.backbone(normalized, training=False), training=False)
         return {"features": features, "image_shape": image_shape, "scale": scale,

@@ -158,7 +158,7 @@ def shapes_keypoints_tiny() -> Config:
     """shapes_tiny's model with a small keypoint head and no mask head, for the synthetic
     houses of mrcnn_tf.data.keypoint_shapes (6 keypoints): Keypoint R-CNN on a 2-core CPU in
     minutes. The head has 4 convs of 64 channels instead of Detectron2's 8 of 512 (7.0 GFLOP
-    per RoI, benchmarks/keypoints.py; these cost 0.06 GFLOP)."""
+    per RoI, `python -m benchmarks keypoints`; these cost 0.06 GFLOP)."""
     return shapes_tiny().replace(
         name="shapes_keypoints_tiny",
         num_classes=1,

@@ -12,7 +12,7 @@ under `ONEDNN_MAX_CPU_ISA=AVX2`: bfloat16 and float16 both; under `AVX512_CORE`:
 So only a capped process is probed, and in a child process (a crash there costs nothing):
 `unsupported_reason(policy)` is None wherever the policy's ops run, and otherwise says why, so
 `set_precision` can refuse the flag with one clear line instead of a crash in the first step.
-This module does not import TensorFlow (benchmarks/run.py's parent process uses it).
+This module does not import TensorFlow (the benchmark suite's parent process uses it).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The benchmark harness runs end to end: `python benchmarks/run.py --smoke` on a tiny model.
+"""The benchmark harness runs end to end: `python -m benchmarks all --smoke` on a tiny model.
 
 Runs every benchmark once (each in its own process, two at a time) and checks the JSON and the
 markdown it writes: every benchmark present and ok (torchvision may be skipped, with its
@@ -24,7 +24,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from benchmarks import report  # noqa: E402
-from benchmarks.run import BENCHMARKS  # noqa: E402
+from benchmarks.registry import SUITE_NAMES  # noqa: E402
 
 # Keys holding a measured number that must be a positive finite float wherever they appear.
 POSITIVE_KEYS = ("median_ms", "p90_ms", "min_ms", "mean_ms", "images_per_s", "gflop",
@@ -41,13 +41,13 @@ def smoke_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bench")
     results_md = folder / "RESULTS.md"
     results_md.write_text(EXISTING_TEXT)
-    command = [sys.executable, str(REPO / "benchmarks" / "run.py"), "--smoke",
+    command = [sys.executable, "-m", "benchmarks", "all", "--smoke",
                "--out", str(folder / "results.json"), "--results_md", str(results_md),
                "--jobs", str(min(2, os.cpu_count() or 1))]
     start = time.perf_counter()
     process = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     seconds = time.perf_counter() - start
-    assert process.returncode == 0, f"run.py --smoke failed:\n{process.stdout}\n{process.stderr}"
+    assert process.returncode == 0, f"all --smoke failed:\n{process.stdout}\n{process.stderr}"
     results = json.loads((folder / "results.json").read_text())
     return process, results, results_md.read_text(), seconds
 
@@ -80,7 +80,7 @@ def test_every_benchmark_ran(smoke_run):
     _, results, _, seconds = smoke_run
     print(f"smoke run took {seconds:.0f} s")  # shown with -s; never asserted
     assert results["smoke"] is True
-    assert list(results["benchmarks"]) == list(BENCHMARKS)
+    assert list(results["benchmarks"]) == list(SUITE_NAMES)
     for name, entry in results["benchmarks"].items():
         if name == "torchvision" and not TORCH_PRESENT:
             assert entry["status"] == "skipped", entry
@@ -229,6 +229,6 @@ def test_markdown_section(smoke_run):
     assert f"Machine: {machine['model']}, {machine['logical_cpus']} logical CPUs" in section
     assert f"tensorflow {results['versions']['tensorflow']}" in section
     assert "--smoke" in section and "SMOKE RUN" in section
-    for name in BENCHMARKS:
+    for name in SUITE_NAMES:
         if results["benchmarks"][name]["status"] == "ok":
             assert f"### {name}" in section, name

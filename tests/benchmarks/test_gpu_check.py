@@ -1,5 +1,5 @@
-"""benchmarks/gpu.py, the GPU check: refuses to run without a GPU, and its parts work (run
-tiny on the CPU with --smoke; on a GPU machine it runs the same code at COCO sizes)."""
+"""`python -m benchmarks gpu`, the GPU check: refuses to run without a GPU, and its parts work
+(run tiny on the CPU with --smoke; on a GPU machine it runs the same code at COCO sizes)."""
 
 import json
 import os
@@ -7,19 +7,19 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(ROOT, "benchmarks", "gpu.py")
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def run(*args, timeout=600):
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
-                          env=ENV, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "benchmarks", "gpu", *args], cwd=ROOT,
+                          capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
 def test_without_a_gpu_it_stops_in_one_line(tmp_path):
     result = run("--out", str(tmp_path / "gpu"))
     assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.startswith("benchmarks/")]
+    lines = [line for line in result.stderr.splitlines()
+             if line.startswith("python -m benchmarks gpu:")]
     assert len(lines) == 1 and "sees no GPU" in lines[0] and "--smoke" in lines[0]
     assert not (tmp_path / "gpu").exists()
 
@@ -40,10 +40,10 @@ def test_smoke_parts_train_under_the_plan_and_time_inference(tmp_path):
     assert train["finite"] and train["steps"] == results["steps"] and train["images_per_s"] > 0
     plan = train["device_plan"]  # what the run recorded in its run.json: a CPU's plan
     assert plan["device_type"] == "CPU" and plan["op_determinism"] and not plan["xla"]
-    assert plan["roi_align_implementation"] == "crop_and_resize"
+    assert plan["static_shapes"] is False
     rows = results["inference"]["float32"]["rows"]
     assert [row["batch"] for row in rows] == [1, 2] and all(r["median_ms"] > 0 for r in rows)
     table = (out / "gpu.md").read_text()
-    assert ("| float32_deterministic (1 x 2 images) | RoIAlign crop_and_resize, determinism on, "
+    assert ("| float32_deterministic (1 x 2 images) | dynamic shapes, determinism on, "
             "XLA off | True |") in table
     assert "| float32 64x80 | 2 |" in table

@@ -13,11 +13,12 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from benchmarks import harness, memory, report  # noqa: E402
+from benchmarks import cli, machine, memory, report, results_files, suite_settings  # noqa: E402
+from benchmarks import timing, worker  # noqa: E402
 
 
 def test_summarize_median_and_p90():
-    stats = harness.summarize([0.004, 0.001, 0.003, 0.002, 0.010])
+    stats = timing.summarize([0.004, 0.001, 0.003, 0.002, 0.010])
     assert stats["median_ms"] == pytest.approx(3.0)
     # Linear interpolation between the 4th and 5th of 5 sorted values: 4 + 0.6 * (10 - 4).
     assert stats["p90_ms"] == pytest.approx(7.6)
@@ -26,8 +27,8 @@ def test_summarize_median_and_p90():
 
 
 def test_growth_exponent():
-    assert harness.growth_exponent([1, 2, 4], [3.0, 12.0, 48.0]) == pytest.approx(2.0)
-    assert harness.growth_exponent([1], [3.0]) is None
+    assert timing.growth_exponent([1, 2, 4], [3.0, 12.0, 48.0]) == pytest.approx(2.0)
+    assert timing.growth_exponent([1], [3.0]) is None
 
 
 def test_replace_section_keeps_the_rest():
@@ -67,7 +68,7 @@ def test_peak_memory_context_records_a_peak():
                                        "Keras dtype policies"),
 ])
 def test_bad_flags_exit_2_with_one_line(flags, expected):
-    process = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), *flags],
+    process = subprocess.run([sys.executable, "-m", "benchmarks", "all", *flags], cwd=REPO,
                              capture_output=True, text=True, timeout=60)
     assert process.returncode == 2
     assert expected in process.stderr
@@ -75,7 +76,7 @@ def test_bad_flags_exit_2_with_one_line(flags, expected):
 
 def test_a_crashing_benchmark_is_reported(tmp_path):
     """A process that dies without writing its result comes back as an error with its log."""
-    result = harness.run_worker("no_such_benchmark", {"threads": 2}, str(tmp_path), 60)
+    result = worker.run_worker("no_such_benchmark", {"threads": 2}, str(tmp_path), 60)
     assert result["status"] == "error"
     assert "without writing a result" in result["error"]
     assert "unknown benchmark 'no_such_benchmark'" in result["log_tail"]
@@ -89,7 +90,7 @@ def test_torchvision_is_skipped_with_its_reason_without_torch(tmp_path):
     shim = tmp_path / "shim"
     shim.mkdir()
     (shim / "torch.py").write_text("raise ImportError('No module named torch (test shim)')\n")
-    result = harness.run_worker("torchvision", {"threads": 2}, str(tmp_path), 60,
+    result = worker.run_worker("torchvision", {"threads": 2}, str(tmp_path), 60,
                                 extra_env={"PYTHONPATH": str(shim)})
     assert result["status"] == "skipped", result
     assert "torch / torchvision are not installed" in result["reason"]
@@ -106,52 +107,56 @@ def test_only_a_plain_full_run_defaults_to_the_checked_in_files(flags, expected_
                                                                  tmp_path, monkeypatch):
     import tempfile  # noqa: PLC0415
 
-    from benchmarks import run  # noqa: PLC0415
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # a smoke run's temporary folder
-    out, results_md = run.default_paths(run.parse_args(flags))
+    out, results_md = results_files.default_paths(_suite_args(flags))
     if expected_md == "checked in":
-        assert (out, results_md) == (run.DEFAULT_OUT, run.DEFAULT_RESULTS_MD)
+        assert (out, results_md) == (results_files.DEFAULT_OUT, results_files.DEFAULT_RESULTS_MD)
         return
-    assert out != run.DEFAULT_OUT and results_md != run.DEFAULT_RESULTS_MD
+    assert out != results_files.DEFAULT_OUT and results_md != results_files.DEFAULT_RESULTS_MD
     if expected_md == "next to out":
         assert pathlib.Path(results_md).parent == pathlib.Path(out).parent
     else:
         assert results_md == expected_md
 
 
+def _suite_args(flags):
+    """The parsed flags of `python -m benchmarks all FLAGS`."""
+    _, args, _ = cli.parse(["all", *flags])
+    return args
+
+
 def test_precisions_per_benchmark():
-    from benchmarks import run  # noqa: PLC0415
-    full = run._precisions(run.parse_args([]))
-    assert full == {name: ["float32", "mixed_bfloat16"] for name in run.PRECISION_BENCHMARKS}
-    smoke = run._precisions(run.parse_args(["--smoke"]))
+    full = suite_settings.precisions_per_benchmark(_suite_args([]))
+    assert full == {name: ["float32", "mixed_bfloat16"]
+                    for name in suite_settings.PRECISION_BENCHMARKS}
+    smoke = suite_settings.precisions_per_benchmark(_suite_args(["--smoke"]))
     assert smoke["inference"] == smoke["train_step"] == ["float32", "mixed_bfloat16"]
     assert smoke["stages"] == ["float32"]  # kept short; an explicit flag covers stages too
-    chosen = run._precisions(run.parse_args(["--smoke", "--precisions",
-                                             "mixed_bfloat16,float32,mixed_bfloat16"]))
+    chosen = suite_settings.precisions_per_benchmark(_suite_args(
+        ["--smoke", "--precisions", "mixed_bfloat16,float32,mixed_bfloat16"]))
     assert chosen["stages"] == ["mixed_bfloat16", "float32"]
 
 
-def test_run_knows_the_same_policies_as_mrcnn_tf():
-    """run.py spells out mrcnn_tf.training.precision.POLICIES (importing it imports TF);
-    read from its source, so this test needs no TensorFlow either."""
-    from benchmarks import run  # noqa: PLC0415
+def test_suite_knows_the_same_policies_as_mrcnn_tf():
+    """suite_settings spells out mrcnn_tf.training.precision.POLICIES (importing it imports
+    TF); read from its source, so this test needs no TensorFlow either."""
     source = (REPO / "mrcnn_tf" / "training" / "precision.py").read_text()
     assigned = [node.value for node in ast.parse(source).body if isinstance(node, ast.Assign)
                 and any(getattr(t, "id", None) == "POLICIES" for t in node.targets)]
-    assert len(assigned) == 1 and ast.literal_eval(assigned[0]) == run.POLICIES
+    assert len(assigned) == 1 and ast.literal_eval(assigned[0]) == suite_settings.POLICIES
 
 
 def test_bf16_hardware_from_cpu_flags():
-    assert harness.bf16_hardware({"avx2", "avx512f", "avx512_bf16"})
-    assert harness.bf16_hardware({"amx_bf16", "amx_tile"})
-    assert not harness.bf16_hardware({"avx2", "avx512f", "avx512_vnni"})
-    assert harness.cpu_description()["bf16_hardware"] == harness.bf16_hardware()
+    assert machine.bf16_hardware({"avx2", "avx512f", "avx512_bf16"})
+    assert machine.bf16_hardware({"amx_bf16", "amx_tile"})
+    assert not machine.bf16_hardware({"avx2", "avx512f", "avx512_vnni"})
+    assert machine.cpu_description()["bf16_hardware"] == machine.bf16_hardware()
 
 
 def test_write_text_atomic_creates_the_folder_and_replaces(tmp_path):
     path = tmp_path / "new" / "folder" / "out.json"
-    harness.write_text_atomic(path, "first")
-    harness.write_text_atomic(path, "second")
+    results_files.write_text_atomic(path, "first")
+    results_files.write_text_atomic(path, "second")
     assert path.read_text() == "second"
     assert [p.name for p in path.parent.iterdir()] == ["out.json"]  # no temporary file left
 

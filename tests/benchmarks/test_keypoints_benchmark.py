@@ -1,9 +1,9 @@
-"""benchmarks/keypoints.py runs end to end: `--smoke` (tiny Keypoint R-CNN at 64 px, one timed
-run) in a subprocess, its JSON checked for structure and sanity: every configuration measured
-(torchvision skipped, with its reason, when torch is absent), positive finite latencies with
-p90 >= median, every detection through the keypoint head and counted, the keypoint head's
-FLOPs equal to a hand calculation and to an independent count. How fast anything runs is never
-asserted.
+"""`python -m benchmarks keypoints` runs end to end: `--smoke` (tiny Keypoint R-CNN at 64 px,
+one timed run) in a subprocess, its JSON checked for structure and sanity: every configuration
+measured (torchvision skipped, with its reason, when torch is absent), positive finite
+latencies with p90 >= median, every detection through the keypoint head and counted, the
+keypoint head's FLOPs equal to a hand calculation and to an independent count. How fast
+anything runs is never asserted.
 """
 
 import importlib.util
@@ -20,7 +20,8 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from benchmarks import keypoints  # noqa: E402 (imports neither TF nor torch)
+from benchmarks import cli  # noqa: E402
+from benchmarks.tasks import keypoints, keypoints_results  # noqa: E402 (neither TF nor torch)
 
 TORCH_PRESENT = (importlib.util.find_spec("torch") is not None
                  and importlib.util.find_spec("torchvision") is not None)
@@ -39,14 +40,13 @@ TINY_DECONV = 2 * 196 * 16 * 64 * 6  # 2,408,448
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """Runs `keypoints.py --smoke` once; returns (completed process, results dict, seconds)."""
+    """Runs `keypoints --smoke` once; returns (completed process, results dict, seconds)."""
     out = tmp_path_factory.mktemp("keypoints") / "keypoints.json"
-    command = [sys.executable, str(REPO / "benchmarks" / "keypoints.py"), "--smoke",
-               "--out", str(out)]
+    command = [sys.executable, "-m", "benchmarks", "keypoints", "--smoke", "--out", str(out)]
     start = time.perf_counter()
     process = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     seconds = time.perf_counter() - start
-    assert process.returncode == 0, (f"keypoints.py --smoke failed:\n{process.stdout}\n"
+    assert process.returncode == 0, (f"keypoints --smoke failed:\n{process.stdout}\n"
                                      f"{process.stderr}")
     return process, json.loads(out.read_text()), seconds
 
@@ -59,7 +59,7 @@ def _measured(results):
 
 def test_every_configuration_ran(smoke):
     _, results, seconds = smoke
-    print(f"keypoints.py --smoke took {seconds:.0f} s")  # shown with -s; never asserted
+    print(f"keypoints --smoke took {seconds:.0f} s")  # shown with -s; never asserted
     assert results["benchmark"] == "keypoints" and results["smoke"] is True
     assert results["settings"]["sizes"] == [64] and results["settings"]["repeats"] == 1
     status = {entry["framework"]: entry for entry in results["runs"]}
@@ -72,7 +72,7 @@ def test_every_configuration_ran(smoke):
         assert "torch" in status["torchvision"]["reason"]
     for framework, row in _measured(results).items():
         assert row["size"] == 64 and row["batch"] == 1, framework
-        assert sorted(row["parts"]) == sorted(keypoints.PARTS), framework
+        assert sorted(row["parts"]) == sorted(keypoints_results.PARTS), framework
     assert len(results["rows"]) == len(_measured(results))
 
 
@@ -117,14 +117,14 @@ def test_every_detection_reaches_the_keypoint_head(smoke):
 
 
 def test_keypoint_head_flops_formula():
-    r50 = keypoints.keypoint_head_flops(14, 256, 512, 8, 17)
+    r50 = keypoints_results.keypoint_head_flops(14, 256, 512, 8, 17)
     assert r50 == {"convs": R50_CONVS, "transposed_conv": R50_DECONV,
                    "per_roi": R50_CONVS + R50_DECONV}
     assert r50["per_roi"] == 6_990_921_728
-    tiny = keypoints.keypoint_head_flops(14, 64, 64, 4, 6)
+    tiny = keypoints_results.keypoint_head_flops(14, 64, 64, 4, 6)
     assert tiny["per_roi"] == TINY_CONVS + TINY_DECONV == 60_211_200
     # No 3x3 convs: the transposed conv reads the pooled features directly.
-    assert keypoints.keypoint_head_flops(14, 256, 512, 0, 17) == {
+    assert keypoints_results.keypoint_head_flops(14, 256, 512, 0, 17) == {
         "convs": 0, "transposed_conv": 2 * 196 * 16 * 256 * 17,
         "per_roi": 2 * 196 * 16 * 256 * 17}
 
@@ -173,7 +173,7 @@ def test_torchvision_is_skipped_with_its_reason_without_torch(tmp_path):
     (shim / "torch.py").write_text("raise ImportError('No module named torch (test shim)')\n")
     out = tmp_path / "keypoints.json"
     process = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "keypoints.py"), "--smoke", "--frameworks",
+        [sys.executable, "-m", "benchmarks", "keypoints", "--smoke", "--frameworks",
          "torchvision", "--out", str(out)], cwd=REPO, capture_output=True, text=True,
         timeout=120, env=dict(os.environ, PYTHONPATH=str(shim)))
     assert process.returncode == 0, process.stderr
@@ -189,6 +189,6 @@ def test_torchvision_is_skipped_with_its_reason_without_torch(tmp_path):
                                    ["--frameworks", "detectron2"], ["--sizes", "0"]])
 def test_bad_flags_exit_with_a_usage_error(flags, capsys):
     with pytest.raises(SystemExit) as error:
-        keypoints.parse_args(flags)
+        cli.parse(["keypoints", *flags])
     assert error.value.code == 2
     assert flags[0] in capsys.readouterr().err

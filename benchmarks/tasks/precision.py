@@ -1,7 +1,7 @@
 """Mixed precision and XLA: step times of the same model in float32, mixed_bfloat16 and XLA.
 
-    python benchmarks/precision.py small   # shapes_tiny, 128 px, batch 2: train step, predict
-    python benchmarks/precision.py r50     # coco_r50_fpn (random init), 512x512, batch 1: predict
+    python -m benchmarks precision small   # shapes_tiny, 128 px, batch 2: train step, predict
+    python -m benchmarks precision r50     # coco_r50_fpn (random init), 512x512, batch 1: predict
 
 Variants (built in one process, timed interleaved round by round so load changes hit all):
 float32 with each RoIAlign, float32 + XLA (jit_compile, gather RoIAlign), mixed_bfloat16, and
@@ -9,7 +9,6 @@ mixed_bfloat16 + XLA. Prints the median and minimum per variant and the load ave
 Threads are pinned to 2, the CPU machines' core count.
 """
 
-import argparse
 import os
 import time
 
@@ -29,11 +28,28 @@ VARIANTS = (("float32", False, "crop_and_resize"), ("float32", False, "builtin")
             ("mixed_bfloat16", True, "builtin"))
 
 
+def add_arguments(parser):
+    parser.add_argument("which", choices=("small", "r50"))
+    parser.add_argument("--rounds", type=int, default=5)
+
+
+def main(args):
+    """Times the variants and prints one line each; exit status 0."""
+    for name, times in run(args.which, args.rounds):
+        line = f"{name:48s}"
+        for kind, seconds in times.items():
+            values = 1000 * np.asarray(seconds)
+            line += f" {kind} {np.median(values):7.0f} ms (min {values.min():.0f})"
+        print(line)
+    return 0
+
+
 def build(base, policy, jit, roi_align):
     """A model of `base` built under `policy`, compiled with or without XLA."""
     precision.set_precision(policy)
     keras.utils.set_random_seed(0)
-    model = MaskRCNN(base.replace(roi_align_implementation=roi_align))
+    # The builtin (gather-only) RoIAlign is the static shape policy's.
+    model = MaskRCNN(base.replace(static_shapes=roi_align == "builtin"))
     model.build()
     precision.set_precision("float32")
     optimizer = precision.wrap_optimizer(keras.optimizers.SGD(0.01, momentum=0.9), policy)
@@ -48,14 +64,16 @@ def timed(fn, repeats):
     return (time.perf_counter() - start) / repeats
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", choices=("small", "r50"))
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+def run(which, rounds):
+    """Builds every variant of model `which` ("small" or "r50", printing each one's first
+    call), then times them `rounds` rounds, interleaved; prints the load average.
+
+    Returns: [(variant name, {"train": [s per step, one per round], "predict": [...]})], train
+    only for "small".
+    """
     tf.config.threading.set_inter_op_parallelism_threads(2)
     tf.config.threading.set_intra_op_parallelism_threads(2)
-    train = args.which == "small"
+    train = which == "small"
     if train:
         size, batch, repeats = 128, 2, 5
         base = get_config("shapes_tiny")
@@ -79,22 +97,13 @@ def main():
                   f"{first_train:.1f} s", flush=True)
         else:
             print(f"built {name}: first predict {first:.1f} s", flush=True)
-        runs.append((name, model, {"train": [], "predict": []}))
+        runs.append((name, model, {"train": [], "predict": []} if train else {"predict": []}))
 
-    for r in range(args.rounds):
+    for r in range(rounds):
         for name, model, times in runs:
             if train:
                 times["train"].append(timed(
                     lambda i: model.train_on_batch(data[(i + r) % len(data)]), repeats))
             times["predict"].append(timed(lambda _: model.predict_on_batch(images), repeats))
     print(f"load average {os.getloadavg()}")
-    for name, _, times in runs:
-        line = f"{name:48s}"
-        for kind in ("train", "predict") if train else ("predict",):
-            values = 1000 * np.asarray(times[kind])
-            line += f" {kind} {np.median(values):7.0f} ms (min {values.min():.0f})"
-        print(line)
-
-
-if __name__ == "__main__":
-    main()
+    return [(name, times) for name, _, times in runs]

@@ -1,14 +1,12 @@
-"""Times an exported .tflite file with the LiteRT interpreter alone (no TensorFlow import), as
-a phone or a small server would run it; the process's peak RSS is then the runtime's own.
-
-Run by benchmarks/worker.py as the `runtime_tflite` child of the `export` benchmark.
-"""
+"""Job runtime_tflite, a child of the `export` benchmark: times an exported .tflite file with
+the LiteRT interpreter alone (no TensorFlow import), as a phone or a small server would run
+it; the process's peak RSS is then the runtime's own."""
 
 import time
 
 import numpy as np
 
-from benchmarks import harness
+from benchmarks import timing
 from benchmarks.memory import PeakMemory
 
 SIGNATURE_KEY = "serving_default"  # as written by mrcnn_tf.export.tflite
@@ -33,10 +31,11 @@ def make_interpreter(path, threads):
     return interpreter, runtime
 
 
-def bench_runtime_tflite(spec):
+def run(spec):
     """Loads spec["runtime"]["path"] and times its signature on one uint8 noise image.
 
-    Returns: {"rows": [timed row for batch 1], "load_s": seconds to load and allocate}.
+    Returns: {"rows": [timed row for batch 1], "load_s": seconds to load and allocate,
+      "runtime": the interpreter's name}.
     """
     settings = spec["runtime"]
     start = time.perf_counter()
@@ -47,11 +46,11 @@ def bench_runtime_tflite(spec):
     image = np.random.default_rng(0).integers(0, 256, shape, np.uint8)
     detections = []
 
-    def run():
+    def run_once():
         detections.append(float(runner(**{INPUT_NAME: image})["num_detections"][0]))
 
     with PeakMemory() as peak:
-        stats = harness.time_calls(run, spec["warmup"], spec["repeats"])
+        stats = timing.time_calls(run_once, spec["warmup"], spec["repeats"])
     row = {"size": settings["size"], "batch": int(shape[0]),
            "min_detections": min(detections)}
     row.update(stats)

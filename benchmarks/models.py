@@ -1,0 +1,75 @@
+"""The benchmarked MaskRCNN: built with seeded random weights made numerically sane
+(benchmarks/random_init.py), under a Keras dtype policy, and the same weights under each
+policy a benchmark compares.
+"""
+
+import contextlib
+import gc
+
+import keras
+
+from benchmarks import machine, random_init
+from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
+from mrcnn_tf.training.precision import set_precision
+
+
+@contextlib.contextmanager
+def _global_policy(policy):
+    """The Keras global dtype policy is `policy` inside the block and float32 after it, even
+    when the block raises: a later model must not silently inherit a mixed policy."""
+    set_precision(policy)
+    try:
+        yield
+    finally:
+        set_precision("float32")
+
+
+def build_model(config, seed=0, policy="float32", stem_statistics=None):
+    """A built MaskRCNN of `config` computing under Keras dtype policy `policy`, with seeded
+    random weights made numerically sane for `config.image_max_size` images
+    (benchmarks/random_init.py).
+
+    The same seed gives every policy the same weights (variables are float32 in each) except
+    the stem norm's calibrated statistics: pass a float32 model's `stem_statistics` to make
+    those equal too. The global policy is set only while the layers are made (each layer
+    takes it when constructed) and is float32 after.
+    """
+    keras.utils.set_random_seed(seed)
+    with _global_policy(policy):
+        model = MaskRCNN(config)
+        model.build()
+    random_init.sane_random_init(model, config.image_max_size, stem_statistics)
+    return model
+
+
+def per_policy(config, policies, fn, seed=0):
+    """Calls `fn(policy, model)` for each policy, float32 first, on models of `config` with the
+    same weights (`build_model`), and returns the list of what it returned.
+
+    One model is alive at a time: the previous one is collected before the next is built, so
+    each timed row's peak RSS holds a single model, as a one-precision run's does.
+    """
+    results, stem = [], None
+    for policy in sorted(policies, key=lambda p: p != "float32"):
+        model = build_model(config, seed, policy, stem_statistics=stem)
+        if stem is None:
+            stem = random_init.stem_statistics(model)
+        results.append(fn(policy, model))
+        del model
+        gc.collect()  # a model and its traced functions hold each other in cycles
+    return results
+
+
+def policies(spec, benchmark):
+    """The Keras dtype policies benchmark `benchmark` runs (spec["precisions"]; float32 for a
+    spec without them)."""
+    return spec.get("precisions", {}).get(benchmark, ["float32"])
+
+
+def precision_labels(policy):
+    """Row labels of a policy: precision, and for mixed_bfloat16 whether the CPU has bf16
+    instructions (without them the row still runs, in slow software conversion)."""
+    labels = {"precision": policy}
+    if policy == "mixed_bfloat16":
+        labels["bf16_hardware"] = machine.bf16_hardware()
+    return labels
