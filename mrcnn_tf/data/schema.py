@@ -36,10 +36,13 @@ P = config.max_padded_size, M = config.max_instances, S = config.mini_mask_size)
 
 One TFRecord (`tf.train.Example`) per example (`tfrecord_codec`):
 
-    image/encoded         bytes       the PNG or original JPEG/PNG file of the RGB image
+    image/encoded         bytes       the original JPEG/PNG file, or a PNG of the RGB image
     image/format          bytes       b"png" or b"jpeg" (informational; decoding sniffs)
-    image/height          int64       H
-    image/width           int64       W
+    image/orientation     int64       the original file's EXIF orientation 1..8, applied after
+                                      decoding (1, the default, in PNG re-encodes and in
+                                      records of writers before it existed)
+    image/height          int64       H, upright (after the orientation)
+    image/width           int64       W, upright
     image/id              int64       image_id
     object/bbox           float [4N]  boxes, flattened
     object/class_id       int64 [N]   class_ids
@@ -123,6 +126,7 @@ FORMAT_VERSION = 1
 
 FEATURE_IMAGE_ENCODED = "image/encoded"
 FEATURE_IMAGE_FORMAT = "image/format"
+FEATURE_IMAGE_ORIENTATION = "image/orientation"
 FEATURE_IMAGE_HEIGHT = "image/height"
 FEATURE_IMAGE_WIDTH = "image/width"
 FEATURE_IMAGE_ID = "image/id"
@@ -137,6 +141,8 @@ FEATURE_FORMAT_VERSION = "format/version"
 # What the parser reads of every record (image/format is written but not needed to decode).
 RECORD_FEATURES = {
     FEATURE_IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string),
+    # Optional, so records of earlier writers (no orientation: stored upright) read as before.
+    FEATURE_IMAGE_ORIENTATION: tf.io.FixedLenFeature([], tf.int64, default_value=1),
     FEATURE_IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
     FEATURE_IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64),
     FEATURE_IMAGE_ID: tf.io.FixedLenFeature([], tf.int64),

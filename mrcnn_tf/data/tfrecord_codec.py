@@ -4,8 +4,11 @@ The record layout (feature names, what each holds) is `mrcnn_tf.data.schema`'s; 
 chooses the encodings:
 
   * The image is stored as the original JPEG/PNG file bytes when they decode to exactly the
-    example's pixels (smaller, no re-encode; see `decodes_to`), otherwise as a lossless PNG.
-    Decoding sniffs the format, so image/format is informational.
+    example's pixels (no re-encode: a COCO JPEG stays its own size, where a PNG of it is about
+    8 times larger; see `decodes_to`), otherwise as a lossless PNG. A phone photo's EXIF
+    orientation travels as image/orientation and is applied in the graph after decoding
+    (`mrcnn_tf.ops.exif.apply_orientation`), so the parsed image is upright, as the COCO
+    reader gives it. Decoding sniffs the format, so image/format is informational.
   * Masks are stored as COCO compressed RLE, never dense: a dense COCO example with 20
     instances at 640x480 is 6 MB of mask bytes, its RLE a few kB.
   * Keypoints are optional features: `parse_example(record)` gives no keypoints field;
@@ -24,6 +27,7 @@ from pycocotools import mask as mask_util
 
 from mrcnn_tf.data import schema
 from mrcnn_tf.data.validation import validate_example
+from mrcnn_tf.ops import exif
 
 # Class ids are stored as int64 but used as int32; anything larger is a bug upstream.
 MAX_CLASS_ID = np.iinfo(np.int32).max
@@ -67,14 +71,16 @@ def _decode_image(encoded: tf.Tensor) -> tf.Tensor:
                                    expand_animations=False))
 
 
-def decode_image_bytes(image_bytes: bytes) -> np.ndarray:
-    """Decodes JPEG/PNG/BMP/GIF bytes to uint8 [H, W, 3] RGB exactly as `parse_example` does.
+def decode_image_bytes(image_bytes: bytes, orientation: int = 1) -> np.ndarray:
+    """Decodes JPEG/PNG/BMP/GIF bytes to uint8 [H, W, 3] RGB, turned by the EXIF
+    `orientation` (1..8), exactly as `parse_example` does.
 
     `write_tfrecords` keeps an original image file only when this gives exactly the example's
-    pixels. OpenCV's `imdecode` of a baseline JPEG agrees with it; EXIF rotation, colour
+    pixels. OpenCV's `imdecode` of a JPEG agrees with it; 16-bit or CMYK images, colour
     conversions or other decoders may not, and then the writer stores a (larger) PNG.
     """
-    return _decode_image(tf.constant(image_bytes)).numpy()
+    return exif.apply_orientation(_decode_image(tf.constant(image_bytes)),
+                                  tf.constant(orientation, tf.int32)).numpy()
 
 
 def _image_format(image_bytes: bytes) -> Optional[bytes]:
@@ -86,12 +92,13 @@ def _image_format(image_bytes: bytes) -> Optional[bytes]:
     return None
 
 
-def decodes_to(image_bytes: bytes, image: np.ndarray) -> bool:
-    """True when `image_bytes` is a JPEG/PNG that decodes to exactly `image` (uint8 [H, W, 3])."""
+def decodes_to(image_bytes: bytes, image: np.ndarray, orientation: int = 1) -> bool:
+    """True when `image_bytes` is a JPEG/PNG that decodes, turned by `orientation`, to exactly
+    `image` (uint8 [H, W, 3])."""
     if _image_format(image_bytes) is None:
         return False
     try:
-        decoded = decode_image_bytes(image_bytes)
+        decoded = decode_image_bytes(image_bytes, orientation)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
         return False  # corrupt or truncated file: the re-encoded pixels are what we trust
     return decoded.shape == image.shape and np.array_equal(decoded, image)
@@ -130,7 +137,8 @@ def decode_masks_rle(counts: np.ndarray, height, width) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(decoded, (2, 0, 1)))
 
 
-def serialize_example(example: Mapping[str, Any], image_bytes: Optional[bytes] = None) -> bytes:
+def serialize_example(example: Mapping[str, Any], image_bytes: Optional[bytes] = None,
+                      orientation: int = 1) -> bytes:
     """Serializes one example as a `tf.train.Example` (layout in `mrcnn_tf.data.schema`).
 
     Args:
@@ -141,6 +149,9 @@ def serialize_example(example: Mapping[str, Any], image_bytes: Optional[bytes] =
       image_bytes: the image's original JPEG or PNG file, stored instead of a PNG re-encode.
         The caller guarantees it decodes to exactly `example["image"]` (see `decodes_to`;
         `write_tfrecords` checks it); only its size and format are checked here.
+      orientation: the EXIF orientation (1..8) that turns the decoded `image_bytes` into
+        `example["image"]`; stored as image/orientation. Ignored without image_bytes (a PNG
+        re-encode is stored upright).
 
     Returns:
       The serialized record.
@@ -154,8 +165,11 @@ def serialize_example(example: Mapping[str, Any], image_bytes: Optional[bytes] =
     image = ex[schema.IMAGE]
     height, width = image.shape[:2]
     if image_bytes is None:
-        encoded, fmt = encode_png(image), b"png"
+        encoded, fmt, orientation = encode_png(image), b"png", 1
     else:
+        if isinstance(orientation, bool) or int(orientation) not in range(1, 9):
+            raise ValueError(f"{source}: orientation={orientation!r}: expected an EXIF "
+                             "orientation 1..8")
         image_bytes = bytes(image_bytes)
         fmt = _image_format(image_bytes)
         if fmt is None:
@@ -165,6 +179,7 @@ def serialize_example(example: Mapping[str, Any], image_bytes: Optional[bytes] =
     features = {
         schema.FEATURE_IMAGE_ENCODED: _bytes_feature([encoded]),
         schema.FEATURE_IMAGE_FORMAT: _bytes_feature([fmt]),
+        schema.FEATURE_IMAGE_ORIENTATION: _int64_feature([int(orientation)]),
         schema.FEATURE_IMAGE_HEIGHT: _int64_feature([height]),
         schema.FEATURE_IMAGE_WIDTH: _int64_feature([width]),
         schema.FEATURE_IMAGE_ID: _int64_feature([ex[schema.IMAGE_ID]]),
@@ -213,7 +228,8 @@ def parse_example(serialized: tf.Tensor,
     width = tf.cast(parsed[schema.FEATURE_IMAGE_WIDTH], tf.int32)
 
     with tf.control_dependencies([version_ok]):
-        image = _decode_image(parsed[schema.FEATURE_IMAGE_ENCODED])
+        image = exif.apply_orientation(_decode_image(parsed[schema.FEATURE_IMAGE_ENCODED]),
+                                       parsed[schema.FEATURE_IMAGE_ORIENTATION])
     image_ok = tf.debugging.assert_equal(
         tf.shape(image)[:2], tf.stack([height, width]),
         message="TFRecord: decoded image size differs from image/height, image/width")

@@ -27,6 +27,7 @@ import tensorflow as tf
 from absl import logging
 
 from mrcnn_tf.data import schema
+from mrcnn_tf.data.images import exif_orientation, read_image_bytes
 from mrcnn_tf.data.tfrecord_codec import MAX_CLASS_ID, decodes_to, serialize_example
 from mrcnn_tf.data.tfrecord_files import check_keypoint_spec, label_map_path, shard_path
 from mrcnn_tf.data.validation import validate_example
@@ -148,7 +149,9 @@ def _write_tfrecords(examples: Iterable[Mapping[str, Any]], out_prefix: str, num
                  for i in range(num_shards)]
 
     start = time.monotonic()
-    stats = {"examples": 0, "original_images": 0, "reencoded_images": 0}
+    # source_bytes: the original files offered; record_bytes: the serialized records.
+    stats = {"examples": 0, "original_images": 0, "reencoded_images": 0, "source_bytes": 0,
+             "record_bytes": 0}
     seen_ids = set()  # ints only: bounded by the number of images, not their size
     writers = _open_writers(folder, tmp_paths)
     try:
@@ -162,14 +165,20 @@ def _write_tfrecords(examples: Iterable[Mapping[str, Any]], out_prefix: str, num
                                  "be unique (evaluation and per-image lookups rely on it)")
             seen_ids.add(image_id)
             original = image_bytes_fn(example) if image_bytes_fn is not None else None
+            orientation = 1
             if original is not None:
-                if decodes_to(bytes(original), ex[schema.IMAGE]):
+                original = bytes(original)
+                stats["source_bytes"] += len(original)
+                orientation = exif_orientation(original)
+                if decodes_to(original, ex[schema.IMAGE], orientation):
                     stats["original_images"] += 1
                 else:
                     original = None  # lossy or differently-decoded: keep exact pixels as PNG
                     stats["reencoded_images"] += 1
+            record = serialize_example(ex, original, orientation)
+            stats["record_bytes"] += len(record)
             # Round-robin: shards differ in size by at most one example.
-            writers[index % num_shards].write(serialize_example(ex, original))
+            writers[index % num_shards].write(record)
             stats["examples"] = index + 1
             if every and (index + 1) % every == 0:
                 _log_progress(index + 1, total, start, final=False)
@@ -258,7 +267,8 @@ def write_tfrecords(examples: Iterable[Mapping[str, Any]], out_prefix: str, num_
 
 def make_tfrecords(dataset: Any, out_prefix: str, num_shards: int,
                    image_bytes_fn: Optional[Callable[[Mapping[str, Any]], Optional[bytes]]]
-                   = None, progress: Union[bool, int] = True) -> List[str]:
+                   = None, progress: Union[bool, int] = True,
+                   keep_originals: bool = True) -> List[str]:
     """Converts a whole dataset (e.g. `CocoDataset`) to shards plus its label map.
 
     Args:
@@ -266,15 +276,23 @@ def make_tfrecords(dataset: Any, out_prefix: str, num_shards: int,
         (`LabelMap`) attribute; its `keypoint_names` and `keypoint_skeleton` (as
         `CocoDataset` has them), if any, go into the label map file.
       out_prefix, num_shards, image_bytes_fn, progress: as in `write_tfrecords`.
+      keep_originals: without an image_bytes_fn, offer each example's own image file (the
+        dataset's `image_path(image_id)`, as `CocoDataset` has it) to be stored as it is,
+        EXIF orientation included, when it decodes to the example's pixels; False stores
+        PNG re-encodes.
 
     Returns:
-      The shard paths. A summary (examples, shards, bytes, seconds) is logged.
+      The shard paths. A summary (examples, shards, bytes per image against the source
+      files, seconds) is logged.
     """
     label_map = getattr(dataset, "label_map", None)
     if not isinstance(label_map, LabelMap):
         raise ValueError(f"make_tfrecords: the dataset ({type(dataset).__name__}) needs a "
                          f"`label_map` attribute of type LabelMap, got {type(label_map).__name__}")
     total = len(dataset)
+    if image_bytes_fn is None and keep_originals and hasattr(dataset, "image_path"):
+        image_bytes_fn = lambda example: read_image_bytes(  # noqa: E731
+            dataset.image_path(int(example[schema.IMAGE_ID])))
     paths, stats = _write_tfrecords(
         iter(dataset), out_prefix, num_shards, label_map=label_map, progress=progress,
         image_bytes_fn=image_bytes_fn, total=total,
@@ -284,12 +302,25 @@ def make_tfrecords(dataset: Any, out_prefix: str, num_shards: int,
     seconds = stats["seconds"]
     logging.info(
         "make_tfrecords: %d examples (%d classes) -> %d shards %s, %.1f MB, %.1f s "
-        "(%.1f examples/s); original image files kept for %d, PNG for the rest; label map %s",
+        "(%.1f examples/s); original image files kept for %d, PNG for the rest%s; label map %s",
         stats["examples"], label_map.num_classes, len(paths),
         f"{out_prefix}-*-of-{num_shards:05d}.tfrecord", num_bytes / 1e6, seconds,
         stats["examples"] / max(seconds, 1e-9), stats["original_images"],
-        label_map_path(out_prefix))
+        source_comparison(stats), label_map_path(out_prefix))
     if stats["examples"] != total:
         logging.warning("make_tfrecords: the dataset's len() is %d but it yielded %d examples",
                         total, stats["examples"])
     return paths
+
+
+def source_comparison(stats: Mapping[str, int]) -> str:
+    """", 1.02x the 3 source image files (45.1 kB a record against 44.2 kB a file)" from the
+    writer's statistics; "" when no source file was offered."""
+    if not stats.get("source_bytes") or not stats.get("examples"):
+        return ""
+    per_record = stats["record_bytes"] / stats["examples"]
+    offered = stats["original_images"] + stats["reencoded_images"]
+    per_file = stats["source_bytes"] / max(offered, 1)
+    return (f", {stats['record_bytes'] / stats['source_bytes']:.2f}x the {offered} source "
+            f"image files ({per_record / 1e3:.1f} kB a record against {per_file / 1e3:.1f} kB "
+            "a file)")
