@@ -268,13 +268,13 @@ def draw_prediction(image: np.ndarray, prediction: Mapping[str, Any],
 def predict_files(model, paths: Sequence[PathLike], out_dir: PathLike,
                   score_threshold: float = 0.5, results_path: PathLike | None = None,
                   image_ids: Mapping[str, int] | None = None,
-                  keypoint_threshold: float = visualize.KEYPOINT_SCORE_THRESHOLD
-                  ) -> dict[str, Any]:
+                  keypoint_threshold: float = visualize.KEYPOINT_SCORE_THRESHOLD,
+                  batch_size: int = 1) -> dict[str, Any]:
     """Runs the model on image files; writes overlays and a COCO results JSON.
 
     Args:
-      model: a `MaskRCNN` (anything with `predict_images(images, score_threshold)` and
-        `label_map`).
+      model: a `MaskRCNN` (anything with `predict_images(images, score_threshold,
+        batch_size)` and `label_map`).
       paths: image files (see `expand_inputs`).
       out_dir: folder for the overlays (created if missing).
       score_threshold: detections scoring below it are neither drawn nor written.
@@ -283,6 +283,8 @@ def predict_files(model, paths: Sequence[PathLike], out_dir: PathLike,
         see `resolve_image_ids`. Default: 1-based positions in `paths`.
       keypoint_threshold: keypoints scoring below it are not drawn on the overlays; poses
         are drawn with the model's `config.keypoint_skeleton`.
+      batch_size: images read and predicted together (`MaskRCNN.predict_images`: only
+        images of one padded size share a batch; the results are those of one at a time).
 
     Returns:
       {"images": inputs processed, "skipped": unreadable inputs, "skipped_files": their paths,
@@ -296,6 +298,8 @@ def predict_files(model, paths: Sequence[PathLike], out_dir: PathLike,
     paths = [os.fspath(p) for p in paths]
     if not paths:
         raise ValueError("predict_files: no image paths given")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"predict_files: batch_size={batch_size!r}, expected an integer >= 1")
     ids = resolve_image_ids(paths, image_ids)
     names = overlay_names(paths)
     out_dir = os.fspath(out_dir)
@@ -312,26 +316,33 @@ def predict_files(model, paths: Sequence[PathLike], out_dir: PathLike,
     results: list[dict] = []
     overlays: list[str] = []
     skipped: list[str] = []
-    for path, image_id, name in zip(paths, ids, names):
-        try:
-            image = read_image(path)
-        except ImageReadError as e:
-            # The message already starts with the path.
-            logging.warning("skipping unreadable image: %s", e)
-            skipped.append(path)
+    for chunk in _chunks(list(zip(paths, ids, names)), batch_size):
+        readable = []
+        for path, image_id, name in chunk:
+            try:
+                readable.append((path, image_id, name, read_image(path)))
+            except ImageReadError as e:
+                # The message already starts with the path.
+                logging.warning("skipping unreadable image: %s", e)
+                skipped.append(path)
+        if not readable:
             continue
-        # Kept by score before masks are pasted (mrcnn_tf.postprocess).
-        kept = model.predict_images([image], score_threshold=score_threshold)[0]
-        overlay = draw_prediction(image, kept, class_names, skeleton, keypoint_threshold)
-        overlay_path = os.path.join(out_dir, name)
-        write_png_atomic(overlay_path, overlay)
-        overlays.append(overlay_path)
-        image_results = predictions_to_coco_results(image_id, kept, label_map)
-        for r in image_results:
-            r["file_name"] = path
-        results += image_results
-        logging.info("%s: %d detections with score >= %g (image id %d) -> %s", path,
-                     len(kept["scores"]), score_threshold, image_id, overlay_path)
+        # Kept by score before masks are pasted (mrcnn_tf.postprocess); images of one
+        # padded size run together (modeling.predictor).
+        predictions = model.predict_images([item[3] for item in readable],
+                                           score_threshold=score_threshold,
+                                           batch_size=batch_size)
+        for (path, image_id, name, image), kept in zip(readable, predictions):
+            overlay = draw_prediction(image, kept, class_names, skeleton, keypoint_threshold)
+            overlay_path = os.path.join(out_dir, name)
+            write_png_atomic(overlay_path, overlay)
+            overlays.append(overlay_path)
+            image_results = predictions_to_coco_results(image_id, kept, label_map)
+            for r in image_results:
+                r["file_name"] = path
+            results += image_results
+            logging.info("%s: %d detections with score >= %g (image id %d) -> %s", path,
+                         len(kept["scores"]), score_threshold, image_id, overlay_path)
 
     write_json_atomic(results_path, results)
     summary = {
@@ -345,3 +356,8 @@ def predict_files(model, paths: Sequence[PathLike], out_dir: PathLike,
     logging.info("predicted %d images (%d skipped): %d detections, results in %s",
                  summary["images"], summary["skipped"], summary["detections"], results_path)
     return summary
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    """`items` in consecutive lists of at most `size`."""
+    return [items[start:start + size] for start in range(0, len(items), size)]

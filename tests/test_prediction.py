@@ -199,6 +199,28 @@ def test_predict_files_writes_overlays_and_loadable_coco_results(model, image_fi
     assert 0.0 <= metrics["bbox/AP"] <= 1.0
 
 
+def test_predict_files_in_batches_writes_what_one_at_a_time_writes(model, image_files,
+                                                                     tmp_path):
+    """Batches of 2 across an unreadable file: the same skips, overlays and results."""
+    p = image_files["paths"]
+    inputs = [p[0], image_files["corrupt"], p[1], p[2], image_files["empty"]]
+    one = prediction.predict_files(model, inputs, tmp_path / "one", score_threshold=0.0)
+    two = prediction.predict_files(model, inputs, tmp_path / "two", score_threshold=0.0,
+                                   batch_size=2)
+    assert two["skipped_files"] == one["skipped_files"]
+    assert [os.path.basename(o) for o in two["overlays"]] == [
+        os.path.basename(o) for o in one["overlays"]]
+    results = [json.loads(open(s["results_path"]).read()) for s in (one, two)]
+    assert len(results[1]) == len(results[0]) > 0
+    for a, b in zip(*results):
+        assert (a["image_id"], a["category_id"], a["file_name"]) == (
+            b["image_id"], b["category_id"], b["file_name"])
+        np.testing.assert_allclose(b["bbox"], a["bbox"], atol=1e-2)
+        assert abs(a["score"] - b["score"]) < 1e-5
+    with pytest.raises(ValueError, match="batch_size=0"):
+        prediction.predict_files(model, inputs, tmp_path / "x", batch_size=0)
+
+
 def test_predict_files_takes_image_ids_from_the_mapping(model, image_files, tmp_path):
     p = image_files["paths"]
     examples = [dict(ex, image_id=i, file_name=os.path.relpath(path, os.path.dirname(
@@ -262,7 +284,7 @@ def test_overlay_changes_exactly_where_detections_pass_the_threshold(model, tmp_
     write_png_atomic(path, image)
     calls = []
 
-    def fake_predict_images(images, score_threshold):
+    def fake_predict_images(images, score_threshold, batch_size):
         calls.append((images[0].shape, score_threshold))
         return [_finished(_known_prediction(*images[0].shape[:2]), score_threshold)]
 
@@ -363,7 +385,7 @@ def test_predict_files_draws_poses_with_the_models_skeleton(model, tmp_path):
     # Anything with predict_images, label_map and config is a model to predict_files.
     keypoint_model = types.SimpleNamespace(
         label_map=model.label_map, config=types.SimpleNamespace(keypoint_skeleton=SKELETON),
-        predict_images=lambda images, score_threshold: [
+        predict_images=lambda images, score_threshold, batch_size: [
             _finished(_pose_prediction(*images[0].shape[:2]), score_threshold)])
     summary = prediction.predict_files(keypoint_model, [path], tmp_path / "out",
                                        score_threshold=0.5, keypoint_threshold=0.3)

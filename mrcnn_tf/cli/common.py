@@ -25,8 +25,9 @@ flags.DEFINE_string("out", None, "Output folder or file (see the subcommand).")
 flags.DEFINE_float("score_threshold", 0.5, "Detections below this score are not drawn or "
                    "written.")
 flags.DEFINE_integer("seed", 0, "Random seed (data order, augmentation, initialization).")
-flags.DEFINE_integer("batch_size", None, "Images per step over all replicas (default: the "
-                     "config's batch_size; the learning rate scales linearly with it).")
+flags.DEFINE_integer("batch_size", None, "train: images per step over all replicas (default: "
+                     "the config's batch_size; the learning rate scales linearly with it). "
+                     "predict: images run together, of one padded size each (default 1).")
 flags.DEFINE_list("inputs", None, "Image files, folders or globs (comma-separated).")
 flags.DEFINE_string("results", None, "Also write the COCO results JSON here.")
 

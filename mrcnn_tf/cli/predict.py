@@ -15,9 +15,9 @@ flags.DEFINE_float("keypoint_threshold", 0.05, "predict: keypoints scoring below
 
 SUMMARY = "draw detections on images (files, folders, globs) and write COCO results JSON"
 USAGE = ("--weights MODEL.keras|RUN_DIR --inputs IMAGES [--out predictions] [--score_threshold]"
-         " [--keypoint_threshold]")
+         " [--keypoint_threshold] [--batch_size N]")
 FLAG_NAMES = common.MODEL_FLAGS + ("inputs", "out", "score_threshold", "keypoint_threshold",
-                                   "results", "annotations")
+                                   "results", "annotations", "batch_size")
 
 
 def main():
@@ -26,6 +26,9 @@ def main():
     for name in ("score_threshold", "keypoint_threshold"):
         if not 0 <= FLAGS[name].value <= 1:
             raise common.UsageError(f"--{name}={FLAGS[name].value}: expected a value in [0, 1]")
+    batch_size = 1 if FLAGS.batch_size is None else FLAGS.batch_size
+    if batch_size < 1:
+        raise common.UsageError(f"--batch_size={batch_size}: expected an integer >= 1")
     paths = prediction.expand_inputs(FLAGS.inputs)
     out = FLAGS.out or "predictions"
     common.check_writable(out, "--out")
@@ -35,7 +38,7 @@ def main():
     summary = prediction.predict_files(
         model, paths, out, score_threshold=FLAGS.score_threshold,
         results_path=FLAGS.results or os.path.join(out, "results.json"), image_ids=image_ids,
-        keypoint_threshold=FLAGS.keypoint_threshold)
+        keypoint_threshold=FLAGS.keypoint_threshold, batch_size=batch_size)
     print(f"{summary['images']} images, {summary['detections']} detections, "
           f"{summary['skipped']} skipped; overlays in {out}, results in "
           f"{summary['results_path']}")

@@ -17,27 +17,25 @@ both, either, or neither (Faster R-CNN). Each adds its loss, batch keys and outp
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from mrcnn_tf.config import Config
-from mrcnn_tf.ops import resize as resize_ops
-from mrcnn_tf.data.validation import to_rgb
 from mrcnn_tf.labels import LabelMap
 from mrcnn_tf.layers.detection import DetectionLayer
 from mrcnn_tf.layers.detection_target import DetectionTargetLayer
 from mrcnn_tf.layers.proposal import ProposalLayer
-from mrcnn_tf import postprocess
 from mrcnn_tf.modeling import branches as branch_lib
 from mrcnn_tf.modeling import losses
 # Registers WarmupStepDecay: a model saved after compile() carries it in its optimizer config,
 # and keras.models.load_model must find it wherever MaskRCNN itself is found.
 from mrcnn_tf.modeling import optimizer as _optimizer  # noqa: F401
+from mrcnn_tf.modeling import predictor
 from mrcnn_tf.modeling.backbones import build_backbone
 from mrcnn_tf.modeling.fpn import FPN
 from mrcnn_tf.modeling.heads import BoxHead, RPNHead
 from mrcnn_tf.ops import anchors as anchor_ops
 from mrcnn_tf.ops import boxes as box_ops
+from mrcnn_tf.ops import resize as resize_ops
 from mrcnn_tf.ops import targets as target_ops
 
 RPN_STRIDES = (4, 8, 16, 32, 64)  # P2..P6
@@ -217,13 +215,8 @@ class MaskRCNN(keras.Model):
         resized, image_shape, scale = resize_ops.preprocess_for_inference(images, self.config)
         outputs = self.detect(resized, image_shape, training=training)
         original = tf.cast(tf.shape(images)[1:3], tf.float32)
-        boxes = outputs["boxes"] / tf.tile(scale, [1, 2])[:, None, :]
-        boxes = box_ops.clip(boxes, tf.tile(original[None], [tf.shape(images)[0], 1]))
-        outputs["boxes"] = boxes * tf.cast(outputs["scores"] > 0, tf.float32)[..., None]
-        if "keypoints" in outputs:
-            outputs["keypoints"] = outputs["keypoints"] / tf.concat(
-                [scale, tf.ones_like(scale[:, :1])], axis=1)[:, None, None, :]
-        return outputs
+        return self._to_original(outputs, scale,
+                                 tf.tile(original[None], [tf.shape(images)[0], 1]))
 
     def detect(self, images, image_shape, training=False):
         """Inference on already resized and padded images.
@@ -258,7 +251,7 @@ class MaskRCNN(keras.Model):
         return tf.minimum(tf.reduce_max(tf.concat([detections["num_detections"], [1]], 0)),
                           tf.shape(detections["boxes"])[1])
 
-    def predict_images(self, images, score_threshold=0.0):
+    def predict_images(self, images, score_threshold=0.0, batch_size=1):
         """Detects objects in a list of images of any sizes.
 
         Each image's detections are finished by `mrcnn_tf.postprocess.finish_detections`:
@@ -268,32 +261,42 @@ class MaskRCNN(keras.Model):
           images: list of uint8 arrays [H, W, 3] (or [H, W] grayscale).
           score_threshold: detections scoring below it are dropped (before their masks are
             pasted); the model's own config.score_threshold has already applied.
+          batch_size: images run together, at most; only images with the same padded size
+            share a batch (`modeling.predictor`), so the detections are those of one image at
+            a time (to float rounding).
         Returns:
-          list of dicts of NumPy arrays, one per image, with only the kept detections:
-          "boxes" [n, 4] (y1, x1, y2, x2) pixels, "class_ids" [n] int32 1..K, "scores" [n],
-          "masks" [n, H, W] bool full-image masks (pasted by config.paste_rule, thresholded at
-          0.5; when config.mask_on), "keypoints" [n, K, 3] (y, x, score) continuous pixels
-          (when config.num_keypoints = K > 0), and the dataset's own labels:
+          list of dicts of NumPy arrays, one per image in input order, with only the kept
+          detections: "boxes" [n, 4] (y1, x1, y2, x2) pixels, "class_ids" [n] int32 1..K,
+          "scores" [n], "masks" [n, H, W] bool full-image masks (pasted by config.paste_rule,
+          thresholded at 0.5; when config.mask_on), "keypoints" [n, K, 3] (y, x, score)
+          continuous pixels (when config.num_keypoints = K > 0), and the dataset's own labels:
           "category_ids" [n] int64 and "class_names" (list of n str).
         """
-        if len(images) == 0:
-            raise ValueError("predict_images: expected a non-empty list of HxWx3 uint8 images")
-        results = []
-        for i, image in enumerate(images):
-            image = _as_rgb_uint8(image, f"images[{i}]")
-            outputs = self._predict_one(tf.convert_to_tensor(image[None]))
-            n = int(outputs["num_detections"][0])
-            rows = {key: outputs[key][0, :n].numpy()
-                    for key in ("boxes", "scores", "class_ids", "masks", "keypoints")
-                    if key in outputs}
-            results.append(postprocess.finish_detections(
-                rows, image.shape[0], image.shape[1], score_threshold, self.config.paste_rule,
-                self.label_map))
-        return results
+        return predictor.predict_images(self, images, score_threshold, batch_size)
 
     @tf.function(reduce_retracing=True)
-    def _predict_one(self, images):
+    def predict_one(self, images):
+        """`call` in a tf.function (one trace per image size)."""
         return self(images, training=False)
+
+    @tf.function(reduce_retracing=True)
+    def predict_batch(self, padded, image_shape, scale, original):
+        """`call` on images already resized and padded to one canvas one by one
+        (`predictor._batch_inputs`): padded [B, Hp, Wp, 3], image_shape and scale [B, 2] as
+        `preprocess_for_inference` gives them, original [B, 2] float32 sizes."""
+        return self._to_original(self.detect(padded, image_shape, training=False), scale,
+                                 original)
+
+    def _to_original(self, outputs, scale, original):
+        """Detections in the resized frame -> original-image pixels (boxes clipped to the
+        image, padding rows zero); scale and original [B, 2] float32."""
+        boxes = outputs["boxes"] / tf.tile(scale, [1, 2])[:, None, :]
+        boxes = box_ops.clip(boxes, original)
+        outputs["boxes"] = boxes * tf.cast(outputs["scores"] > 0, tf.float32)[..., None]
+        if "keypoints" in outputs:
+            outputs["keypoints"] = outputs["keypoints"] / tf.concat(
+                [scale, tf.ones_like(scale[:, :1])], axis=1)[:, None, None, :]
+        return outputs
 
     # -- training --------------------------------------------------------------------------
     def compute_losses(self, data, training=True):
@@ -459,13 +462,3 @@ def _check_image_batch(images):
                          "images)")
     if shape.rank == 4 and 0 in shape.as_list():
         raise ValueError(f"MaskRCNN images: empty batch or image, shape {shape.as_list()}")
-
-
-def _as_rgb_uint8(image, source):
-    """Checks one image for predict_images: uint8 HxWx3 (HxW, HxWx1, HxWx4 converted)."""
-    image = to_rgb(image, source)
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"{source}: image is empty (shape {image.shape})")
-    if image.dtype != np.uint8:
-        raise ValueError(f"{source}: expected dtype uint8 (0..255), got {image.dtype}")
-    return image
