@@ -11,7 +11,9 @@ if python -m pip show triton >/dev/null 2>&1; then
 fi
 # Three workers, one test file each at a time (module fixtures are built once): much of the suite
 # is single-threaded Python (tracing, subprocess start-up), so a third worker fills the 2-core
-# machine's idle time (measured on 2 cores: 14 min 13 s of pytest with three workers, against
-# 15 min 01 s with two for the suite less tests/benchmarks/).
+# machine's idle time. Files are handed out longest first (tests/conftest.py LONGEST_FIRST);
+# --no-loadscope-reorder keeps that order instead of xdist's default (most tests first, which
+# left the few long tests of tests/training/ for the end).
 # MRCNN_TF_TEST_WORKERS=N sets the count; 0 runs everything in this one process.
-exec python -m pytest -q -n "${MRCNN_TF_TEST_WORKERS:-3}" --dist loadfile "$@"
+exec python -m pytest -q -n "${MRCNN_TF_TEST_WORKERS:-3}" --dist loadfile --no-loadscope-reorder \
+  "$@"
