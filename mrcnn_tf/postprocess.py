@@ -84,8 +84,7 @@ def paste(masks: np.ndarray, boxes: np.ndarray, height: int, width: int,
     `paste_rule` into the boxes [n, 4] (pixels)."""
     if len(masks) == 0:
         return np.zeros((0, height, width), bool)
-    # TensorFlow is imported only here, so a REST serving client that never pastes (a
-    # full-image-mask export, a model without masks) does not pay for it.
+    # Imported here: this module's keeping and labelling need only NumPy.
     from mrcnn_tf.ops import masks as mask_ops  # noqa: PLC0415
 
     return mask_ops.paste_binary_masks(masks, boxes, height, width, paste_rule=paste_rule,

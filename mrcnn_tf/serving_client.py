@@ -15,8 +15,8 @@ image bytes to its `serve_encoded` signature and turns the answer back into NumP
 `detections_for_image` converts one image's rows into pixel boxes and full-image masks for
 drawing, and `run_client` does the whole round trip for a list of image files.
 
-Only the standard library is needed for REST. gRPC needs `grpcio` and `tensorflow-serving-api`,
-imported on first use so that REST users do not have to install them.
+REST needs nothing beyond this package's own requirements. gRPC needs `grpcio` and
+`tensorflow-serving-api`, imported on first use so that REST users do not have to install them.
 """
 
 from __future__ import annotations
