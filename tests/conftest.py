@@ -11,8 +11,11 @@ import tensorflow as tf  # noqa: E402
 tf.config.threading.set_inter_op_parallelism_threads(2)
 tf.config.threading.set_intra_op_parallelism_threads(2)
 
-import sys  # noqa: E402
+import logging  # noqa: E402
 import pathlib  # noqa: E402
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
 
 # Test modules import the NumPy references as `from reference import ...`, and the benchmark
 # modules as `from benchmarks import ...` (the repository root).
@@ -59,3 +62,18 @@ def pytest_collection_modifyitems(items):
         return rank.get(relative, len(rank))
 
     items.sort(key=key)  # stable: tests within a file, and the other files, keep their order
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging_levels():
+    """Puts the "absl" and root loggers' levels back after each test.
+
+    Parsing or resetting absl's flags (a CLI run in this process, `FLAGS.unparse_flags()`)
+    sets those levels from `--verbosity`, WARNING by default. Left so, every later test in the
+    same worker would miss INFO records in caplog, and which tests fail would depend on how
+    pytest-xdist happened to share out the files."""
+    absl_logger = logging.getLogger("absl")
+    levels = (absl_logger.level, logging.root.level)
+    yield
+    absl_logger.setLevel(levels[0])
+    logging.root.setLevel(levels[1])
