@@ -26,9 +26,9 @@ from mrcnn_tf.layers.detection_target import DetectionTargetLayer
 from mrcnn_tf.layers.proposal import ProposalLayer
 from mrcnn_tf.modeling import branches as branch_lib
 from mrcnn_tf.modeling import losses
-# Registers WarmupStepDecay: a model saved after compile() carries it in its optimizer config,
-# and keras.models.load_model must find it wherever MaskRCNN itself is found.
-from mrcnn_tf.modeling import optimizer as _optimizer  # noqa: F401
+# Also registers WarmupStepDecay: a model saved after compile() carries it in its optimizer
+# config, and keras.models.load_model must find it wherever MaskRCNN itself is found.
+from mrcnn_tf.modeling.optimizer import clip_by_global_norm_across_replicas
 from mrcnn_tf.modeling import predictor
 from mrcnn_tf.modeling.backbones import build_backbone
 from mrcnn_tf.modeling.fpn import FPN
@@ -364,6 +364,10 @@ class MaskRCNN(keras.Model):
             loss = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
         gradients = tape.gradient(loss, variables)
+        if self.config.gradient_clip_norm:
+            gradients = clip_by_global_norm_across_replicas(
+                gradients, self.config.gradient_clip_norm,
+                getattr(self.optimizer, "dynamic_scale", None))
         self.optimizer.apply_gradients(zip(gradients, variables))
         return self._update_trackers(result)
 
