@@ -86,6 +86,8 @@ def training_data(values, config):
     from mrcnn_tf.data import tfrecord_reader  # noqa: PLC0415
     from mrcnn_tf.data.synthetic import synthetic_set_for  # noqa: PLC0415
     from mrcnn_tf.evaluation.coco_eval import LabelMap  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
     from mrcnn_tf.training.input import IndexedSource, TFRecordSource  # noqa: PLC0415
     kinds = [name for name, given in (
         ("--train_annotations", values["train_annotations"]),
@@ -113,7 +115,8 @@ def training_data(values, config):
             return synthetic_set.generate(position, SYNTHETIC_TRAIN_SEED, size)
 
         source = IndexedSource(count, load, f"{synthetic_set.name} ({count} images)",
-                               synthetic_set.num_keypoints)
+                               synthetic_set.num_keypoints,
+                               sizes=np.full((count, 2), size, np.int32))
         label_map = LabelMap.from_names(synthetic_set.class_names)
     elif values["train_tfrecords"]:
         prefix = values["train_tfrecords"]

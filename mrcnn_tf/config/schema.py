@@ -24,6 +24,8 @@ RESIZE_RULES = ("detectron2", "torchvision")
 PASTE_RULES = ("detectron2", "torchvision")
 # How heatmaps become keypoints: see Config.keypoint_decode_rule.
 KEYPOINT_DECODE_RULES = ("detectron2", "torchvision")
+# How training batches are padded: see Config.batch_padding.
+BATCH_PADDINGS = ("batch", "buckets", "square")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +52,12 @@ class Config:
     mini_mask_size: int = 56
     # Training scale jitter: the shorter side is drawn from these (empty: image_min_size).
     train_min_sizes: Tuple[int, ...] = ()
+    # How training batches are padded (ops/canvas.py): "batch" to the batch's largest image,
+    # rounded up to size_divisibility, with images of one orientation batched together;
+    # "buckets" to the smallest of three fixed canvases that holds them (few shapes: XLA
+    # compiles once per shape, and the device plan picks it under XLA); "square" to the
+    # max_padded_size square, one shape for every batch.
+    batch_padding: str = "batch"
 
     # Backbone and FPN.
     backbone: str = "resnet50"
@@ -188,6 +196,8 @@ class Config:
               "0 < image_min_size <= image_max_size")
         check(self.resize_rule in RESIZE_RULES, "resize_rule", f"one of {RESIZE_RULES}")
         check(self.paste_rule in PASTE_RULES, "paste_rule", f"one of {PASTE_RULES}")
+        check(self.batch_padding in BATCH_PADDINGS, "batch_padding",
+              f"one of {BATCH_PADDINGS}")
         check(self.keypoint_decode_rule in KEYPOINT_DECODE_RULES, "keypoint_decode_rule",
               f"one of {KEYPOINT_DECODE_RULES}")
         check(self.size_divisibility >= 32 and self.size_divisibility % 32 == 0,

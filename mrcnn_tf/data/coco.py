@@ -325,6 +325,13 @@ class CocoDataset:
                       "outside it); expected a non-empty mask")
         return np.array([y1, x1, y2, x2], np.float32), mask
 
+    def declared_size(self, image_id: int) -> Tuple[int, int]:
+        """(height, width) the JSON gives for the image, without reading the file (training
+        groups images by orientation with it; the file's EXIF orientation may still turn
+        it)."""
+        info = self._images[int(image_id)]
+        return int(info["height"]), int(info["width"])
+
     def _example_or_none(self, image_id: int) -> Optional[Dict[str, np.ndarray]]:
         """load_example, with a bad image reported and counted (None) unless strict."""
         try:

@@ -1,8 +1,9 @@
-"""tf.data input pipeline: resize, augment, pad to static shapes, batch.
+"""tf.data input pipeline: resize, augment, pad, batch.
 
 Training examples (the structure `mrcnn_tf.data.schema` describes, validated by
-`mrcnn_tf.data.validation`) become fixed-size tensors so that one traced training step serves
-every batch, under XLA and tf.distribute too:
+`mrcnn_tf.data.validation`) become tensors padded to a canvas: the P x P square, the same for
+every batch (`make_training_dataset`), or a canvas planned for each batch (`canvas` of
+`preprocess_for_training`; `mrcnn_tf.training.input` plans it by `Config.batch_padding`):
 
     images        float32 [P, P, 3]   0..255 RGB, resized image at the top-left, zeros elsewhere
     image_shape   int32   [2]         (height, width) of the resized image inside the canvas
@@ -18,8 +19,8 @@ every batch, under XLA and tf.distribute too:
     scale         float32 [2]         (resized / original) along y and x
     original_shape int32  [2]         (height, width) before resizing
 
-with P = `config.max_padded_size` and M = `config.max_instances`. Images are *not* normalized
-here: the model does it, so that exported models take raw pixels.
+with P = `config.max_padded_size` (or the canvas's sides) and M = `config.max_instances`.
+Images are *not* normalized here: the model does it, so that exported models take raw pixels.
 
 Everything on the training and inference paths is TF ops (no numpy, no py_function), so it runs
 in parallel in `Dataset.map` and inside exported graphs.
@@ -122,9 +123,45 @@ def flip_keypoints(keypoints: tf.Tensor, width, permutation) -> tf.Tensor:
 
 # -- training --------------------------------------------------------------------------------
 
+def training_size(height, width, config: Config, augment: bool, seed=None, image_id=0):
+    """The size an example of `height` x `width` is resized to for training, before it is
+    decoded: the shorter side is image_min_size, or with `augment` and config.train_min_sizes
+    the value drawn for this element (scale jitter).
+
+    Args: height, width: int scalars; seed, image_id: as `preprocess_for_training`'s.
+    Returns:
+      (new_h int32 [], new_w int32 [], draws float32 [2] or None): draws are the element's
+      flip coin and jitter choice (None without `augment`).
+    """
+    draws = _augment_draws(seed, tf.cast(image_id, tf.int64)) if augment else None
+    min_size = None
+    if augment and config.train_min_sizes:
+        sizes = tf.constant(config.train_min_sizes, tf.int32)
+        pick = tf.cast(draws[1] * len(config.train_min_sizes), tf.int32)
+        min_size = sizes[tf.minimum(pick, len(config.train_min_sizes) - 1)]
+    new_h, new_w, _ = resize_ops.resize_params(height, width, config, min_size)
+    return new_h, new_w, draws
+
+
+def _fit_inside(new_h, new_w, canvas_h, canvas_w):
+    """(new_h, new_w) scaled down, aspect kept, to fit the canvas when it does not already.
+
+    A canvas is planned from the sizes a dataset declares; an image whose file disagrees (or a
+    bad image replaced by the next good one) may not fit, and is then made smaller rather
+    than failing the batch."""
+    h = tf.cast(new_h, tf.float64)
+    w = tf.cast(new_w, tf.float64)
+    factor = tf.minimum(tf.cast(canvas_h, tf.float64) / h, tf.cast(canvas_w, tf.float64) / w)
+    factor = tf.minimum(factor, tf.constant(1.0, tf.float64))
+    fitted_h = tf.maximum(tf.cast(tf.floor(h * factor), tf.int32), 1)
+    fitted_w = tf.maximum(tf.cast(tf.floor(w * factor), tf.int32), 1)
+    return (tf.minimum(fitted_h, tf.cast(canvas_h, tf.int32)),
+            tf.minimum(fitted_w, tf.cast(canvas_w, tf.int32)))
+
+
 def preprocess_for_training(example: Mapping[str, Any], config: Config, augment: bool = False,
-                            seed=None) -> Dict[str, tf.Tensor]:
-    """Resizes, optionally flips, and pads one example to static shapes (pure TF).
+                            seed=None, canvas=None) -> Dict[str, tf.Tensor]:
+    """Resizes, optionally flips, and pads one example (pure TF).
 
     Args:
       example: dict of tensors: image uint8 [H, W, 3], boxes float32 [N, 4] (y1, x1, y2, x2)
@@ -137,9 +174,12 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
         config.train_min_sizes when that is set (scale jitter).
       seed: None (stateful random flip), an int (stateless, keyed by (seed, image_id)) or an
         int [2] tensor (the stateless seed itself).
+      canvas: None pads to the P x P square (P = config.max_padded_size, static shapes);
+        an int32 [2] (Hc, Wc) pads to that canvas (`ops.canvas.plan_canvas`; the sides are
+        then unknown to the graph), first scaling the image down if it would not fit.
 
     Returns:
-      dict: images float32 [P, P, 3], image_shape int32 [2], gt_boxes float32 [M, 4],
+      dict: images float32 [P, P, 3] (or [Hc, Wc, 3]), image_shape int32 [2], gt_boxes float32 [M, 4],
       gt_classes int32 [M], gt_masks uint8 [M, P, P] (or [M, S, S] mini-masks, S =
       config.mini_mask_size > 0), gt_is_crowd bool [M], gt_keypoints float32 [M, K, 3]
       (when config.num_keypoints = K > 0; see `flip_keypoints`), image_id int64 [],
@@ -147,7 +187,6 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
       model's per-image sampling seed). Instances beyond M are dropped (the first M
       are kept); boxes are scaled by the exact per-axis ratios (new_h / h, new_w / w).
     """
-    p = config.max_padded_size
     m = config.max_instances
     mini = config.mini_mask_size
 
@@ -155,13 +194,13 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
     image_id = tf.cast(example[schema.IMAGE_ID], tf.int64)
     image_size = tf.shape(image)[:2]
     height, width = image_size[0], image_size[1]
-    draws = _augment_draws(seed, image_id) if augment else None
-    min_size = None
-    if augment and config.train_min_sizes:
-        sizes = tf.constant(config.train_min_sizes, tf.int32)
-        pick = tf.cast(draws[1] * len(config.train_min_sizes), tf.int32)
-        min_size = sizes[tf.minimum(pick, len(config.train_min_sizes) - 1)]
-    new_h, new_w, _ = resize_ops.resize_params(height, width, config, min_size)
+    new_h, new_w, draws = training_size(height, width, config, augment, seed, image_id)
+    if canvas is None:
+        canvas_h = canvas_w = config.max_padded_size
+    else:
+        canvas = tf.cast(canvas, tf.int32)
+        canvas_h, canvas_w = canvas[0], canvas[1]
+        new_h, new_w = _fit_inside(new_h, new_w, canvas_h, canvas_w)
     scale_y = tf.cast(new_h, tf.float32) / tf.cast(height, tf.float32)
     scale_x = tf.cast(new_w, tf.float32) / tf.cast(width, tf.float32)
 
@@ -207,16 +246,18 @@ def preprocess_for_training(example: Mapping[str, Any], config: Config, augment:
             keypoints = flipped[3]
 
     # Pad the image at the bottom/right so (0, 0) stays the origin of box coordinates.
-    image = tf.pad(image, [[0, p - new_h], [0, p - new_w], [0, 0]])
+    image = tf.pad(image, [[0, canvas_h - new_h], [0, canvas_w - new_w], [0, 0]])
     if mini:
         masks = tf.pad(masks, [[0, m - num], [0, 0], [0, 0]])
     else:
-        masks = tf.pad(masks, [[0, m - num], [0, p - new_h], [0, p - new_w]])
+        masks = tf.pad(masks, [[0, m - num], [0, canvas_h - new_h], [0, canvas_w - new_w]])
     boxes = tf.pad(boxes, [[0, m - num], [0, 0]])
     class_ids = tf.pad(class_ids, [[0, m - num]])
     is_crowd = tf.pad(is_crowd, [[0, m - num]], constant_values=False)
 
-    # Static shapes for the traced training step (tf.pad with tensor paddings loses them).
+    # Static shapes for the traced training step (tf.pad with tensor paddings loses them);
+    # a planned canvas varies from batch to batch, so its sides stay unknown.
+    p = config.max_padded_size if canvas is None else None
     image = tf.ensure_shape(image, [p, p, 3])
     masks = tf.ensure_shape(masks, [m, mini, mini] if mini else [m, p, p])
     boxes = tf.ensure_shape(boxes, [m, 4])

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable, Dict, Iterable, List, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -299,11 +299,33 @@ def _generated_dataset(num_images: int, signature: Dict[str, tf.TensorSpec],
         load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def crop_example(example: Dict[str, np.ndarray], height: int, width: int
+                 ) -> Dict[str, np.ndarray]:
+    """The top-left `height` x `width` of an example (a landscape or portrait image from a
+    square one): masks cropped, instances left empty dropped, boxes recomputed from the
+    masks."""
+    masks = example[schema.MASKS][:, :height, :width]
+    keep = masks.reshape(len(masks), -1).any(axis=1)
+    masks = masks[keep]
+    boxes = np.zeros((len(masks), 4), np.float32)
+    for row, mask in enumerate(masks):
+        ys, xs = np.nonzero(mask)
+        boxes[row] = (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
+    return dict(example, **{schema.IMAGE: example[schema.IMAGE][:height, :width],
+                            schema.MASKS: masks, schema.BOXES: boxes,
+                            schema.CLASS_IDS: example[schema.CLASS_IDS][keep],
+                            schema.IS_CROWD: example[schema.IS_CROWD][keep]})
+
+
 def write_shapes_coco(out_dir: str, num_images: int, seed: int = 0, image_size: int = 128,
-                      min_shapes: int = 1, max_shapes: int = 4) -> Tuple[str, str]:
+                      min_shapes: int = 1, max_shapes: int = 4,
+                      sizes: Optional[Sequence[Tuple[int, int]]] = None) -> Tuple[str, str]:
     """Writes synthetic shapes as a COCO-format dataset: PNG images and an annotations JSON
     (masks as RLE), the layout users bring from COCO, CVAT or Roboflow.
 
+    Args:
+      sizes: optional (height, width) per image, each at most image_size: the images are the
+        top-left crops of that size (`crop_example`), for sets of mixed orientations.
     Returns:
       (annotations_path, images_dir): out_dir/annotations.json and out_dir/images.
     """
@@ -311,9 +333,16 @@ def write_shapes_coco(out_dir: str, num_images: int, seed: int = 0, image_size: 
     from mrcnn_tf.data.coco_writer import write_coco_json
     from mrcnn_tf.labels import LabelMap
 
+    if sizes is not None and len(sizes) != num_images:
+        raise ValueError(f"sizes: {len(sizes)} sizes for {num_images} images; expected one "
+                         "(height, width) per image")
+
+    def example(index):
+        generated = generate_shapes_example(index, seed, image_size, min_shapes, max_shapes)
+        return generated if sizes is None else crop_example(generated, *sizes[index])
+
     images_dir, examples = _write_example_images(
-        out_dir, "shapes", (generate_shapes_example(index, seed, image_size, min_shapes,
-                                                    max_shapes) for index in range(num_images)))
+        out_dir, "shapes", (example(index) for index in range(num_images)))
     annotations_path = os.path.join(out_dir, "annotations.json")
     write_coco_json(examples, LabelMap.from_names(CLASS_NAMES), annotations_path)
     return annotations_path, images_dir

@@ -19,6 +19,12 @@ which TensorFlow kernel exists where. The rules, each for a reason in TensorFlow
   computes deterministically. `training.op_audit` lists every op TF refuses and the test suite
   checks that no plan's training step contains one.
 - XLA has no CropAndResize kernel; TPUs run everything through XLA.
+- XLA compiles the step once per input shape, so under XLA batches padded each to its own
+  size (`Config.batch_padding="batch"`) are padded to the fixed buckets instead
+  (`ops.canvas.padding_buckets`: landscape, portrait and the square, so at most three
+  compilations). A TPU needs every shape known when it compiles; the buckets path is tested
+  under XLA on a CPU here, and "square" (one shape) stays the choice for a TPU that refuses
+  unknown spatial sizes.
 - Keras turns `jit_compile` off while op determinism is on, so `--jit_compile` wins over
   `--deterministic` (a resumed XLA run matches an unbroken one to float rounding only).
 - TPUs compute in bfloat16: `--mixed_precision=mixed_float16` is refused there.
@@ -61,6 +67,8 @@ class DevicePlan:
       op_determinism: `tf.config.experimental.enable_op_determinism()` is called.
       static_shapes: the shape policy of the model trained (`Config.static_shapes`).
       keypoint_decode_rule: how the trained model decodes keypoints (see `model_config`).
+      batch_padding: how training batches are padded (`Config.batch_padding`): "buckets"
+        instead of "batch" under XLA, which compiles the step once per shape.
       notes: one line per decision that differs from what the flags or config asked for.
     """
 
@@ -73,15 +81,14 @@ class DevicePlan:
     op_determinism: bool
     static_shapes: bool
     keypoint_decode_rule: str
+    batch_padding: str = "batch"
     notes: Tuple[str, ...] = ()
 
     def model_config(self, config: Config) -> Config:
-        """`config` with this plan's shape policy and keypoint decoding."""
-        changes = {}
-        if config.static_shapes != self.static_shapes:
-            changes["static_shapes"] = self.static_shapes
-        if config.keypoint_decode_rule != self.keypoint_decode_rule:
-            changes["keypoint_decode_rule"] = self.keypoint_decode_rule
+        """`config` with this plan's shape policy, keypoint decoding and batch padding."""
+        changes = {field: getattr(self, field) for field in (
+            "static_shapes", "keypoint_decode_rule", "batch_padding")
+            if getattr(config, field) != getattr(self, field)}
         return config.replace(**changes) if changes else config
 
     def to_dict(self) -> dict:
@@ -95,7 +102,7 @@ class DevicePlan:
                 f"{self.precision}{' with loss scaling' if self.loss_scaling else ''}, "
                 f"{'static' if self.static_shapes else 'dynamic'} shapes, "
                 f"op determinism {'on' if self.op_determinism else 'off'}, "
-                f"XLA {'on' if self.xla else 'off'}")
+                f"XLA {'on' if self.xla else 'off'}, batches padded by {self.batch_padding}")
 
 
 def decide(strategy: str, device_type: str, deterministic: bool, jit_compile: bool,
@@ -145,11 +152,17 @@ def decide(strategy: str, device_type: str, deterministic: bool, jit_compile: bo
         decode_rule = "detectron2"
         notes.append(f"keypoints decoded the Detectron2 way: the {config.keypoint_decode_rule} "
                      "decoding resizes each RoI to its own size, which XLA cannot compile")
+    batch_padding = config.batch_padding
+    if xla and batch_padding == "batch":
+        batch_padding = "buckets"
+        notes.append("batches padded to buckets (ops.canvas.padding_buckets: at most 3 "
+                     "shapes), not each to its own size: XLA compiles the step once per shape")
     return DevicePlan(strategy=strategy, device_type=device_type, precision=precision,
                       loss_scaling=precision == "mixed_float16", xla=xla,
                       jit_compile=bool(jit_compile), op_determinism=op_determinism,
                       static_shapes=static_shapes,
-                      keypoint_decode_rule=decode_rule, notes=tuple(notes))
+                      keypoint_decode_rule=decode_rule, batch_padding=batch_padding,
+                      notes=tuple(notes))
 
 
 def local_device_type(strategy: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from mrcnn_tf import config
 from mrcnn_tf.modeling import backbones, norm
-from mrcnn_tf.ops import keypoints, masks, resize
+from mrcnn_tf.ops import canvas, keypoints, masks, resize
 
 PAIRS = [
     ("resize_rule", config.RESIZE_RULES, resize.RESIZE_RULES),
@@ -17,6 +17,7 @@ PAIRS = [
     ("keypoint_decode_rule", config.KEYPOINT_DECODE_RULES, keypoints.KEYPOINT_DECODE_RULES),
     ("norm", config.NORMS, norm.NORM_KINDS),
     ("backbone", config.BACKBONES, backbones.BACKBONE_KINDS),
+    ("batch_padding", config.BATCH_PADDINGS, canvas.BATCH_PADDINGS),
 ]
 
 

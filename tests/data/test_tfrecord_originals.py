@@ -131,3 +131,30 @@ def test_records_without_an_orientation_read_as_before():
     del proto.features.feature[schema.FEATURE_IMAGE_ORIENTATION]
     parsed = parse_example(tf.constant(proto.SerializeToString()))
     np.testing.assert_array_equal(parsed["image"].numpy(), image)
+
+
+def test_a_corrupt_jpeg_is_skipped_counted_and_named_and_training_reads_the_rest(
+        tmp_path, caplog):
+    """A truncated JPEG among kept originals fails at conversion the way the reader fails on
+    it (skipped, counted, its file named) and never reaches the records a run trains on."""
+    from mrcnn_tf.config import get_config  # noqa: PLC0415
+    from mrcnn_tf.data.coco_problems import IMAGE_UNREADABLE  # noqa: PLC0415
+    from mrcnn_tf.training.input import TFRecordSource, training_stream  # noqa: PLC0415
+
+    jpegs = [encode(_photo(seed), ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 90]) for seed in (1, 2, 3)]
+    files = [(f"p{i}.jpg", data, (W, H)) for i, data in enumerate(jpegs)]
+    files.append(("cut.jpg", jpegs[0][: len(jpegs[0]) // 2], (W, H)))
+    path, images = _coco_folder(tmp_path, files)
+    dataset = CocoDataset(path, images)
+    prefix = str(tmp_path / "records" / "train")
+    with caplog.at_level(logging.WARNING):
+        paths = make_tfrecords(dataset, prefix, 2, progress=False)
+    records = _records(paths)
+    assert sorted(records) == [1, 2, 3]
+    assert all(r[schema.FEATURE_IMAGE_FORMAT].bytes_list.value[0] == b"jpeg"
+               for r in records.values())
+    assert dataset.skipped[IMAGE_UNREADABLE] == 1
+    assert any("cut.jpg" in r.getMessage() for r in caplog.records)
+    config = get_config("shapes_tiny", image_min_size=64, image_max_size=128)
+    batch = next(iter(training_stream(TFRecordSource(paths), config, 2, seed=0)))
+    assert set(batch["image_id"].numpy().tolist()) <= {1, 2, 3}

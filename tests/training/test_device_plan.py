@@ -52,13 +52,27 @@ def test_plan_follows_the_rules(flags, expected):
 
 
 def test_plan_keeps_a_config_that_asked_for_static_shapes():
-    config = CONFIG.replace(static_shapes=True)
+    config = CONFIG.replace(static_shapes=True, batch_padding="buckets")
     for flags, _ in RULES:
         strategy, device, deterministic, jit = flags
         plan = decide(strategy, device, deterministic, jit, config=config)
         assert plan.static_shapes
         assert plan.model_config(config) is config
         assert not any(n.startswith("RoIAlign") for n in plan.notes)
+
+
+def test_xla_pads_batches_to_buckets_unless_the_config_chose_fixed_ones():
+    assert decide().batch_padding == "batch"
+    xla = decide(jit=True)
+    assert xla.batch_padding == "buckets"
+    assert xla.model_config(CONFIG).batch_padding == "buckets"
+    assert any("XLA compiles the step once per shape" in n for n in xla.notes)
+    assert "batches padded by buckets" in xla.describe()
+    for fixed in ("buckets", "square"):
+        config = CONFIG.replace(batch_padding=fixed)
+        plan = decide("tpu", "TPU", config=config)
+        assert plan.model_config(config).batch_padding == fixed
+        assert not any("buckets" in n for n in plan.notes)
 
 
 def test_xla_decodes_torchvision_keypoints_the_static_way():
@@ -102,7 +116,7 @@ def test_plan_is_recorded_as_json_and_described_in_one_line():
     line = plan.describe()
     assert "\n" not in line
     for part in ("GPU", "--strategy=mirrored", "mixed_float16 with loss scaling",
-                 "static shapes", "op determinism on", "XLA off"):
+                 "static shapes", "op determinism on", "XLA off", "batches padded by batch"):
         assert part in line
 
 

@@ -12,6 +12,7 @@ import tensorflow as tf
 from mrcnn_tf.data import shapes, tfrecord_writer
 from mrcnn_tf.data.coco import CocoDataset
 from mrcnn_tf.data.coco_problems import IMAGE_UNREADABLE
+from mrcnn_tf.ops import canvas as canvas_ops
 from mrcnn_tf.training import input as training_input
 
 from helpers import small_model_config  # noqa: E402
@@ -33,23 +34,28 @@ def source(examples):
     return training_input.IndexedSource.from_examples(examples)
 
 
+def _records_of(examples, folder, shards, shuffle_buffer):
+    """A TFRecordSource over `examples` written as `shards` shards in `folder`."""
+    paths = tfrecord_writer.write_tfrecords(examples, str(folder / "train"), shards,
+                                            progress=False)
+    assert len(paths) == shards and all(os.path.isfile(p) for p in paths)
+    return training_input.TFRecordSource(paths, shuffle_buffer=shuffle_buffer)
+
+
 @pytest.fixture(scope="module")
 def tfrecord_source(examples, tmp_path_factory):
-    prefix = str(tmp_path_factory.mktemp("records") / "train")
-    paths = tfrecord_writer.write_tfrecords(examples, prefix, 3, progress=False)
-    assert len(paths) == 3 and all(os.path.isfile(p) for p in paths)
-    return training_input.TFRecordSource(paths, shuffle_buffer=64)
+    return _records_of(examples, tmp_path_factory.mktemp("records"), 3, 64)
 
 
-def element_ids(src, seed, count, first=0, stride=1):
-    """[(element index, image_id)] of the first `count` elements."""
-    return [(int(i), int(example["image_id"]))
-            for i, example in src.elements(seed, first, stride).take(count).as_numpy_iterator()]
+def element_ids(src, seed, count, first=0, stride=1, group=1):
+    """[(element index, image_id)] of the first `count` elements (in batches of `group`)."""
+    return [(int(i), int(example["image_id"])) for i, example
+            in src.elements(seed, first, stride, group).take(count).as_numpy_iterator()]
 
 
 def batches(src, global_batch, steps, start_step=0, input_context=None, seed=SEED,
-            augment=True):
-    stream = training_input.training_stream(src, CONFIG, global_batch, seed, start_step,
+            augment=True, config=CONFIG):
+    stream = training_input.training_stream(src, config, global_batch, seed, start_step,
                                             input_context, augment=augment)
     return list(stream.take(steps).as_numpy_iterator())
 
@@ -120,7 +126,7 @@ def test_batches_hold_consecutive_elements(source):
         assert batch["images"].shape == (4, CONFIG.max_padded_size, CONFIG.max_padded_size, 3)
         np.testing.assert_array_equal(batch["sample_seed"][:, 0], SEED)
         np.testing.assert_array_equal(batch["sample_seed"][:, 1], np.arange(4) + 4 * step)
-    ids = [i for _, i in element_ids(source, SEED, 12)]
+    ids = [i for _, i in element_ids(source, SEED, 12, group=4)]
     assert np.concatenate([b["image_id"] for b in got]).tolist() == ids
     # Scale jitter is drawn per element: not every image has the same size.
     sizes = {tuple(s) for b in got for s in b["image_shape"]}
@@ -267,3 +273,119 @@ def test_tfrecord_two_pipelines_split_each_global_batch(tfrecord_source):
 def test_tfrecord_source_rejects_no_files():
     with pytest.raises(ValueError, match="no TFRecord files"):
         training_input.TFRecordSource([])
+
+
+# -- batches grouped by aspect ratio, padded to their own canvas -----------------------------
+
+# Shapes images cropped to three sizes: landscape 64 x 128, portrait 128 x 64, square 96 x 96
+# (height x width), resized with a shorter side of 48 or 64 and a longer side of at most 128.
+MIXED_CONFIG = small_model_config(64, image_max_size=128, train_min_sizes=(48, 64),
+                                  mini_mask_size=0)
+MIXED_SIZES = [(64, 128)] * 10 + [(128, 64)] * 9 + [(96, 96)] * 5
+
+
+@pytest.fixture(scope="module")
+def mixed_examples():
+    squares = shapes.make_shapes_arrays(len(MIXED_SIZES), seed=4, image_size=128,
+                                        min_shapes=3, max_shapes=5)
+    return [shapes.crop_example(e, h, w) for e, (h, w) in zip(squares, MIXED_SIZES)]
+
+
+@pytest.fixture(scope="module")
+def mixed_source(mixed_examples):
+    return training_input.IndexedSource.from_examples(mixed_examples)
+
+
+@pytest.fixture(scope="module")
+def mixed_tfrecords(mixed_examples, tmp_path_factory):
+    return _records_of(mixed_examples, tmp_path_factory.mktemp("mixed"), 2, 8)
+
+
+def _round_up(value, multiple=32):
+    return -(-value // multiple) * multiple
+
+
+@pytest.mark.parametrize("source_name", ["mixed_source", "mixed_tfrecords"])
+def test_batches_hold_one_aspect_group_padded_to_their_largest_image(request, source_name):
+    src = request.getfixturevalue(source_name)
+    g, steps = 4, 12  # two passes of 24 images
+    got = batches(src, g, steps, config=MIXED_CONFIG)
+    mixed = 0
+    padded, content = 0, 0
+    for batch in got:
+        shapes_ = batch["image_shape"]
+        mixed += len(set(canvas_ops.aspect_groups(shapes_[:, 0], shapes_[:, 1]).tolist())) > 1
+        canvas = [_round_up(int(shapes_[:, 0].max())), _round_up(int(shapes_[:, 1].max()))]
+        assert list(batch["images"].shape[1:3]) == canvas
+        assert list(batch["gt_masks"].shape[2:]) == canvas
+        for image, (h, w) in zip(batch["images"], shapes_):
+            assert not image[h:].any() and not image[:, w:].any()
+        padded += g * canvas[0] * canvas[1]
+        content += int(np.prod(shapes_, axis=1).sum())
+    # Only the groups' leftovers mix: at most one batch per group (3 sizes) and pass.
+    assert mixed <= 6
+    # Square padding would be 128 x 128 for every image.
+    assert padded / content < 0.8 * (steps * g * 128 * 128) / content
+
+
+@pytest.mark.parametrize("source_name", ["mixed_source", "mixed_tfrecords"])
+@pytest.mark.parametrize("padding", ["batch", "buckets"])
+def test_grouped_stream_resumes_and_splits_exactly(request, source_name, padding):
+    src = request.getfixturevalue(source_name)
+    config = MIXED_CONFIG.replace(batch_padding=padding)
+    g, steps = 4, 7
+    single = batches(src, g, steps, config=config)
+    resumed = batches(src, g, steps - 3, start_step=3, config=config)
+    assert_same_batches(resumed, single[3:])
+    # One machine, two replicas: consecutive halves of each global batch, on its canvas.
+    per_replica = batches(src, g, 2 * steps, input_context=context(1, 0, 2), config=config)
+    for step in range(steps):
+        pair = per_replica[2 * step:2 * step + 2]
+        assert pair[0]["images"].shape[1:] == single[step]["images"].shape[1:]
+        assert_same_elements(by_element(pair), by_element([single[step]]))
+    # Two machines, one replica each: every element with the same pixels and canvas.
+    parts = [batches(src, g, steps, input_context=context(2, k, 2), config=config)
+             for k in (0, 1)]
+    for step in range(steps):
+        halves = [p[step] for p in parts]
+        assert halves[0]["images"].shape == halves[1]["images"].shape
+        assert_same_elements(by_element(halves), by_element([single[step]]))
+    if padding == "buckets":
+        buckets = {(64, 128), (128, 64), (128, 128)}
+        assert {tuple(b["images"].shape[1:3]) for b in single} <= buckets
+
+
+def test_square_padding_keeps_one_shape(mixed_source):
+    config = MIXED_CONFIG.replace(batch_padding="square")
+    got = batches(mixed_source, 4, 6, config=config)
+    assert {b["images"].shape for b in got} == {(4, 128, 128, 3)}
+
+
+def test_an_image_larger_than_its_declared_size_is_fitted_inside_the_canvas(mixed_examples):
+    """A dataset whose JSON calls every image landscape 64 x 128: the portrait and square ones
+    are scaled down into the planned canvas instead of failing the batch."""
+    lying = training_input.IndexedSource(
+        len(mixed_examples), lambda j: mixed_examples[j], "lying",
+        sizes=np.tile([[64, 128]], (len(mixed_examples), 1)))
+    for batch in batches(lying, 4, 6, config=MIXED_CONFIG, augment=False):
+        canvas = batch["images"].shape[1:3]
+        assert tuple(canvas) == (64, 128)
+        assert (batch["image_shape"] <= np.asarray(canvas)).all()
+        heights = batch["image_shape"][:, 0]
+        ratio = batch["scale"][:, 0] * batch["original_shape"][:, 0]
+        np.testing.assert_allclose(ratio, heights, rtol=1e-5)
+
+
+def test_sizes_must_match_the_examples():
+    with pytest.raises(ValueError, match=r"sizes of shape \(2, 2\): expected \(3, 2\)"):
+        training_input.IndexedSource(3, lambda j: None, "three", sizes=np.zeros((2, 2)))
+
+
+def test_the_plan_knows_each_image_size_before_reading_it(mixed_source):
+    plans = list(training_input.plan_batches(mixed_source, MIXED_CONFIG, 4, SEED)
+                 .take(5).as_numpy_iterator())
+    for (indices, _, sizes, canvas), batch in zip(plans, batches(mixed_source, 4, 5,
+                                                                  config=MIXED_CONFIG)):
+        np.testing.assert_array_equal(batch["sample_seed"][:, 1], indices)
+        np.testing.assert_array_equal(batch["image_shape"], sizes)
+        assert batch["images"].shape[1:3] == tuple(canvas)

@@ -1,7 +1,10 @@
 """Training that survives kills and scales out gives the same weights as one unbroken run.
 
-Each run is a real `mrcnn-tf train` process on synthetic shapes. The reference is one unbroken
-single-replica run; against it:
+Each run is a real `mrcnn-tf train` process on a COCO folder of synthetic shapes in three
+sizes (landscape, portrait, square), so the batches are grouped by aspect ratio and padded to
+canvases of their own (`Config.batch_padding="batch"`), and 9 steps of 2 images cross a pass
+of the 12 images; the preset clips gradients by norm (`gradient_clip_norm`), which is active
+in these steps. The reference is one unbroken single-replica run; against it:
 - a run killed (SIGKILL, SIGTERM) during training and started again with the same command;
 - MirroredStrategy over 2 logical CPU devices (each replica gets half of the global batch);
 - MultiWorkerMirroredStrategy with 2 worker processes on 127.0.0.1.
@@ -23,9 +26,11 @@ import pytest
 EPOCHS = 3
 STEPS = 3
 TRAIN_ARGS = ["train", "--config", "shapes_tiny", "--override", "image_min_size=64",
-              "--override", "image_max_size=64", "--synthetic_train_images", "12",
+              "--override", "image_max_size=128", "--override", "mini_mask_size=0",
               "--epochs", str(EPOCHS), "--steps_per_epoch", str(STEPS), "--batch_size", "2",
               "--seed", "3"]
+# (height, width): 5 landscape, 4 portrait, 3 square images.
+IMAGE_SIZES = [(64, 128)] * 5 + [(128, 64)] * 4 + [(96, 96)] * 3
 # Float summation order differs between one replica and an all-reduce over two; everything
 # else is identical, so the weights agree to float32 rounding amplified by 9 SGD steps.
 DISTRIBUTED_RTOL = 2e-4
@@ -45,8 +50,18 @@ def _env(**extra):
     return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **extra)
 
 
-def _train_command(run_dir, *extra):
-    return [sys.executable, "-m", "mrcnn_tf.cli", *TRAIN_ARGS, "--run_dir", str(run_dir),
+@pytest.fixture(scope="module")
+def train_args(tmp_path_factory):
+    """TRAIN_ARGS with the mixed-size COCO folder as the training set."""
+    from mrcnn_tf.data import shapes  # noqa: PLC0415
+    annotations, images = shapes.write_shapes_coco(
+        str(tmp_path_factory.mktemp("mixed")), len(IMAGE_SIZES), seed=2, image_size=128,
+        min_shapes=2, max_shapes=4, sizes=IMAGE_SIZES)
+    return TRAIN_ARGS + ["--train_annotations", annotations, "--train_image_dir", images]
+
+
+def _train_command(train_args, run_dir, *extra):
+    return [sys.executable, "-m", "mrcnn_tf.cli", *train_args, "--run_dir", str(run_dir),
             *extra]
 
 
@@ -77,16 +92,18 @@ def _assert_same_arrays(got, want, rtol=0.0, atol=0.0):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, train_args):
     run_dir = tmp_path_factory.mktemp("reference")
-    _run(_train_command(run_dir), env=_env())
+    result = _run(_train_command(train_args, run_dir), env=_env())
+    assert "batches grouped by aspect ratio" in result.stderr
+    assert "batches padded by batch" in result.stderr
     return _backup_arrays(run_dir)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_killed_run_resumes_to_the_same_weights(tmp_path, reference, sig):
+def test_killed_run_resumes_to_the_same_weights(tmp_path, train_args, reference, sig):
     run_dir = tmp_path / "run"
-    process = subprocess.Popen(_train_command(run_dir), env=_env(),
+    process = subprocess.Popen(_train_command(train_args, run_dir), env=_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     state_path = run_dir / "backup" / "state.json"
     deadline = time.time() + 240
@@ -105,7 +122,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, reference, sig):
     with open(state_path) as f:
         assert json.load(f)["epoch"] < EPOCHS, "the run finished before it was killed"
 
-    result = _run(_train_command(run_dir), env=_env())
+    result = _run(_train_command(train_args, run_dir), env=_env())
     assert "resumed from" in result.stderr
     _assert_same_arrays(_backup_arrays(run_dir), reference)
     # The finished run folder is complete, and a file a kill cut short is gone.
@@ -114,9 +131,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, reference, sig):
     assert not list(run_dir.rglob(".tmp-*")) + list(run_dir.rglob(".*.tmp"))
 
 
-def test_mirrored_strategy_over_two_cpus_matches_one_replica(tmp_path, reference):
+def test_mirrored_strategy_over_two_cpus_matches_one_replica(tmp_path, train_args, reference):
     run_dir = tmp_path / "mirrored"
-    result = _run([sys.executable, "-c", TWO_CPUS, *TRAIN_ARGS, "--run_dir", str(run_dir),
+    result = _run([sys.executable, "-c", TWO_CPUS, *train_args, "--run_dir", str(run_dir),
                    "--strategy", "mirrored"], env=_env())
     assert "on 2 replica(s)" in result.stderr
     assert "device plan: CPU (--strategy=mirrored), float32, dynamic shapes" \
@@ -134,7 +151,8 @@ def _free_ports(count):
     return ports
 
 
-def test_multi_worker_strategy_two_processes_matches_one_replica(tmp_path, reference):
+def test_multi_worker_strategy_two_processes_matches_one_replica(tmp_path, train_args,
+                                                                 reference):
     run_dir = tmp_path / "multi_worker"
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     processes = []
@@ -142,7 +160,7 @@ def test_multi_worker_strategy_two_processes_matches_one_replica(tmp_path, refer
         tf_config = json.dumps({"cluster": {"worker": workers},
                                 "task": {"type": "worker", "index": index}})
         processes.append(subprocess.Popen(
-            _train_command(run_dir, "--strategy", "multi_worker"),
+            _train_command(train_args, run_dir, "--strategy", "multi_worker"),
             env=_env(TF_CONFIG=tf_config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True))
     try:
