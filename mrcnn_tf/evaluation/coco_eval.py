@@ -348,4 +348,7 @@ def evaluate_coco(
             print(format_per_category_table(per_cat))
         metrics.update({f"{t}/{s}": float(v) for s, v in zip(stat_names(t), coco_eval.stats)})
         metrics[f"{t}/per_category"] = per_cat
+        # Freed before the next type is evaluated, so that one type's per-image IoUs and
+        # matches (what grows with the number of images) are in memory at a time.
+        del coco_eval, coco_dt
     return metrics

@@ -1,6 +1,15 @@
 """Runs a model over a dataset and scores it with pycocotools; a Keras callback doing so every
-N epochs, logging the APs to the training logs and TensorBoard."""
+N epochs, logging the APs to the training logs and TensorBoard.
 
+Memory holds one example at a time, whatever the number of images: the ground truth and the
+predictions are encoded (masks as RLE) as they come and only the encodings are kept, never a
+list of examples or of full-image masks. Building the ground truth from the examples therefore
+reads them twice (ground truth, then predictions), so they must be re-iterable. What still
+grows with the images is small: the encodings and COCOeval's per-image match tables
+(`python -m benchmarks coco_scale --part evaluate` measures it).
+"""
+
+import collections.abc
 import os
 
 import keras
@@ -47,7 +56,8 @@ def best_metric(config):
 
 
 def build_ground_truth(model, examples, label_map):
-    """pycocotools COCO ground truth of `examples` (a sequence; see
+    """pycocotools COCO ground truth of `examples` (an iterable, read once: each example's
+    masks [N, H, W] are RLE-encoded as it comes and only the encoded annotations are kept; see
     `coco_eval.coco_ground_truth_dict`), its categories naming the keypoints and skeleton of
     the model's config when the examples carry keypoints."""
     config = getattr(model, "config", None)
@@ -55,6 +65,24 @@ def build_ground_truth(model, examples, label_map):
         return coco_eval.build_coco_ground_truth(examples, label_map, config.keypoint_names,
                                                  config.keypoint_skeleton)
     return coco_eval.build_coco_ground_truth(examples, label_map)
+
+
+def require_reiterable(examples, why):
+    """Raises ValueError when `examples` is a one-shot iterator (a generator, `iter(list)`, a
+    tf.data iterator) rather than something that starts afresh each time it is iterated.
+
+    Listing it instead would hold every example, full-image masks included, at once.
+
+    Args:
+      examples: what the caller was given.
+      why: why it is read more than once, for the message.
+    """
+    if isinstance(examples, collections.abc.Iterator):
+        raise ValueError(
+            f"examples: got a one-shot iterator ({type(examples).__name__}), which can be read "
+            f"only once, but {why}; expected a sequence or a dataset that can be iterated "
+            "twice (a list, a CocoDataset, a tf.data.Dataset, an object whose __iter__ "
+            "starts afresh)")
 
 
 def _has_keypoint_ground_truth(coco_gt):
@@ -71,9 +99,10 @@ def evaluate_model(model, examples, label_map, coco_gt=None, iou_types=None,
       examples: iterable of example dicts (a `CocoDataset`, a list of shapes examples, ...).
       label_map: `coco_eval.LabelMap` of the model's classes.
       coco_gt: the ground truth as a pycocotools COCO (e.g. a COCO annotations file, whose
-        keypoints are already in COCO's convention); None builds it from `examples` (which
-        must then be a re-iterable sequence carrying boxes, class_ids, masks, is_crowd and,
-        for a keypoint model, keypoints).
+        keypoints are already in COCO's convention); None builds it from `examples` in a
+        first pass over them, before the predictions' pass. They must then be re-iterable
+        (a one-shot iterator raises ValueError), yield the same examples each time, and carry
+        boxes, class_ids, masks, is_crowd and, for a keypoint model, keypoints.
       iou_types: the COCOeval types to run; None: `default_iou_types(model.config)`, leaving
         out "keypoints" (with a warning) when the ground truth has no keypoints.
       results_path: also write the COCO results JSON there (atomically).
@@ -84,10 +113,14 @@ def evaluate_model(model, examples, label_map, coco_gt=None, iou_types=None,
     Returns:
       the flat metrics dict of `coco_eval.evaluate_coco` over the images run (e.g.
       "bbox/AP", "segm/AP", "keypoints/AP"), plus "num_images".
+
+    Memory: one example and one prediction at a time; what grows with the number of images
+    is only their COCO encodings (RLE masks, boxes, keypoints) and COCOeval's tables.
     """
     config = getattr(model, "config", None)
     if coco_gt is None:
-        examples = list(examples)
+        require_reiterable(examples, "with coco_gt=None the ground truth is built in a first "
+                                     "pass over them and the predictions in a second")
         coco_gt = build_ground_truth(model, examples, label_map)
     if iou_types is None:
         iou_types = default_iou_types(config)
@@ -125,7 +158,8 @@ class COCOEvalCallback(keras.callbacks.Callback):
     evaluation images.
 
     Args:
-      examples: a re-iterable of example dicts (list, CocoDataset) to evaluate on.
+      examples: a re-iterable of example dicts (list, CocoDataset) to evaluate on, read anew
+        at each evaluation (a one-shot iterator raises ValueError).
       label_map: the model's `coco_eval.LabelMap`.
       coco_gt: optional pycocotools COCO ground truth (built from `examples` when None).
       every_n_epochs: evaluation period.
@@ -142,6 +176,8 @@ class COCOEvalCallback(keras.callbacks.Callback):
         super().__init__()
         if every_n_epochs < 1:
             raise ValueError(f"COCOEvalCallback every_n_epochs={every_n_epochs}: expected >= 1")
+        require_reiterable(examples, "COCOEvalCallback evaluates on them every "
+                                     f"{every_n_epochs} epoch(s)")
         self.examples = examples
         self.label_map = label_map
         self.coco_gt = coco_gt
@@ -157,7 +193,7 @@ class COCOEvalCallback(keras.callbacks.Callback):
         if (epoch + 1) % self.every_n_epochs:
             return
         if self.coco_gt is None:
-            self.examples = list(self.examples)
+            # Built once, in a pass of its own, and kept (encoded) for the later evaluations.
             self.coco_gt = build_ground_truth(self.model, self.examples, self.label_map)
         drawn = []
         config = getattr(self.model, "config", None)
