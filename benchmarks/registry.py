@@ -74,6 +74,9 @@ TASKS = (
                       "interleaved (small or r50)", "benchmarks.tasks.precision"),
     Task("input_vs_step", "input pipeline images/s against the training step it feeds",
          "benchmarks.tasks.input_vs_step"),
+    Task("coco_scale", "COCO-scale data path: padding per batch_padding, training images/s, "
+                       "TFRecord bytes, batched predict, evaluate memory (--part)",
+         "benchmarks.tasks.coco_scale"),
 )
 NAMES = tuple(task.name for task in TASKS)
 

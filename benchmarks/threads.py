@@ -40,3 +40,15 @@ def pin_torch_threads(threads):
         torch.set_num_interop_threads(int(threads))
     except RuntimeError:
         pass  # already fixed by an earlier parallel op in this process: the intra cap stands
+
+
+def tensorflow_threads() -> dict:
+    """The thread settings a benchmark records: usable CPU cores and TensorFlow's intra-
+    and inter-op pool sizes (0: TensorFlow's default, one thread per core). tf.data's
+    pipelines use TensorFlow's default shared pool with AUTOTUNE parallelism."""
+    import tensorflow as tf  # noqa: PLC0415 (the caller has imported it already)
+
+    from benchmarks import machine  # noqa: PLC0415
+    return {"usable_cpus": machine.cpu_description()["usable_cpus"],
+            "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()}
