@@ -64,16 +64,23 @@ def pytest_collection_modifyitems(items):
     items.sort(key=key)  # stable: tests within a file, and the other files, keep their order
 
 
+# The "absl" and root loggers' levels when the session starts, before any test or fixture.
+_BASE_LOGGING_LEVELS = (logging.getLogger("absl").level, logging.root.level)
+
+
 @pytest.fixture(autouse=True)
-def _restore_logging_levels():
-    """Puts the "absl" and root loggers' levels back after each test.
+def _base_logging_levels():
+    """Sets the "absl" and root loggers' levels back to the session's first ones before and
+    after each test.
 
     Parsing or resetting absl's flags (a CLI run in this process, `FLAGS.unparse_flags()`)
-    sets those levels from `--verbosity`, WARNING by default. Left so, every later test in the
-    same worker would miss INFO records in caplog, and which tests fail would depend on how
+    sets those levels from `--verbosity`, WARNING by default; a module-scoped fixture can do it
+    before any function fixture of its first test runs. Left so, every later test in the same
+    worker would miss INFO records in caplog, and which tests fail would depend on how
     pytest-xdist happened to share out the files."""
     absl_logger = logging.getLogger("absl")
-    levels = (absl_logger.level, logging.root.level)
+    absl_logger.setLevel(_BASE_LOGGING_LEVELS[0])
+    logging.root.setLevel(_BASE_LOGGING_LEVELS[1])
     yield
-    absl_logger.setLevel(levels[0])
-    logging.root.setLevel(levels[1])
+    absl_logger.setLevel(_BASE_LOGGING_LEVELS[0])
+    logging.root.setLevel(_BASE_LOGGING_LEVELS[1])
