@@ -20,6 +20,7 @@ from benchmarks.coco_like_images import coco_like_sizes, photo
 from benchmarks.threads import tensorflow_threads
 from benchmarks.models import build_model
 from mrcnn_tf.config import get_config
+from mrcnn_tf.data.shapes import tight_boxes
 from mrcnn_tf.training.input import IndexedSource, training_stream
 
 FULL = {"preset": "coco_r50_fpn", "images": 16, "scale": 1.0, "global_batch": 2,
@@ -42,12 +43,8 @@ def photo_examples(count, scale=1.0, seed=SEED):
         for row, (_, polygon) in enumerate(objects):
             cv2.fillPoly(masks[row], [np.round(polygon).astype(np.int32)], 1)
         keep = masks.reshape(len(masks), -1).any(axis=1)
-        boxes = []
-        for mask in masks[keep]:
-            ys, xs = np.nonzero(mask)
-            boxes.append((ys.min(), xs.min(), ys.max() + 1, xs.max() + 1))
         examples.append({
-            "image": image, "boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
+            "image": image, "boxes": tight_boxes(masks[keep]),
             "class_ids": np.asarray([c + 1 for c, _ in objects], np.int32)[keep],
             "masks": masks[keep], "is_crowd": np.zeros(int(keep.sum()), bool),
             "image_id": np.int64(image_id)})

@@ -307,12 +307,8 @@ def crop_example(example: Dict[str, np.ndarray], height: int, width: int
     masks = example[schema.MASKS][:, :height, :width]
     keep = masks.reshape(len(masks), -1).any(axis=1)
     masks = masks[keep]
-    boxes = np.zeros((len(masks), 4), np.float32)
-    for row, mask in enumerate(masks):
-        ys, xs = np.nonzero(mask)
-        boxes[row] = (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
     return dict(example, **{schema.IMAGE: example[schema.IMAGE][:height, :width],
-                            schema.MASKS: masks, schema.BOXES: boxes,
+                            schema.MASKS: masks, schema.BOXES: tight_boxes(masks),
                             schema.CLASS_IDS: example[schema.CLASS_IDS][keep],
                             schema.IS_CROWD: example[schema.IS_CROWD][keep]})
 
