@@ -17,7 +17,7 @@ detections. The pasted masks are thresholded at 0.5 into booleans in the graph, 
 import tensorflow as tf
 
 from mrcnn_tf.ops import resize as resize_ops
-from mrcnn_tf.modeling.branches import select_class_masks
+from mrcnn_tf.modeling.branches import mask_probabilities
 from mrcnn_tf.ops import boxes as box_ops
 from mrcnn_tf.ops import masks as mask_ops
 
@@ -106,7 +106,7 @@ def make_stage_functions(model, size):
         # All D rows: with score threshold 0 every row is a detection, so this is also what
         # MaskRCNN.detect runs when it skips the padding rows.
         mask_logits = model.mask_head(model.mask_pooler(features[:4], boxes), training=False)
-        masks = tf.sigmoid(select_class_masks(tf.cast(mask_logits, tf.float32), class_ids))
+        masks = mask_probabilities(model.config, mask_logits, class_ids)
         masks = masks * tf.cast(scores > 0, tf.float32)[:, :, None, None]
         # Back to original-image pixels, as MaskRCNN.call does, before pasting.
         original = tf.cast(original_hw, tf.float32)

@@ -14,12 +14,14 @@ from mrcnn_tf.config.presets import (PRESETS, coco_person_keypoint_fields, coco_
                                      torchvision_maskrcnn_r50_fpn,
                                      torchvision_maskrcnn_r50_fpn_v2)
 from mrcnn_tf.config.schema import (BACKBONES, BATCH_PADDINGS, FPN_NORMS, HEAD_NORMS,
-                                    KEYPOINT_DECODE_RULES, NORMS, PASTE_RULES, RESIZE_RULES,
-                                    Config)
+                                    KEYPOINT_DECODE_RULES, MASK_HEAD_TYPES, MASK_LOSSES,
+                                    MASK_UPSAMPLES, NORMS, PASTE_RULES, RESIZE_RULES,
+                                    ROI_POOLERS, Config)
 
 __all__ = [
-    "BACKBONES", "BATCH_PADDINGS", "FPN_NORMS", "HEAD_NORMS", "KEYPOINT_DECODE_RULES", "NORMS", "PASTE_RULES",
-    "PRESETS", "RESIZE_RULES", "Config", "coco_person_keypoint_fields", "coco_r101_fpn",
+    "BACKBONES", "BATCH_PADDINGS", "FPN_NORMS", "HEAD_NORMS", "KEYPOINT_DECODE_RULES",
+    "MASK_HEAD_TYPES", "MASK_LOSSES", "MASK_UPSAMPLES", "NORMS", "PASTE_RULES", "PRESETS",
+    "RESIZE_RULES", "ROI_POOLERS", "Config", "coco_person_keypoint_fields", "coco_r101_fpn",
     "coco_r50_fpn", "get_config", "keypoint_fields", "keypoint_rcnn_r50_fpn",
     "shapes_keypoints_tiny", "shapes_tiny", "torchvision_keypointrcnn_r50_fpn",
     "torchvision_maskrcnn_r50_fpn", "torchvision_maskrcnn_r50_fpn_v2",

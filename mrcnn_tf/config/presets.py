@@ -37,7 +37,7 @@ def torchvision_maskrcnn_r50_fpn() -> Config:
         paste_rule="torchvision",
         stride_in_1x1=False,
         norm="frozen_bn",
-        roi_aligned=False,
+        roi_pooler="roi_align_v1",
         roi_sampling_ratio=2,
         anchor_round_to_int=True,
         anchor_stride_from_grid=True,

@@ -26,6 +26,12 @@ PASTE_RULES = ("detectron2", "torchvision")
 KEYPOINT_DECODE_RULES = ("detectron2", "torchvision")
 # How training batches are padded: see Config.batch_padding.
 BATCH_PADDINGS = ("batch", "buckets", "square")
+# How a box's features are pooled (mrcnn_tf.ops.poolers): see Config.roi_pooler.
+ROI_POOLERS = ("roi_align", "roi_align_v1", "roi_warp", "roi_pool")
+# The mask branch's variants (Mask R-CNN's Table 2 ablations): see Config.mask_loss etc.
+MASK_LOSSES = ("sigmoid", "softmax")
+MASK_HEAD_TYPES = ("fcn", "mlp")
+MASK_UPSAMPLES = ("deconv", "bilinear", "nearest")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +110,16 @@ class Config:
     mask_pool_size: int = 14
     mask_size: int = 28
     roi_sampling_ratio: int = 2
-    roi_aligned: bool = True
+    # The pooler of the box, mask and keypoint heads (mrcnn_tf.ops.poolers): "roi_align"
+    # (aligned=True, Detectron2's ROIAlignV2), "roi_align_v1" (aligned=False: the paper's
+    # first form and torchvision v1's), "roi_warp" (the box rounded to the feature grid, then
+    # bilinear) or "roi_pool" (Fast R-CNN: rounded box, rounded bins, max). The last two are
+    # the paper's Table 2c ablations; every one trains, exports and converts to TFLite.
+    roi_pooler: str = "roi_align"
+    # The FPN levels the poolers read (min, max): a box's level by the FPN rule is clamped
+    # into them. (2, 5) is FPN's; (3, 3) pools every box from P3 (stride 8), a coarse single
+    # map like the paper's C4 / C5 ablations.
+    roi_levels: Tuple[int, int] = (2, 5)
     # The shape policy. False: shapes follow the data where that saves work: RoIAlign pools
     # each box on its own level with crop_and_resize, and the mask and keypoint heads run only
     # on the rows in use (the positives in training, the detections at inference): fastest
@@ -125,6 +140,19 @@ class Config:
     mask_head_conv_dim: int = 256
     mask_head_num_convs: int = 4
     mask_head_norm: str = "none"  # after each mask-head conv: "none", "bn", "frozen_bn", "gn"
+    # The mask branch's variants, each a Table 2 ablation of the paper (defaults: the paper's
+    # choice). mask_class_agnostic: one mask for every class instead of one per class.
+    # mask_loss: "sigmoid" (per-class binary cross-entropy, the GT class's mask only) or
+    # "softmax" (a per-pixel softmax over background and the K classes, the GT class against
+    # the rest: masks compete). mask_head_type: "fcn" (convs, 2x upsampling, 1x1 predictor)
+    # or "mlp" (two fc layers of mask_head_fc_dim, then an fc to every class's m x m logits).
+    # mask_upsample: the FCN head's 2x upsampling: "deconv" (learned 2x2 stride-2 transposed
+    # conv + ReLU), or fixed "bilinear" / "nearest" interpolation (no weights).
+    mask_class_agnostic: bool = False
+    mask_loss: str = "sigmoid"
+    mask_head_type: str = "fcn"
+    mask_head_fc_dim: int = 1024
+    mask_upsample: str = "deconv"
     # The mask branch can be switched off (Keypoint R-CNN without masks, Detectron2's
     # MASK_ON): no mask head, no mask loss, no "masks" output.
     mask_on: bool = True
@@ -245,6 +273,27 @@ class Config:
                   "an integer >= 1")
         check(self.mask_size == 2 * self.mask_pool_size, "mask_size",
               "2 * mask_pool_size (the mask head upsamples once by 2)")
+        check(self.roi_pooler in ROI_POOLERS, "roi_pooler", f"one of {ROI_POOLERS}")
+        check(len(self.roi_levels) == 2 and 2 <= self.roi_levels[0] <= self.roi_levels[1] <= 5,
+              "roi_levels", "(min, max) FPN levels with 2 <= min <= max <= 5")
+        check(self.mask_loss in MASK_LOSSES, "mask_loss", f"one of {MASK_LOSSES}")
+        check(self.mask_head_type in MASK_HEAD_TYPES, "mask_head_type",
+              f"one of {MASK_HEAD_TYPES}")
+        check(self.mask_upsample in MASK_UPSAMPLES, "mask_upsample",
+              f"one of {MASK_UPSAMPLES}")
+        check(isinstance(self.mask_class_agnostic, bool), "mask_class_agnostic",
+              "True or False")
+        check(isinstance(self.mask_head_fc_dim, int) and self.mask_head_fc_dim >= 1,
+              "mask_head_fc_dim", "an integer >= 1")
+        if self.mask_loss == "softmax" and (self.mask_class_agnostic or self.num_classes < 2):
+            errors.append(f"mask_loss='softmax' with mask_class_agnostic="
+                          f"{self.mask_class_agnostic}, num_classes={self.num_classes}: "
+                          "expected class-specific masks of 2 or more classes (with one mask "
+                          "there is nothing for the softmax to compete with; use 'sigmoid')")
+        if self.mask_head_type == "mlp" and self.mask_upsample != "deconv":
+            errors.append(f"mask_upsample={self.mask_upsample!r} with mask_head_type='mlp': "
+                          "the MLP head predicts m x m logits directly and upsamples nothing; "
+                          "expected mask_head_type='fcn' or mask_upsample='deconv'")
         check(self.roi_sampling_ratio >= 0, "roi_sampling_ratio",
               ">= 0 (0 = adaptive, as torchvision)")
         check(isinstance(self.static_shapes, bool), "static_shapes", "True or False")
@@ -348,7 +397,15 @@ class Config:
 
 def _upgrade(values: dict) -> dict:
     """Reads configs written before a field was renamed (run folders, exports, .keras files):
-    roi_align_implementation "crop_and_resize" / "builtin" became static_shapes False / True."""
+    roi_align_implementation "crop_and_resize" / "builtin" became static_shapes False / True,
+    and roi_aligned True / False became roi_pooler "roi_align" / "roi_align_v1"."""
+    if "roi_aligned" in values:
+        values = dict(values)
+        aligned = values.pop("roi_aligned")
+        if not isinstance(aligned, bool):
+            raise ValueError(f"roi_aligned={aligned!r} (an older form of roi_pooler): "
+                             "expected true or false")
+        values.setdefault("roi_pooler", "roi_align" if aligned else "roi_align_v1")
     if "roi_align_implementation" not in values:
         return values
     values = dict(values)

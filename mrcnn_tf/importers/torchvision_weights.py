@@ -35,7 +35,7 @@ _COUNTED_KEYS = (
 )
 # Config fields beyond training.weights.ARCHITECTURE_FIELDS that decide which heads exist and
 # what their layers are; a config must match the architecture's preset in these too.
-_HEAD_FIELDS = ("mask_on", "keypoint_pool_size", "keypoint_head_conv_dim",
+_HEAD_FIELDS = ("mask_on", "mask_loss", "keypoint_pool_size", "keypoint_head_conv_dim",
                 "keypoint_head_num_convs")
 
 

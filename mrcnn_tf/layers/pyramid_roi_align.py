@@ -1,10 +1,10 @@
-"""PyramidRoIAlign: pools each box from the FPN level that matches its size."""
+"""PyramidRoIAlign: pools each box from the FPN level that matches its size, with any of the
+poolers of `mrcnn_tf.ops.poolers` (RoIAlign by default)."""
 
 import keras
 import tensorflow as tf
 
-from mrcnn_tf.ops import roi_align as roi_align_ops
-from mrcnn_tf.ops import roi_align_builtin as roi_align_builtin_ops
+from mrcnn_tf.ops.poolers import ROI_POOLERS
 
 
 def assign_levels(boxes, min_level=2, max_level=5, canonical_size=224.0, canonical_level=4):
@@ -24,7 +24,8 @@ def assign_levels(boxes, min_level=2, max_level=5, canonical_size=224.0, canonic
 
 @keras.saving.register_keras_serializable(package="mrcnn_tf")
 class PyramidRoIAlign(keras.layers.Layer):
-    """RoIAlign over the FPN levels P2..P5, each box from its own level, order preserved.
+    """RoIAlign (or another pooler) over the FPN levels P2..P5, each box from its own level,
+    order preserved.
 
     Call args:
       features: list [P2, P3, P4, P5] of [B, H_l, W_l, C] (strides 4, 8, 16, 32).
@@ -39,19 +40,33 @@ class PyramidRoIAlign(keras.layers.Layer):
     table that each box reads at its own level's rows, so every box is pooled once and every
     shape is fixed. Both give the same numbers (`Config.static_shapes`).
 
+    `pooler` names one of `ops.poolers.ROI_POOLERS` ("roi_align", "roi_align_v1", "roi_warp",
+    "roi_pool"; `Config.roi_pooler`), which has both forms. `min_level`..`max_level` are the
+    levels read: a box's FPN level is clamped into them (`Config.roi_levels`; (3, 3) pools
+    every box from P3). `features` always starts at P2.
+
     Precision: the layer's dtype policy is "float32" unless `dtype` is given. Under a mixed
     global policy the float16 / bfloat16 feature maps are cast to float32 on the way in (box
     coordinates, level assignment and the bilinear sums are float32; so is the output), and
     the box / mask heads cast the pooled features back to their compute dtype.
     """
 
-    def __init__(self, output_size, sampling_ratio=2, aligned=True, min_level=2, max_level=5,
-                 static_shapes=False, **kwargs):
+    def __init__(self, output_size, sampling_ratio=2, pooler="roi_align", min_level=2,
+                 max_level=5, static_shapes=False, **kwargs):
         kwargs.setdefault("dtype", "float32")  # RoIAlign in float32 (class docstring)
+        aligned = kwargs.pop("aligned", None)  # the layer config before `pooler` existed
+        if aligned is not None and pooler == "roi_align":
+            pooler = "roi_align" if aligned else "roi_align_v1"
+        if pooler not in ROI_POOLERS:
+            raise ValueError(f"PyramidRoIAlign pooler={pooler!r}: expected one of "
+                             f"{tuple(ROI_POOLERS)}")
+        if not 2 <= min_level <= max_level:
+            raise ValueError(f"PyramidRoIAlign levels {min_level}..{max_level}: expected "
+                             "2 <= min_level <= max_level (features start at P2)")
         super().__init__(**kwargs)
         self.output_size = int(output_size)
         self.sampling_ratio = int(sampling_ratio)
-        self.aligned = bool(aligned)
+        self.pooler = pooler
         self.min_level = int(min_level)
         self.max_level = int(max_level)
         self.static_shapes = bool(static_shapes)
@@ -71,20 +86,20 @@ class PyramidRoIAlign(keras.layers.Layer):
         box_indices = tf.repeat(tf.range(batch), num_boxes)
         levels = assign_levels(flat_boxes, self.min_level, self.max_level) - self.min_level
         num_levels = self.max_level - self.min_level + 1
-        kwargs = dict(output_size=self.output_size, sampling_ratio=self.sampling_ratio,
-                      aligned=self.aligned)
+        maps = features[self.min_level - 2:self.max_level - 1]  # features[0] is P2
+        scales = [1.0 / 2 ** (i + self.min_level) for i in range(num_levels)]
+        pooler = ROI_POOLERS[self.pooler]
         if self.static_shapes:
-            pooled = roi_align_builtin_ops.multilevel_roi_align_builtin(
-                features[:num_levels], flat_boxes, box_indices, levels,
-                [1.0 / 2 ** (i + self.min_level) for i in range(num_levels)], **kwargs)
+            pooled = pooler.multilevel(maps, flat_boxes, box_indices, levels, scales,
+                                       self.output_size, self.sampling_ratio)
         else:
             positions = tf.dynamic_partition(tf.range(tf.size(levels)), levels, num_levels)
             parts = []
             for i in range(num_levels):
-                parts.append(roi_align_ops.roi_align(
-                    features[i], tf.gather(flat_boxes, positions[i]),
-                    tf.gather(box_indices, positions[i]),
-                    spatial_scale=1.0 / 2 ** (i + self.min_level), **kwargs))
+                parts.append(pooler.single(
+                    maps[i], tf.gather(flat_boxes, positions[i]),
+                    tf.gather(box_indices, positions[i]), self.output_size, scales[i],
+                    self.sampling_ratio))
             pooled = tf.dynamic_stitch(positions, parts)
         return tf.reshape(pooled, tf.stack(
             [batch, num_boxes, self.output_size, self.output_size, channels]))
@@ -93,7 +108,7 @@ class PyramidRoIAlign(keras.layers.Layer):
         config = super().get_config()
         config.update({
             "output_size": self.output_size, "sampling_ratio": self.sampling_ratio,
-            "aligned": self.aligned, "min_level": self.min_level, "max_level": self.max_level,
+            "pooler": self.pooler, "min_level": self.min_level, "max_level": self.max_level,
             "static_shapes": self.static_shapes,
         })
         return config

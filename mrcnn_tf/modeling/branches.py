@@ -21,7 +21,7 @@ import tensorflow as tf
 from mrcnn_tf.config import Config
 from mrcnn_tf.layers.pyramid_roi_align import PyramidRoIAlign
 from mrcnn_tf.modeling import losses
-from mrcnn_tf.modeling.heads import MaskHead
+from mrcnn_tf.modeling.mask_heads import make_mask_head
 from mrcnn_tf.modeling.keypoint_head import KeypointHead
 from mrcnn_tf.ops import keypoints as keypoint_ops
 
@@ -67,37 +67,47 @@ def pad_rows(values, used, detections):
                                                axis=0))
 
 
-def select_class_masks(mask_logits, class_ids):
-    """Picks each RoI's own class channel.
+def mask_classes(config: Config, class_ids):
+    """The mask channel of each RoI: its class, or 0 for class-agnostic masks.
 
-    Args: mask_logits [B, N, m, m, K + 1]; class_ids [B, N] int32.
-    Returns: [B, N, m, m].
+    Args: class_ids [B, N] int32. Returns: [B, N] int32.
     """
-    logits = tf.transpose(mask_logits, [0, 1, 4, 2, 3])
-    return tf.gather(logits, class_ids, axis=2, batch_dims=2)
+    return tf.zeros_like(class_ids) if config.mask_class_agnostic else class_ids
+
+
+def mask_probabilities(config: Config, mask_logits, class_ids):
+    """Each RoI's mask probabilities by the config's mask loss (sigmoid of its channel, or
+    its channel of a per-pixel softmax).
+
+    Args: mask_logits [B, N, m, m, M]; class_ids [B, N] int32 (detected classes).
+    Returns: [B, N, m, m] float32.
+    """
+    probabilities = losses.MASK_LOSSES[config.mask_loss][1]
+    return probabilities(mask_logits, mask_classes(config, class_ids))
 
 
 def pooler(config: Config, size: int, name: str) -> PyramidRoIAlign:
-    """A PyramidRoIAlign of `size` x `size` bins with the config's sampling and alignment
+    """A PyramidRoIAlign of `size` x `size` bins with the config's pooler, levels and sampling
     (the box head's and every branch's)."""
-    return PyramidRoIAlign(size, config.roi_sampling_ratio, config.roi_aligned,
+    return PyramidRoIAlign(size, config.roi_sampling_ratio, config.roi_pooler,
+                           min_level=config.roi_levels[0], max_level=config.roi_levels[1],
                            static_shapes=config.static_shapes, name=name)
 
 
 # -- mask --------------------------------------------------------------------------------------
 def _build_mask(config: Config) -> Dict[str, object]:
     return {"mask_pooler": pooler(config, config.mask_pool_size, "mask_roi_align"),
-            "mask_head": MaskHead(config.num_classes, config.mask_head_conv_dim,
-                                  config.mask_head_num_convs, norm=config.mask_head_norm,
-                                  name="mask_head")}
+            "mask_head": make_mask_head(config, name="mask_head")}
 
 
 def _mask_loss(model, features, targets, training):
-    """Binary cross-entropy of the GT class's 28 x 28 mask on the positive RoIs."""
+    """The config's mask loss (per-class sigmoid by default) of the GT class's m x m mask on
+    the positive RoIs."""
     logits = model.mask_head(model.mask_pooler(features[:4], targets["mask_rois"]),
                              training=training)
-    return losses.mask_loss(logits, targets["mask_targets"], targets["mask_classes"],
-                            targets["mask_valid"])
+    loss = losses.MASK_LOSSES[model.config.mask_loss][0]
+    return loss(logits, targets["mask_targets"],
+                mask_classes(model.config, targets["mask_classes"]), targets["mask_valid"])
 
 
 def _mask_infer(model, features, detections, training):
@@ -107,7 +117,7 @@ def _mask_infer(model, features, detections, training):
     if used is not None:
         boxes, class_ids = boxes[:, :used], class_ids[:, :used]
     logits = model.mask_head(model.mask_pooler(features[:4], boxes), training=training)
-    masks = tf.sigmoid(select_class_masks(tf.cast(logits, tf.float32), class_ids))
+    masks = mask_probabilities(model.config, logits, class_ids)
     return {"masks": pad_rows(masks, used, detections)}
 
 

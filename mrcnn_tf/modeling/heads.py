@@ -1,11 +1,10 @@
-"""The three heads: RPN (shared over FPN levels), box head and mask head.
+"""The RPN head (shared over FPN levels) and the box head; the mask heads are in
+`mask_heads`.
 
 Precision: under a mixed global policy the hidden convs / dense layers compute in float16 or
 bfloat16, while every head returns float32: the last layers of the RPN and box heads (1x1
 convs / dense layers with few outputs, a small share of the work) have the "float32" policy,
-so the scores ranked by top-k / NMS and the deltas decoded into boxes keep float32 precision;
-the mask head's logits are cast to float32 (its 1x1 predictor stays in the compute dtype,
-which spares a float32 copy of the upsampled 28x28 maps; a mask is thresholded at 0.5 anyway).
+so the scores ranked by top-k / NMS and the deltas decoded into boxes keep float32 precision.
 """
 
 import keras
@@ -184,71 +183,4 @@ class BoxHead(keras.layers.Layer):
         config.update({"num_classes": self.num_classes, "fc_dim": self.fc_dim,
                        "num_convs": self.num_convs, "conv_dim": self.conv_dim,
                        "num_fcs": self.num_fcs, "norm": self.norm})
-        return config
-
-
-@keras.saving.register_keras_serializable(package="mrcnn_tf")
-class MaskHead(keras.layers.Layer):
-    """num_convs x (3x3 conv [+ norm] + ReLU), a 2x2 stride-2 transposed conv + ReLU, then a
-    1x1 conv with one mask logit map per class (masks and classes do not compete).
-
-    Sublayers: conv1.. (+ conv1_norm.. with a norm, as torchvision v2's BatchNorm or
-    Detectron2's NORM="GN"), upsample, predictor.
-
-    Call args: pooled [B, N, 14, 14, C].
-    Returns: mask logits [B, N, 28, 28, K + 1] float32.
-    """
-
-    def __init__(self, num_classes, conv_dim=256, num_convs=4, norm="none", **kwargs):
-        super().__init__(**kwargs)
-        self.num_classes = int(num_classes)
-        self.conv_dim = int(conv_dim)
-        self.num_convs = int(num_convs)
-        self.norm = norm or "none"
-        with_norm = self.norm != "none"
-        self.convs = [
-            keras.layers.Conv2D(conv_dim, 3, padding="same", use_bias=not with_norm,
-                                activation=None if with_norm else "relu",
-                                kernel_initializer="he_normal", name=f"conv{i + 1}")
-            for i in range(num_convs)
-        ]
-        if with_norm:
-            self.norms = [make_norm(self.norm, f"conv{i + 1}_norm", channels=conv_dim)
-                          for i in range(num_convs)]
-        self.upsample = keras.layers.Conv2DTranspose(
-            conv_dim, 2, strides=2, activation="relu", kernel_initializer="he_normal",
-            name="upsample")
-        self.predictor = keras.layers.Conv2D(num_classes + 1, 1, kernel_initializer=_normal(0.001),
-                                             name="predictor")
-
-    def norm_layers(self):
-        """The norm after each conv, or None per conv without a norm."""
-        return self.norms if self.norm != "none" else [None] * self.num_convs
-
-    def build(self, input_shape):
-        shape = (None,) + tuple(input_shape[2:])
-        for conv, norm in zip(self.convs, self.norm_layers()):
-            conv.build(shape)
-            shape = shape[:-1] + (self.conv_dim,)
-            if norm is not None:
-                norm.build(shape)
-        self.upsample.build(shape)
-        self.predictor.build((None, shape[1] * 2, shape[2] * 2, self.conv_dim))
-        self.built = True
-
-    def call(self, pooled, training=None):
-        batch = tf.shape(pooled)[0]
-        num = tf.shape(pooled)[1]
-        x = tf.reshape(pooled, tf.concat([[batch * num], tf.shape(pooled)[2:]], axis=0))
-        for conv, norm in zip(self.convs, self.norm_layers()):
-            x = conv(x)
-            if norm is not None:
-                x = tf.nn.relu(norm(x, training=training))
-        x = tf.cast(self.predictor(self.upsample(x)), tf.float32)
-        return tf.reshape(x, tf.concat([[batch, num], tf.shape(x)[1:]], axis=0))
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"num_classes": self.num_classes, "conv_dim": self.conv_dim,
-                       "num_convs": self.num_convs, "norm": self.norm})
         return config

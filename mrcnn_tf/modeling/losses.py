@@ -73,17 +73,66 @@ def box_loss(box_deltas, box_targets, class_targets, is_positive, valid, beta=0.
     return global_mean(tf.reduce_sum(loss), tf.reduce_sum(tf.cast(valid, tf.float32)))
 
 
+def class_channel(values, class_ids):
+    """Each RoI's own class channel.
+
+    Args: values [B, P, m, m, C]; class_ids [B, P] int32 in 0..C-1.
+    Returns: [B, P, m, m].
+    """
+    values = tf.transpose(values, [0, 1, 4, 2, 3])  # [B, P, C, m, m]
+    return tf.gather(values, class_ids, axis=2, batch_dims=2)
+
+
+def _mean_over_mask_pixels(ce, mask_valid):
+    """ce [B, P, m, m] summed over the pixels of valid RoIs / their pixel count."""
+    weight = tf.cast(mask_valid, tf.float32)[:, :, None, None]
+    pixels = tf.reduce_sum(weight) * tf.cast(tf.shape(ce)[2] * tf.shape(ce)[3], tf.float32)
+    return global_mean(tf.reduce_sum(ce * weight), pixels)
+
+
 def mask_loss(mask_logits, mask_targets, mask_classes, mask_valid):
     """Per-pixel binary cross-entropy on the ground-truth class's mask only (masks of other
     classes get no gradient: the paper's decoupling of masks and classes), averaged over the
     pixels of positive RoIs.
 
-    Args: mask_logits [B, P, m, m, K + 1]; mask_targets [B, P, m, m]; mask_classes [B, P];
+    Args: mask_logits [B, P, m, m, C] (C = K + 1, or 1 for class-agnostic masks, whose
+      mask_classes are then 0); mask_targets [B, P, m, m] in [0, 1]; mask_classes [B, P];
       mask_valid [B, P] bool.
     """
-    logits = tf.transpose(tf.cast(mask_logits, tf.float32), [0, 1, 4, 2, 3])  # [B,P,K+1,m,m]
-    logits = tf.gather(logits, mask_classes, axis=2, batch_dims=2)  # [B, P, m, m]
+    logits = class_channel(tf.cast(mask_logits, tf.float32), mask_classes)  # [B, P, m, m]
     ce = tf.nn.sigmoid_cross_entropy_with_logits(labels=mask_targets, logits=logits)
-    weight = tf.cast(mask_valid, tf.float32)[:, :, None, None]
-    pixels = tf.reduce_sum(weight) * tf.cast(tf.shape(ce)[2] * tf.shape(ce)[3], tf.float32)
-    return global_mean(tf.reduce_sum(ce * weight), pixels)
+    return _mean_over_mask_pixels(ce, mask_valid)
+
+
+def mask_loss_softmax(mask_logits, mask_targets, mask_classes, mask_valid):
+    """The paper's "softmax" ablation (Table 2b): a per-pixel softmax over the K + 1 channels
+    (channel 0 is background) with a multinomial cross-entropy, the usual FCN segmentation
+    loss: a pixel of the mask is labelled with the RoI's class, every other pixel with
+    background, so all classes' masks compete. A soft target t (a mask resampled into the RoI)
+    weighs the two labels: -(t log p_class + (1 - t) log p_background). Averaged over the
+    pixels of positive RoIs, as `mask_loss`.
+
+    Args: as `mask_loss`, with C = K + 1 >= 3 (the config refuses fewer).
+    """
+    log_probs = tf.nn.log_softmax(tf.cast(mask_logits, tf.float32), axis=-1)
+    ce = -(mask_targets * class_channel(log_probs, mask_classes)
+           + (1.0 - mask_targets) * log_probs[..., 0])
+    return _mean_over_mask_pixels(ce, mask_valid)
+
+
+def mask_probabilities_sigmoid(mask_logits, class_ids):
+    """[B, N, m, m, C] logits -> [B, N, m, m] sigmoid probabilities of each RoI's class."""
+    return tf.sigmoid(class_channel(tf.cast(mask_logits, tf.float32), class_ids))
+
+
+def mask_probabilities_softmax(mask_logits, class_ids):
+    """[B, N, m, m, C] logits -> [B, N, m, m] per-pixel softmax probabilities of each RoI's
+    class among all classes and background."""
+    return class_channel(tf.nn.softmax(tf.cast(mask_logits, tf.float32), axis=-1), class_ids)
+
+
+# Config.mask_loss -> (loss, probabilities at inference).
+MASK_LOSSES = {
+    "sigmoid": (mask_loss, mask_probabilities_sigmoid),
+    "softmax": (mask_loss_softmax, mask_probabilities_softmax),
+}

@@ -9,8 +9,9 @@ in input-image pixels and a map of height H and width W, with s = spatial_scale 
 rounding halves away from zero:
 
   start_y = round(y1 * s),  end_y = round(y2 * s)          (x likewise)
-  roi_h = max(end_y - start_y + 1, 1),  bin_h = roi_h / out_h
-  bin ph covers rows [floor(ph * bin_h), ceil((ph + 1) * bin_h)) + start_y, clipped to [0, H]
+  roi_h = max(end_y - start_y + 1, 1)   (an integer)
+  bin ph covers rows [floor(ph * roi_h / out_h), ceil((ph + 1) * roi_h / out_h)) + start_y,
+  clipped to [0, H] (computed with integers, so exact)
   out[n, ph, pw, :] = max of F[b_n] over the bin's rows and columns, 0 for an empty bin
 
 `roi_warp` (Dai et al., 2016): the box's corners rounded to the nearest feature cell, round(y1 *
@@ -34,21 +35,26 @@ def round_half_away(values: tf.Tensor) -> tf.Tensor:
 
 
 def _bin_edges(start, end, num_bins: int, size):
-    """RoIPool's bins along one axis.
+    """RoIPool's bins along one axis, in exact integer arithmetic.
+
+    The rounded ends are whole cells, so the extent is an integer and floor(p * extent / n),
+    ceil((p + 1) * extent / n) are integer divisions. (Float32 products such as
+    7 * float32(6 / 7) land on either side of 6 depending on how a graph is optimized:
+    tf.function and eager gave different bins before this was exact.)
 
     Args: start, end: float32 [N] rounded box ends in feature cells; num_bins: out size;
       size: int32 [] the map's extent.
     Returns: (first cell int32 [N, num_bins], cell count int32 [N, num_bins]), clipped to the
       map (count 0: an empty bin).
     """
-    extent = tf.maximum(end - start + 1.0, 1.0)
-    bin_size = extent / num_bins
-    index = tf.range(num_bins, dtype=tf.float32)[None, :]
-    size = tf.cast(size, tf.float32)
-    first = tf.clip_by_value(tf.floor(index * bin_size[:, None]) + start[:, None], 0.0, size)
-    last = tf.clip_by_value(tf.math.ceil((index + 1.0) * bin_size[:, None]) + start[:, None],
-                            0.0, size)
-    return tf.cast(first, tf.int32), tf.cast(tf.maximum(last - first, 0.0), tf.int32)
+    # Ends beyond 2^20 cells (no real box) are clipped there so index * extent fits int32.
+    start = tf.cast(tf.clip_by_value(start, -2.0 ** 20, 2.0 ** 20), tf.int32)[:, None]
+    end = tf.cast(tf.clip_by_value(end, -2.0 ** 20, 2.0 ** 20), tf.int32)[:, None]
+    extent = tf.maximum(end - start + 1, 1)  # [N, 1]
+    index = tf.range(num_bins, dtype=tf.int32)[None, :]
+    first = tf.clip_by_value(tf.math.floordiv(index * extent, num_bins) + start, 0, size)
+    last = tf.clip_by_value(-tf.math.floordiv(-(index + 1) * extent, num_bins) + start, 0, size)
+    return first, tf.maximum(last - first, 0)
 
 
 def roi_pool(features, boxes, box_indices, output_size, spatial_scale=1.0):

@@ -20,6 +20,8 @@ ARCHITECTURE_FIELDS = ("num_classes", "backbone", "norm", "stride_in_1x1", "tiny
                        "box_head_num_convs", "box_head_conv_dim", "box_head_num_fcs",
                        "box_head_fc_dim", "box_head_norm", "mask_head_conv_dim",
                        "mask_head_num_convs", "mask_head_norm", "mask_pool_size",
+                       "mask_head_type", "mask_head_fc_dim", "mask_upsample",
+                       "mask_class_agnostic",
                        "box_pool_size", "mask_on", "num_keypoints", "keypoint_head_conv_dim",
                        "keypoint_head_num_convs")
 # A run folder's models, in order of preference.

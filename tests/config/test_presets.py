@@ -28,7 +28,7 @@ def test_coco_r50_fpn_has_the_paper_defaults():
     assert (c.rpn_post_nms_topk_train, c.rpn_nms_threshold) == (1000, 0.7)
     assert (c.roi_batch_size_per_image, c.roi_positive_fraction) == (512, 0.25)
     assert (c.box_pool_size, c.mask_pool_size, c.mask_size) == (7, 14, 28)
-    assert (c.roi_sampling_ratio, c.roi_aligned) == (2, True)
+    assert (c.roi_sampling_ratio, c.roi_pooler, c.roi_levels) == (2, "roi_align", (2, 5))
     assert (c.detections_per_image, c.score_threshold, c.detection_nms_threshold) == (
         100, 0.05, 0.5)
     assert c.box_coder_weights == (10.0, 10.0, 5.0, 5.0)
@@ -38,7 +38,7 @@ def test_coco_r50_fpn_has_the_paper_defaults():
 
 def test_torchvision_preset_matches_its_v1_inference_settings():
     c = get_config("torchvision_maskrcnn_r50_fpn")
-    assert c.roi_aligned is False and c.roi_sampling_ratio == 2
+    assert c.roi_pooler == "roi_align_v1" and c.roi_sampling_ratio == 2
     assert c.box_coder_weights == (10.0, 10.0, 5.0, 5.0)
     assert c.rpn_box_weights == (1.0, 1.0, 1.0, 1.0)
     assert c.norm == "frozen_bn" and c.stride_in_1x1 is False

@@ -8,8 +8,8 @@ together: a rule added on one side only fails here, not in a user's run.
 import pytest
 
 from mrcnn_tf import config
-from mrcnn_tf.modeling import backbones, norm
-from mrcnn_tf.ops import canvas, keypoints, masks, resize
+from mrcnn_tf.modeling import backbones, losses, mask_heads, norm
+from mrcnn_tf.ops import canvas, keypoints, masks, poolers, resize
 
 PAIRS = [
     ("resize_rule", config.RESIZE_RULES, resize.RESIZE_RULES),
@@ -18,6 +18,10 @@ PAIRS = [
     ("norm", config.NORMS, norm.NORM_KINDS),
     ("backbone", config.BACKBONES, backbones.BACKBONE_KINDS),
     ("batch_padding", config.BATCH_PADDINGS, canvas.BATCH_PADDINGS),
+    ("roi_pooler", config.ROI_POOLERS, poolers.ROI_POOLERS),
+    ("mask_loss", config.MASK_LOSSES, losses.MASK_LOSSES),
+    ("mask_head_type", config.MASK_HEAD_TYPES, mask_heads.MASK_HEAD_TYPES),
+    ("mask_upsample", config.MASK_UPSAMPLES, mask_heads.MASK_UPSAMPLES),
 ]
 
 

@@ -56,3 +56,37 @@ def test_configs_written_with_the_old_roi_align_field_still_read(old, static):
     values["roi_align_implementation"] = "fast"
     with pytest.raises(ValueError, match="roi_align_implementation='fast'.*static_shapes"):
         Config.from_dict(values)
+
+
+@pytest.mark.parametrize("aligned, pooler", [(True, "roi_align"), (False, "roi_align_v1")])
+def test_configs_written_with_roi_aligned_read_as_a_pooler(aligned, pooler):
+    values = get_config("shapes_tiny").to_dict()
+    del values["roi_pooler"]
+    values["roi_aligned"] = aligned
+    assert Config.from_dict(values) == get_config("shapes_tiny", roi_pooler=pooler)
+    values["roi_aligned"] = "maybe"
+    with pytest.raises(ValueError, match="roi_aligned='maybe'.*roi_pooler"):
+        Config.from_dict(values)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"mask_loss": "softmax", "mask_class_agnostic": True},
+     "mask_loss='softmax' with mask_class_agnostic=True"),
+    ({"mask_loss": "softmax", "num_classes": 1}, "mask_loss='softmax' with .*num_classes=1"),
+    ({"mask_head_type": "mlp", "mask_upsample": "bilinear"},
+     "mask_upsample='bilinear' with mask_head_type='mlp'"),
+    ({"roi_levels": (3, 2)}, r"roi_levels=\(3, 2\): expected \(min, max\) FPN levels"),
+    ({"roi_levels": (1, 5)}, r"roi_levels=\(1, 5\)"),
+    ({"mask_head_fc_dim": 0}, "mask_head_fc_dim=0"),
+])
+def test_mask_and_pooler_combinations_that_cannot_work_are_refused(changes, message):
+    with pytest.raises(ValueError, match=message):
+        get_config("shapes_tiny", **changes)
+
+
+def test_every_mask_variant_alone_is_accepted():
+    for changes in ({"mask_loss": "softmax"}, {"mask_class_agnostic": True},
+                    {"mask_head_type": "mlp"}, {"mask_upsample": "nearest"},
+                    {"roi_pooler": "roi_pool", "roi_levels": (3, 3)}):
+        config = get_config("shapes_tiny", **changes)
+        assert all(getattr(config, k) == v for k, v in changes.items())

@@ -369,6 +369,17 @@ def test_convert_refuses_missing_unexpected_and_misshaped_tensors(imported_v1):
             assert needle in message, message
 
 
+@pytest.mark.parametrize("change", [
+    {"mask_upsample": "bilinear"}, {"mask_head_type": "mlp"}, {"mask_class_agnostic": True},
+    {"mask_loss": "softmax"}])
+def test_convert_refuses_mask_variants_the_weights_were_not_trained_with(imported_v1, change):
+    from mrcnn_tf.config import get_config  # noqa: PLC0415
+    config = get_config("torchvision_maskrcnn_r50_fpn", **change)
+    (field, value), = change.items()
+    with pytest.raises(ValueError, match=f"{field}={value!r} \\(the preset has"):
+        torchvision_weights.convert(imported_v1.state_dict, config=config)
+
+
 def test_convert_refuses_unknown_arch():
     with pytest.raises(ValueError, match="maskrcnn_resnet50_fpn"):
         torchvision_weights.convert({}, arch="maskrcnn_resnet50_fpn_v3")

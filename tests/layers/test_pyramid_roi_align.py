@@ -87,11 +87,11 @@ def test_pyramid_roi_align_under_tf_function():
 
 
 def test_pyramid_roi_align_get_config_round_trip():
-    layer = PyramidRoIAlign(14, sampling_ratio=0, aligned=False, min_level=3, max_level=6,
+    layer = PyramidRoIAlign(14, sampling_ratio=0, pooler="roi_warp", min_level=3, max_level=4,
                             static_shapes=True, name="pool")
     config = layer.get_config()
     clone = PyramidRoIAlign.from_config(config)
     assert clone.get_config() == config
-    assert (clone.output_size, clone.sampling_ratio, clone.aligned, clone.min_level,
-            clone.max_level, clone.static_shapes) == (14, 0, False, 3, 6, True)
+    assert (clone.output_size, clone.sampling_ratio, clone.pooler, clone.min_level,
+            clone.max_level, clone.static_shapes) == (14, 0, "roi_warp", 3, 4, True)
     assert clone.supports_jit and not PyramidRoIAlign(7).supports_jit

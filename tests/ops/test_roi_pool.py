@@ -78,3 +78,19 @@ def test_roi_pool_matches_torchvision(output_size, spatial_scale):
                                     torch.tensor(rois), size, spatial_scale)
     got = roi_pool(FEATURES, BOXES, INDICES, output_size, spatial_scale).numpy()
     np.testing.assert_allclose(got, want.permute(0, 2, 3, 1).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_roi_pool_in_a_graph_equals_the_reference():
+    # Bin edges such as ceil(7 * 6 / 7) are exact integers; float32 products once rounded
+    # differently inside tf.function than eagerly.
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(1, 16, 16, 2)).astype(np.float32)
+    corners = rng.uniform(0, 40, (40, 2)).astype(np.float32)
+    boxes = np.concatenate([corners, corners + rng.uniform(1, 30, (40, 2))], 1).astype(
+        np.float32)
+    indices = np.zeros(40, np.int32)
+    graph = tf.function(lambda f, b, i: roi_pool(f, b, i, 7, 0.25))
+    want = roi_pool_reference(features, boxes, indices, 7, 0.25)
+    np.testing.assert_allclose(graph(features, boxes, indices).numpy(), want, atol=1e-6)
+    np.testing.assert_allclose(graph(features, boxes[:1], indices[:1]).numpy(), want[:1],
+                               atol=1e-6)
