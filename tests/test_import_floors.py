@@ -7,7 +7,7 @@ This is the one place the order is written (README's "What is inside" describes 
   2  layers/ (Keras layers over ops), config
   3  data/ (readers, schema, pipeline), visualize
   4  modeling/ (backbones, FPN, heads, MaskRCNN), evaluation/
-  5  prediction, training/, export/, inspection, importers/, serving_client
+  5  prediction, training/, export/, inspection, importers/, serving_client, ablation/
   6  cli/, demo
   (benchmarks/ and experiments/ stand above the package and may import any of it)
 
@@ -26,7 +26,8 @@ FLOORS = {
     2: ("layers", "config"),
     3: ("data", "visualize"),
     4: ("modeling", "evaluation"),
-    5: ("prediction", "training", "export", "inspection", "importers", "serving_client"),
+    5: ("prediction", "training", "export", "inspection", "importers", "serving_client",
+        "ablation"),
     6: ("cli", "demo"),
 }
 ROOM_FLOOR = {room: floor for floor, rooms in FLOORS.items() for room in rooms}

@@ -30,12 +30,24 @@ flags.DEFINE_integer("batch_size", None, "train: images per step over all replic
                      "predict: images run together, of one padded size each (default 1).")
 flags.DEFINE_list("inputs", None, "Image files, folders or globs (comma-separated).")
 flags.DEFINE_string("results", None, "Also write the COCO results JSON here.")
+# Synthetic training runs (demo, ablate).
+flags.DEFINE_integer("steps", None, "demo, ablate: training steps (default: the config's "
+                     "total_steps).")
+flags.DEFINE_integer("train_images", None, "demo, ablate: distinct synthetic training images "
+                     "(default: demo 2000, ablate 1000).")
+flags.DEFINE_integer("eval_images", None, "demo, ablate: held-out synthetic images for COCO "
+                     "evaluation (default: 200).")
 
 # Positional arguments after the subcommand, for subcommands that declare POSITIONAL_ARGS.
 POSITIONAL = []
 
 COCO_DATA_FLAGS = ("annotations", "images", "categories", "strict", "drop_empty_images")
 MODEL_FLAGS = ("weights", "config", "override")
+
+
+def value_or(value, default):
+    """A flag's value, or `default` when the flag was not given (None)."""
+    return default if value is None else value
 
 
 class UsageError(ValueError):

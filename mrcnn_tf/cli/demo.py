@@ -6,9 +6,8 @@ from absl import flags
 from mrcnn_tf.cli import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("steps", None, "demo: training steps (default: the config's total_steps).")
-flags.DEFINE_integer("train_images", 2000, "demo: distinct synthetic training images.")
-flags.DEFINE_integer("eval_images", 200, "demo: held-out synthetic images for COCO evaluation.")
+# The demo's defaults for the synthetic-run flags (common.py; `ablate` has its own).
+TRAIN_IMAGES, EVAL_IMAGES = 2000, 200
 
 SUMMARY = ("train shapes_tiny on synthetic shapes (or --config shapes_keypoints_tiny: keypoints "
            "on synthetic houses), COCO-evaluate, draw, save, export (runs/demo)")
@@ -24,6 +23,8 @@ def main():
     if FLAGS.config or FLAGS.override:
         FLAGS.config = FLAGS.config or "shapes_tiny"
         config = common.experiment().config
-    demo.run(FLAGS.out or "runs/demo", steps=FLAGS.steps, train_images=FLAGS.train_images,
-             eval_images=FLAGS.eval_images, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
+    demo.run(FLAGS.out or "runs/demo", steps=FLAGS.steps,
+             train_images=common.value_or(FLAGS.train_images, TRAIN_IMAGES),
+             eval_images=common.value_or(FLAGS.eval_images, EVAL_IMAGES),
+             batch_size=FLAGS.batch_size, seed=FLAGS.seed,
              config=config)

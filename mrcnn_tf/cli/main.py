@@ -13,14 +13,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from mrcnn_tf.cli import (common, data, demo, evaluate, export,  # noqa: E402
+from mrcnn_tf.cli import (ablate, common, data, demo, evaluate, export,  # noqa: E402
                           import_weights, inspect, predict, serve, train)
 
 FLAGS = flags.FLAGS
 COMMANDS = {
     "train": train, "evaluate": evaluate, "predict": predict, "export": export,
     "inspect": inspect, "import-weights": import_weights, "demo": demo,
-    "make-tfrecords": data, "serve-client": serve,
+    "make-tfrecords": data, "serve-client": serve, "ablate": ablate,
 }
 HELP_FLAGS = ("--help", "-h", "--helpshort", "-help")
 

@@ -59,13 +59,13 @@ from mrcnn_tf.data.shapes import (
     MIN_VISIBLE_FRACTION,
     MIN_VISIBLE_PIXELS_AT_128,
     _background,
-    _circumradius,
-    _draw_shape_mask,
     _finish_example,
     _fixed_point,
-    _generated_dataset,
     _pick_colour,
     _write_example_images,
+    circumradius,
+    draw_shape_mask,
+    generated_dataset,
 )
 from mrcnn_tf import keypoint_spec
 from mrcnn_tf.data import schema
@@ -154,10 +154,10 @@ def _random_distractor(rng: np.random.Generator, image_size: int) -> np.ndarray:
     bool [S, S] mask."""
     kind = int(rng.integers(0, 2))
     size = rng.uniform(*DISTRACTOR_SIZE_RANGE_AT_128) * (image_size / 128.0)
-    radius = _circumradius(kind, size)
+    radius = circumradius(kind, size)
     cy, cx = rng.uniform(radius, image_size - radius, size=2)
     angle = rng.uniform(0, 2 * np.pi)
-    return _draw_shape_mask(kind, cy, cx, size, angle, np.zeros(3), image_size).astype(bool)
+    return draw_shape_mask(kind, cy, cx, size, angle, np.zeros(3), image_size).astype(bool)
 
 
 def _visibility(points: np.ndarray, visible: np.ndarray, covered: np.ndarray) -> np.ndarray:
@@ -290,7 +290,7 @@ def keypoint_shapes_dataset(num_images: int, seed: int = 0,
     if num_images < 0:
         raise ValueError(f"keypoint_shapes_dataset: num_images={num_images}: expected >= 0")
     _check_arguments("keypoint_shapes_dataset", 0, seed, image_size)
-    return _generated_dataset(num_images, keypoint_output_signature(image_size),
+    return generated_dataset(num_images, keypoint_output_signature(image_size),
                               lambda index: generate_keypoint_example(index, seed, image_size))
 
 

@@ -60,7 +60,7 @@ def _fixed_point(values: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(values) * (1 << _SHIFT)).astype(np.int32)
 
 
-def _draw_shape_mask(kind: int, cy: float, cx: float, size: float, angle: float,
+def draw_shape_mask(kind: int, cy: float, cx: float, size: float, angle: float,
                      jitter: np.ndarray, image_size: int) -> np.ndarray:
     """Rasterizes one shape's full (unoccluded) mask.
 
@@ -92,7 +92,7 @@ def _draw_shape_mask(kind: int, cy: float, cx: float, size: float, angle: float,
     return mask
 
 
-def _circumradius(kind: int, size: float) -> float:
+def circumradius(kind: int, size: float) -> float:
     return {0: size / math.sqrt(2.0), 1: size / 2.0, 2: size / math.sqrt(3.0)}[kind]
 
 
@@ -167,29 +167,50 @@ def generate_shapes_example(index: int, seed: int = 0, image_size: int = 128,
         raise ValueError(f"shapes example: min_shapes={min_shapes}, max_shapes={max_shapes}: "
                          "expected 0 <= min_shapes <= max_shapes")
     rng = np.random.default_rng((seed, index))
-    s = image_size
-    scale = s / 128.0
+    scale = image_size / 128.0
     size_lo, size_hi = (v * scale for v in SIZE_RANGE_AT_128)
     min_pixels = max(4.0, MIN_VISIBLE_PIXELS_AT_128 * scale * scale)
 
-    background, base_colour = _background(rng, s)
-    image = background  # float32 [S, S, 3], painted in place below
-    num_target = int(rng.integers(min_shapes, max_shapes + 1))
+    def propose(rng):
+        kind = int(rng.integers(0, len(CLASS_NAMES)))
+        size = rng.uniform(size_lo, size_hi)
+        radius = circumradius(kind, size)
+        # Keep the whole shape inside the image so "full area" is the true shape area.
+        cy, cx = rng.uniform(radius, image_size - radius, size=2)
+        angle = rng.uniform(0, 2 * np.pi)
+        jitter = rng.uniform(-0.12, 0.12, size=3)
+        return kind, draw_shape_mask(kind, cy, cx, size, angle, jitter, image_size)
 
+    return paint_shapes(rng, image_size, (min_shapes, max_shapes), propose, min_pixels, index)
+
+
+def paint_shapes(rng: np.random.Generator, image_size: int, shape_counts: Tuple[int, int],
+                 propose: Callable[[np.random.Generator], Tuple[int, np.ndarray]],
+                 min_pixels: float, index: int) -> Dict[str, np.ndarray]:
+    """Paints shapes on a gradient background by the occlusion rule of the module docstring
+    and returns the example (noise added).
+
+    Args:
+      rng: the example's generator (draws: background, shape count, then each placement).
+      image_size: S.
+      shape_counts: (min, max): the number of shapes attempted is uniform in this range.
+      propose: rng -> (kind 0.., uint8 [S, S] full mask of a candidate placement).
+      min_pixels: the fewest pixels a shape (and each earlier shape) must keep visible.
+      index: the example's index, its image_id.
+    Returns:
+      the example dict of the module docstring, class_ids = kind + 1.
+    """
+    background, base_colour = _background(rng, image_size)
+    image = background  # float32 [S, S, 3], painted in place below
+    num_target = int(rng.integers(shape_counts[0], shape_counts[1] + 1))
     visible: List[np.ndarray] = []  # visible mask of each accepted shape (bool [S, S])
     full_areas: List[int] = []
     kinds: List[int] = []
     colours: List[np.ndarray] = []
     for _ in range(num_target):
         for _attempt in range(_MAX_ATTEMPTS):
-            kind = int(rng.integers(0, len(CLASS_NAMES)))
-            size = rng.uniform(size_lo, size_hi)
-            radius = _circumradius(kind, size)
-            # Keep the whole shape inside the image so "full area" is the true shape area.
-            cy, cx = rng.uniform(radius, s - radius, size=2)
-            angle = rng.uniform(0, 2 * np.pi)
-            jitter = rng.uniform(-0.12, 0.12, size=3)
-            full = _draw_shape_mask(kind, cy, cx, size, angle, jitter, s).astype(bool)
+            kind, full = propose(rng)
+            full = full.astype(bool)
             area = int(full.sum())
             if area < min_pixels:
                 continue
@@ -268,12 +289,12 @@ def shapes_dataset(num_images: int, seed: int = 0, image_size: int = 128,
     """
     if num_images < 0:
         raise ValueError(f"shapes_dataset: num_images={num_images}: expected >= 0")
-    return _generated_dataset(
+    return generated_dataset(
         num_images, shapes_output_signature(image_size),
         lambda index: generate_shapes_example(index, seed, image_size, min_shapes, max_shapes))
 
 
-def _generated_dataset(num_images: int, signature: Dict[str, tf.TensorSpec],
+def generated_dataset(num_images: int, signature: Dict[str, tf.TensorSpec],
                        generate_example: Callable[[int], Dict[str, np.ndarray]]
                        ) -> tf.data.Dataset:
     """Examples 0 .. num_images - 1 of `generate_example(index)`, generated on the fly.

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn_tf import keypoint_spec
-from mrcnn_tf.data import keypoint_shapes, shapes
+from mrcnn_tf.data import keypoint_shapes, shapes, small_shapes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +41,10 @@ KEYPOINT_SHAPES = SyntheticSet("synthetic keypoint shapes", tuple(keypoint_shape
                                keypoint_shapes.NUM_KEYPOINTS,
                                keypoint_shapes.generate_keypoint_example,
                                keypoint_shapes.keypoint_shapes_dataset)
+
+SMALL_SHAPES = SyntheticSet("synthetic small shapes", tuple(small_shapes.CLASS_NAMES), 0,
+                            small_shapes.generate_small_shapes_example,
+                            small_shapes.small_shapes_dataset)
 
 
 def synthetic_set_for(config) -> SyntheticSet:

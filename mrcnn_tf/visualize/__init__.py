@@ -15,9 +15,11 @@ The modules, one job each:
   instances  masks, boxes, poses and labels of detections (`draw_instances`, `class_name`)
              and plain boxes (`draw_boxes`)
   grids      tiling images into one (`make_grid`)
+  bars       a grouped bar chart with whiskers (`grouped_bar_chart`, the ablations')
 Callers use the names below: `from mrcnn_tf import visualize; visualize.draw_instances(...)`.
 """
 
+from mrcnn_tf.visualize.bars import grouped_bar_chart
 from mrcnn_tf.visualize.colors import color_palette, mask_to_color
 from mrcnn_tf.visualize.grids import make_grid
 from mrcnn_tf.visualize.instances import class_name, draw_boxes, draw_instances
@@ -30,6 +32,7 @@ __all__ = [
     "draw_boxes",
     "draw_instances",
     "draw_keypoints",
+    "grouped_bar_chart",
     "make_grid",
     "mask_to_color",
 ]
