@@ -17,9 +17,10 @@ Each pooler has two forms with the same numbers (tests/ops/test_poolers.py):
   pools each box on its own level among several in one pass with fixed shapes (XLA, TFLite;
   `static_shapes=True`).
 
-`tflite_builtin` says whether the multilevel form converts with TFLite builtin ops only. All
-four do: the RoIAlign family by gathers and arithmetic (`ops.roi_align_builtin`), RoIPool by a
-WHILE loop of GATHER_ND and MAXIMUM (tests/export/test_tflite_poolers.py converts each).
+Every multilevel form converts to TFLite with builtin ops only, so the TFLite export takes any
+pooler: the RoIAlign family by gathers and arithmetic (`ops.roi_align_builtin`), RoIPool by a
+WHILE loop of GATHER_ND and MAXIMUM (tests/export/test_ablation_variants.py converts
+roi_pool, roi_warp and roi_align_v1 models; tests/export/test_tflite.py the default).
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ class RoiPooler:
     name: str
     single: Callable
     multilevel: Callable
-    tflite_builtin: bool
 
 
 def _align(aligned: bool):
@@ -105,8 +105,8 @@ def _pool_multilevel(maps: Sequence[tf.Tensor], boxes, box_indices, levels, spat
 _ALIGN = _align(True)
 _ALIGN_V1 = _align(False)
 ROI_POOLERS: Dict[str, RoiPooler] = {
-    "roi_align": RoiPooler("roi_align", *_ALIGN, tflite_builtin=True),
-    "roi_align_v1": RoiPooler("roi_align_v1", *_ALIGN_V1, tflite_builtin=True),
-    "roi_warp": RoiPooler("roi_warp", _warp_single, _warp_multilevel, tflite_builtin=True),
-    "roi_pool": RoiPooler("roi_pool", _pool_single, _pool_multilevel, tflite_builtin=True),
+    "roi_align": RoiPooler("roi_align", *_ALIGN),
+    "roi_align_v1": RoiPooler("roi_align_v1", *_ALIGN_V1),
+    "roi_warp": RoiPooler("roi_warp", _warp_single, _warp_multilevel),
+    "roi_pool": RoiPooler("roi_pool", _pool_single, _pool_multilevel),
 }
