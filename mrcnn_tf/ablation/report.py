@@ -3,6 +3,7 @@ bar chart, written beside its runs: OUT/results.json, OUT/table.md, OUT/chart.pn
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Dict, List, Sequence
 
@@ -74,11 +75,13 @@ def chart(study: Study, rows: Sequence[Dict]) -> np.ndarray:
             for s in ("mean", "min", "max")}
     notes = [("" if row["paper_mask_ap"] is None else f"paper {row['paper_mask_ap']:.1f}")
              for row in rows]
+    # The y axis ends at the first tenth above the best seed (room for the labels), at most 1.
+    y_max = min(1.0, math.ceil((float(stat["max"].max(initial=0.0)) + 0.05) * 10) / 10)
     return visualize.grouped_bar_chart(
         f"{study.name}: {rows[0]['steps'] if rows else 0} steps, "
         f"{max((len(r['seeds']) for r in rows), default=0)} seeds",
         groups, [name for _, name in CHART_SERIES], stat["mean"], stat["min"], stat["max"],
-        notes=notes)
+        notes=notes, y_max=y_max)
 
 
 def write_report(study: Study, results: Sequence[dict], out_dir: str) -> Dict[str, str]:

@@ -56,11 +56,15 @@ def grouped_bar_chart(title: str, groups: Sequence[str], series: Sequence[str],
     def y_of(value):
         return bottom - (bottom - top) * float(np.clip(value / y_max, 0.0, 1.0))
 
-    for k in range(6):  # y axis grid and ticks
-        value = y_max * k / 5
+    # A tick every tenth when y_max is a whole number of them (up to ten), else five ticks.
+    tenths = round(y_max * 10)
+    ticks, digits = ((tenths, 1) if 1 <= tenths <= 10 and abs(y_max * 10 - tenths) < 1e-6
+                     else (5, 2))
+    for k in range(ticks + 1):  # y axis grid and ticks
+        value = y_max * k / ticks
         y = int(y_of(value))
         cv2.line(image, (left, y), (right, y), (225, 225, 225), 1)
-        _text(image, f"{value:.1f}", 8, y + 4, 0.4)
+        _text(image, f"{value:.{digits}f}", 8, y + 4, 0.4)
     group_width = (right - left) / len(groups)
     bar_width = group_width * 0.8 / len(series)
     for g, group in enumerate(groups):

@@ -79,3 +79,13 @@ def test_bar_chart_checks_its_shapes():
     blue = np.all(bars == (31, 119, 180), axis=2)
     half = bars.shape[1] // 2
     assert blue[:, half:].sum() > 2 * blue[:, :half].sum() > 0
+
+
+def test_bar_chart_ticks_line_up_with_the_bars():
+    # y_max 0.4: a grid line every 0.1; a bar of 0.3 ends on the 0.3 line.
+    bars = visualize.grouped_bar_chart("t", ["a"], ["x"], [[0.3]], [[0.3]], [[0.3]],
+                                       y_max=0.4)
+    grid_rows = np.flatnonzero(np.all(bars == 225, axis=2).sum(axis=1) > 100)
+    blue_rows = np.flatnonzero(np.all(bars == (31, 119, 180), axis=2).sum(axis=1) > 100)
+    assert len(grid_rows) == 4  # 0.1 .. 0.4 (0.0 is the black axis)
+    assert abs(blue_rows.min() - grid_rows[1]) <= 1  # rows grow downwards: 0.4, 0.3, ...
