@@ -31,6 +31,23 @@ def test_unknown_preset_flag_and_override(capsys):
                           "num_classes=many", "integer")
 
 
+def test_ablation_options_that_cannot_work_together_are_one_line_errors(capsys, tmp_path):
+    def train(*overrides):
+        args = ["train", "--config", "shapes_tiny", "--synthetic_train_images", "2",
+                "--run_dir", str(tmp_path / "run")]
+        for override in overrides:
+            args += ["--override", override]
+        return run_inprocess(capsys, *args)[::2]
+
+    assert_one_line_error(*train("mask_loss=softmax", "mask_class_agnostic=true"),
+                          "mask_loss='softmax'", "mask_class_agnostic=True")
+    assert_one_line_error(*train("mask_head_type=mlp", "mask_upsample=nearest"),
+                          "mask_upsample='nearest'", "mask_head_type='mlp'")
+    assert_one_line_error(*train("roi_pooler=roi_max"), "roi_pooler='roi_max'", "roi_pool")
+    assert_one_line_error(*train("roi_levels=4,3"), "roi_levels=(4, 3)")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
 def _events(folder):
     """{tag: [values...]} of the TensorBoard event files under `folder`."""
     tags = {}
