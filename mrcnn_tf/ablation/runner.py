@@ -20,6 +20,7 @@ import keras
 from absl import logging
 
 from mrcnn_tf.ablation.studies import Study, Variant
+from mrcnn_tf.config import Config
 from mrcnn_tf.data import pipeline
 from mrcnn_tf.data.synthetic import SMALL_SHAPES
 from mrcnn_tf.evaluation import coco_eval, evaluator
@@ -47,19 +48,23 @@ def _settings(study: Study, variant: Variant, seed: int, steps: int, train_image
     return json.loads(json.dumps(settings))  # as read back from a run's file (lists, not tuples)
 
 
-def train_and_evaluate(settings: dict, eval_examples: List[dict]) -> dict:
-    """Trains the run's config from scratch and scores it; returns its metrics and times."""
-    from mrcnn_tf.config import Config  # noqa: PLC0415
+def train_and_evaluate(settings: dict, train_examples, eval_examples: List[dict]) -> dict:
+    """Trains the run's config from scratch and scores it; returns its metrics and times.
+
+    Args:
+      settings: the run's settings (`_settings`).
+      train_examples: the study's training examples, a cached tf.data.Dataset shared by its
+        runs (generated once, on the first run's first pass).
+      eval_examples: the held-out example dicts.
+    """
     config = Config.from_dict(settings["config"])
     keras.backend.clear_session()
     keras.utils.set_random_seed(settings["seed"])
     model = MaskRCNN(config, class_names=list(SMALL_SHAPES.class_names))
     batch = settings["batch_size"]
     model.compile(optimizer=make_optimizer(config, batch_size=batch))
-    raw = SMALL_SHAPES.dataset(settings["train_images"], TRAIN_DATA_SEED,
-                               config.image_max_size).cache()
-    data = pipeline.make_training_dataset(raw, config, batch, shuffle=True, augment=True,
-                                          seed=settings["seed"])
+    data = pipeline.make_training_dataset(train_examples, config, batch, shuffle=True,
+                                          augment=True, seed=settings["seed"])
     start = time.time()
     history = model.fit(data, epochs=1, steps_per_epoch=settings["steps"], verbose=0,
                         shuffle=False)
@@ -94,7 +99,7 @@ def run_study(study: Study, out_dir: str, seeds: int = 3, steps: Optional[int] =
             raise ValueError(f"--{flag}={value}: expected an integer >= 1")
     steps = study.base_config().total_steps if steps is None else steps
     image_size = study.base_config().image_max_size
-    eval_examples = None
+    train_examples = eval_examples = None  # made when the first run needs them
     results = []
     for variant in study.variants:
         for seed in range(seeds):
@@ -106,11 +111,13 @@ def run_study(study: Study, out_dir: str, seeds: int = 3, steps: Optional[int] =
                 logging.info("%s seed %d: done before (%s)", variant.label, seed, path)
             else:
                 if eval_examples is None:
+                    train_examples = SMALL_SHAPES.dataset(train_images, TRAIN_DATA_SEED,
+                                                          image_size).cache()
                     eval_examples = SMALL_SHAPES.make_arrays(eval_images, EVAL_DATA_SEED,
                                                              image_size)
                 logging.info("%s: training %s, seed %d, %d steps", study.name, variant.label,
                              seed, steps)
-                result = train_and_evaluate(settings, eval_examples)
+                result = train_and_evaluate(settings, train_examples, eval_examples)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 write_json_atomic(path, result, indent=1)
             results.append(result)

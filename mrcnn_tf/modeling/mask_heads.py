@@ -80,16 +80,14 @@ class MaskHead(keras.layers.Layer):
 
     def build(self, input_shape):
         shape = (None,) + tuple(input_shape[2:])
-        channels = shape[-1]
         for conv, norm in zip(self.convs, self.norm_layers()):
             conv.build(shape)
             shape = shape[:-1] + (self.conv_dim,)
-            channels = self.conv_dim
             if norm is not None:
                 norm.build(shape)
         self.upsample.build(shape)
-        if self.upsample_kind == "deconv":
-            channels = self.conv_dim
+        # The transposed conv outputs conv_dim channels; interpolation keeps its input's.
+        channels = self.conv_dim if self.upsample_kind == "deconv" else shape[-1]
         self.predictor.build((None, shape[1] * 2, shape[2] * 2, channels))
         self.built = True
 

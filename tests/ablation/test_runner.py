@@ -4,6 +4,7 @@ import dataclasses
 import json
 
 import pytest
+import tensorflow as tf
 
 from mrcnn_tf.ablation import runner, studies
 
@@ -13,13 +14,14 @@ def trained(monkeypatch):
     """Records the (variant, seed, steps) of every run trained; scores each 0.5."""
     calls = []
 
-    def fake_train(settings, eval_examples):
+    def fake_train(settings, train_examples, eval_examples):
         calls.append((settings["variant"], settings["seed"], settings["steps"]))
         return {**settings, "train_seconds": 1.0, "eval_seconds": 1.0, "final_loss": 1.0,
                 "metrics": {name: 0.5 for name in runner.RUN_METRICS}}
 
     monkeypatch.setattr(runner, "train_and_evaluate", fake_train)
-    no_images = dataclasses.replace(runner.SMALL_SHAPES, generate=lambda *args: {})
+    no_images = dataclasses.replace(runner.SMALL_SHAPES, generate=lambda *args: {},
+                                    dataset=lambda *args: tf.data.Dataset.range(0))
     monkeypatch.setattr(runner, "SMALL_SHAPES", no_images)
     return calls
 
