@@ -92,7 +92,12 @@ class _ServingModule(tf.Module):
 
     def __init__(self, model, full_image_masks: bool, asset_dir: str):
         super().__init__(name="mrcnn_serving")
-        self.model = model
+        # The model's call is kept untracked and only its inference weights are tracked:
+        # tracking the model itself would also save its optimizer's state and its metrics
+        # (a trained model's SavedModel about doubled), which serving never reads. A variable
+        # the call reads beyond these fails the save, naming it, instead of passing silently.
+        self._detect = model.__call__
+        self.model_weights = list(model.weights)
         self.full_image_masks = bool(full_image_masks)
         self.detections_per_image = int(model.config.detections_per_image)
         self.mask_size = int(model.config.mask_size)
@@ -121,7 +126,7 @@ class _ServingModule(tf.Module):
                 tf.shape(image_tensor)[1:3],
                 message="image_tensor: height and width must be at least 1")]):
             image_tensor = tf.identity(image_tensor)
-        outputs = self.model(image_tensor, training=False)
+        outputs = self._detect(image_tensor, training=False)
         size = tf.shape(image_tensor)[1:3]
         sizes = tf.tile(size[None], [tf.shape(image_tensor)[0], 1])
         return self._postprocess(outputs, sizes)
@@ -146,7 +151,7 @@ class _ServingModule(tf.Module):
             image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8,
                                        expand_animations=False)
             image = exif.apply_orientation(image, exif.exif_orientation(encoded))
-            out = self.model(image[None], training=False)
+            out = self._detect(image[None], training=False)
             one = {k: out[k][0] for k in signature if k != "sizes"}
             one["sizes"] = tf.shape(image)[0:2]
             return one

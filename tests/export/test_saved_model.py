@@ -16,6 +16,7 @@ import tensorflow as tf
 from mrcnn_tf.export import export_saved_model
 from mrcnn_tf.export import saved_model as saved_model_lib
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
+from mrcnn_tf.modeling.optimizer import make_optimizer
 from mrcnn_tf.ops import masks as mask_ops
 
 from helpers import (CATEGORY_IDS, box_iou, rest_body_inputs,  # noqa: E402
@@ -41,7 +42,12 @@ def textured_images(batch, height, width, seed):
 
 @pytest.fixture(scope="module")
 def model():
-    return small_labelled_model()
+    """A model as training leaves it: compiled, with its optimizer's slots made."""
+    model = small_labelled_model()
+    model.compile(optimizer=make_optimizer(model.config, batch_size=2))
+    model.build()
+    model.optimizer.build(model.trainable_variables)
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +221,21 @@ def test_saved_model_cli_lists_both_signatures(exported):
                         if line.strip().startswith("outputs['"))
         assert listed == sorted(OUTPUTS), (name, listed)
         assert block.count("inputs['") == 1, name
+
+
+def test_export_saves_the_inference_weights_only(model, exported):
+    """No optimizer slots, step counters or metrics: the variables are the model's weights,
+    and the variables files are at most 5% over their bytes."""
+    assert model.optimizer.variables, "the model must carry optimizer state for this test"
+    reader = tf.train.load_checkpoint(os.path.join(exported, "variables", "variables"))
+    saved = {name: tuple(shape) for name, shape in reader.get_variable_to_shape_map().items()
+             if name != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+    assert not [name for name in saved if "optimizer" in name]
+    assert sorted(saved.values()) == sorted(tuple(w.shape) for w in model.weights)
+    weight_bytes = sum(w.numpy().nbytes for w in model.weights)
+    saved_bytes = sum(f.stat().st_size
+                      for f in pathlib.Path(exported, "variables").iterdir())
+    assert saved_bytes <= 1.05 * weight_bytes, (saved_bytes, weight_bytes)
 
 
 def test_assets_hold_label_map_and_config(model, exported):
