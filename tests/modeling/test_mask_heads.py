@@ -101,8 +101,10 @@ def test_mask_probabilities_follow_the_loss_and_the_class_channels():
     np.testing.assert_allclose(sigmoid[0, 1], 1 / (1 + np.exp(-logits.numpy()[0, 1, ..., 3])),
                                rtol=1e-6)
     softmax = mask_probabilities(config.replace(mask_loss="softmax"), logits, classes).numpy()
+    # The class against background within the softmax: p_2 / (p_2 + p_0), not p_2 itself.
     e = np.exp(logits.numpy()[0, 0])
-    np.testing.assert_allclose(softmax[0, 0], e[..., 2] / e.sum(-1), rtol=1e-5)
+    np.testing.assert_allclose(softmax[0, 0], e[..., 2] / (e[..., 2] + e[..., 0]), rtol=1e-5)
+    assert np.all(softmax[0, 0] > e[..., 2] / e.sum(-1))
     agnostic = mask_probabilities(config.replace(mask_class_agnostic=True), logits[..., :1],
                                   classes).numpy()
     np.testing.assert_allclose(agnostic[0, 1], 1 / (1 + np.exp(-logits.numpy()[0, 1, ..., 0])),
