@@ -87,6 +87,18 @@ def output_keys(config) -> tuple:
                                    for k in branch.serving_outputs)
 
 
+def inference_variables(model) -> list:
+    """The tf.Variables under `model.weights` (Keras' variables wrap them), for an exported
+    module to track in place of the model.
+
+    Tracking the model would also save its optimizer's state and its metrics. Tracking the
+    Keras wrappers rather than the tf.Variables themselves saves the same values, but the
+    TFLite converter then cannot freeze them: they stay VAR_HANDLE / READ_VARIABLE ops and
+    the file has no weights.
+    """
+    return [weight.value for weight in model.weights]
+
+
 class _ServingModule(tf.Module):
     """The exported object: the Keras model, its category ids, the assets and two signatures."""
 
@@ -97,7 +109,7 @@ class _ServingModule(tf.Module):
         # (a trained model's SavedModel about doubled), which serving never reads. A variable
         # the call reads beyond these fails the save, naming it, instead of passing silently.
         self._detect = model.__call__
-        self.model_weights = list(model.weights)
+        self.model_weights = inference_variables(model)
         self.full_image_masks = bool(full_image_masks)
         self.detections_per_image = int(model.config.detections_per_image)
         self.mask_size = int(model.config.mask_size)
