@@ -91,23 +91,24 @@ def inference_variables(model) -> list:
     """The tf.Variables under `model.weights` (Keras' variables wrap them), for an exported
     module to track in place of the model.
 
-    Tracking the model would also save its optimizer's state and its metrics. Tracking the
-    Keras wrappers rather than the tf.Variables themselves saves the same values, but the
-    TFLite converter then cannot freeze them: they stay VAR_HANDLE / READ_VARIABLE ops and
-    the file has no weights.
+    Tracking the model would also save its optimizer's state and its metrics, which serving
+    never reads (a trained model's SavedModel about doubled). Tracking the Keras wrappers
+    rather than the tf.Variables themselves saves the same values, but the TFLite converter
+    then cannot freeze them: they stay VAR_HANDLE / READ_VARIABLE ops and the file has no
+    weights.
     """
     return [weight.value for weight in model.weights]
 
 
 class _ServingModule(tf.Module):
-    """The exported object: the Keras model, its category ids, the assets and two signatures."""
+    """The exported object: the model's call and weights, its category ids, the assets and two
+    signatures."""
 
     def __init__(self, model, full_image_masks: bool, asset_dir: str):
         super().__init__(name="mrcnn_serving")
-        # The model's call is kept untracked and only its inference weights are tracked:
-        # tracking the model itself would also save its optimizer's state and its metrics
-        # (a trained model's SavedModel about doubled), which serving never reads. A variable
-        # the call reads beyond these fails the save, naming it, instead of passing silently.
+        # The model's call is kept untracked and only its inference weights are tracked (see
+        # inference_variables). A variable the call reads beyond these fails the save, naming
+        # it, instead of passing silently.
         self._detect = model.__call__
         self.model_weights = inference_variables(model)
         self.full_image_masks = bool(full_image_masks)
