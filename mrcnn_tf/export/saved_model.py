@@ -47,6 +47,7 @@ import os
 import re
 import shutil
 import tempfile
+from typing import Optional
 
 import tensorflow as tf
 
@@ -100,17 +101,23 @@ def inference_variables(model) -> list:
     return [weight.value for weight in model.weights]
 
 
-class _ServingModule(tf.Module):
+class InferenceModule(tf.Module):
+    """An exported module's base: `self._detect` calls the model, untracked, and only the
+    model's inference weights are tracked (see `inference_variables`). A variable the call
+    reads beyond these fails the save, naming it, instead of passing silently."""
+
+    def __init__(self, model, name: Optional[str] = None):
+        super().__init__(name=name)
+        self._detect = model.__call__
+        self.model_weights = inference_variables(model)
+
+
+class _ServingModule(InferenceModule):
     """The exported object: the model's call and weights, its category ids, the assets and two
     signatures."""
 
     def __init__(self, model, full_image_masks: bool, asset_dir: str):
-        super().__init__(name="mrcnn_serving")
-        # The model's call is kept untracked and only its inference weights are tracked (see
-        # inference_variables). A variable the call reads beyond these fails the save, naming
-        # it, instead of passing silently.
-        self._detect = model.__call__
-        self.model_weights = inference_variables(model)
+        super().__init__(model, name="mrcnn_serving")
         self.full_image_masks = bool(full_image_masks)
         self.detections_per_image = int(model.config.detections_per_image)
         self.mask_size = int(model.config.mask_size)

@@ -108,15 +108,12 @@ def _check_model(model):
                         f"{type(model).__name__}")
 
 
-class _Detector(tf.Module):
+class _Detector(saved_model.InferenceModule):
     """Wraps the model in the exported signature: uint8 [1, H, W, 3] -> the `output_names`
     dict."""
 
     def __init__(self, model, input_size):
-        super().__init__()
-        # Untracked call, tracked tf.Variables: see saved_model.inference_variables.
-        self._detect = model.__call__
-        self.model_weights = saved_model.inference_variables(model)
+        super().__init__(model)
         self.input_size = input_size
         # Row c holds the dataset id of model class c; row 0 (padding) maps to 0.
         self.category_table = tf.constant([0] + list(model.category_ids), tf.int32)
@@ -173,6 +170,8 @@ def convert_tflite(model, quantization: str = "float32",
     with tempfile.TemporaryDirectory(prefix="mrcnn-tflite-") as folder:
         tf.saved_model.save(detector, folder,
                             signatures={SIGNATURE_KEY: serve.get_concrete_function()})
+        # The converter reads the weights from the folder: the traced graph and the static
+        # copy of the model can go before it makes its own copies.
         del detector, serve, inference_model
         converter = tf.lite.TFLiteConverter.from_saved_model(folder,
                                                              signature_keys=[SIGNATURE_KEY])
