@@ -167,7 +167,7 @@ def padded_size(config, height, width):
     return -(-new_h // d) * d, -(-new_w // d) * d
 
 
-def inference_flops(model, height, width, batch=1):
+def inference_flops(model, height, width, batch=1, masks=None):
     """FLOPs of `model`'s inference on a batch of [height, width] images, per stage.
 
     Args:
@@ -175,25 +175,28 @@ def inference_flops(model, height, width, batch=1):
         `shape_built_model`).
       height, width: the input image size (resized and padded as the model does).
       batch: images per batch; everything scales linearly with it.
+      masks: detection rows the mask head runs on per image (default
+        config.detections_per_image, every slot: score threshold 0).
     Returns:
       dict with STAGES, "total", the timed-stage groups of TIMED_STAGE_FLOPS, and
       "padded_size" [Hp, Wp], "proposals" and "masks" per image. FLOPs as ints.
     """
     config = model.config
+    masks = config.detections_per_image if masks is None else int(masks)
     hp, wp = padded_size(config, height, width)
     counts = {
         "backbone": backbone_flops(config, hp, wp),
         "fpn": fpn_flops(model, hp, wp),
         "rpn": rpn_flops(model, hp, wp),
         "box_head": box_head_flops(model, config.rpn_post_nms_topk_test),
-        "mask_head": mask_head_flops(model, config.detections_per_image),
+        "mask_head": mask_head_flops(model, masks),
     }
     counts = {k: v * int(batch) for k, v in counts.items()}
     counts["total"] = sum(counts[k] for k in STAGES)
     for group, parts in TIMED_STAGE_FLOPS.items():
         counts[group] = sum(counts[p] for p in parts)
     counts.update({"padded_size": [hp, wp], "proposals": config.rpn_post_nms_topk_test,
-                   "masks": config.detections_per_image, "batch": int(batch)})
+                   "masks": masks, "batch": int(batch)})
     return counts
 
 

@@ -8,6 +8,8 @@ import importlib.metadata
 import os
 import platform
 
+from mrcnn_tf.training import cpu_support  # (no TensorFlow in this module)
+
 # CPU flags worth naming in a report: they decide which kernels oneDNN / XNNPACK can use.
 INTERESTING_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16",
                          "amx_bf16", "amx_int8", "amx_tile")
@@ -39,8 +41,7 @@ def bf16_hardware(flags=None):
 
     flags: a set of /proc/cpuinfo flags (default: this machine's).
     """
-    flags = _cpuinfo()[1] if flags is None else flags
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+    return cpu_support.has_bf16_instructions(flags)
 
 
 def cpu_description():

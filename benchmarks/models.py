@@ -3,25 +3,13 @@
 policy a benchmark compares.
 """
 
-import contextlib
 import gc
 
 import keras
 
 from benchmarks import machine, random_init
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
-from mrcnn_tf.training.precision import set_precision
-
-
-@contextlib.contextmanager
-def _global_policy(policy):
-    """The Keras global dtype policy is `policy` inside the block and float32 after it, even
-    when the block raises: a later model must not silently inherit a mixed policy."""
-    set_precision(policy)
-    try:
-        yield
-    finally:
-        set_precision("float32")
+from mrcnn_tf.training.precision import global_policy
 
 
 def build_model(config, seed=0, policy="float32", stem_statistics=None):
@@ -35,7 +23,7 @@ def build_model(config, seed=0, policy="float32", stem_statistics=None):
     takes it when constructed) and is float32 after.
     """
     keras.utils.set_random_seed(seed)
-    with _global_policy(policy):
+    with global_policy(policy):
         model = MaskRCNN(config)
         model.build()
     random_init.sane_random_init(model, config.image_max_size, stem_statistics)

@@ -40,6 +40,8 @@ class Task:
 
 
 SUITE = (
+    Benchmark("ceilings", "this machine's float32 and bfloat16 GFLOP/s on the R50-FPN's own "
+                          "conv and matmul shapes, the bound each row is stated against"),
     Benchmark("flops", "per-stage FLOPs (analytic), checked against the R50-FPN reference "
                        "numbers"),
     Benchmark("inference", "model(images) + mask paste: median/p90 latency, GFLOP/s per "
@@ -72,6 +74,9 @@ TASKS = (
          "benchmarks.tasks.gpu"),
     Task("precision", "mixed precision and XLA: step times of one model per variant, timed "
                       "interleaved (small or r50)", "benchmarks.tasks.precision"),
+    Task("precision_agreement", "bfloat16 against float32 on a trained model: COCO APs, "
+                                "detection agreement, latency at a realistic threshold",
+         "benchmarks.tasks.precision_agreement"),
     Task("input_vs_step", "input pipeline images/s against the training step it feeds",
          "benchmarks.tasks.input_vs_step"),
     Task("coco_scale", "COCO-scale data path: padding per batch_padding, training images/s, "

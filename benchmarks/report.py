@@ -44,9 +44,13 @@ def settings_line(settings):
     model = settings["model"]
     overrides = f" with {model['overrides']}" if model.get("overrides") else ""
     detections = settings["model_facts"]["detections_per_image"]
+    few = settings.get("few_detections")
+    few_clause = (f", and in the inference table also a threshold that leaves about {few} "
+                  "per image (a photo's count)" if few else "")
     return (f"Settings: `{model['preset']}`{overrides}, {settings['init']}; box score "
             "threshold 0 "
-            f"(all {detections} detection slots reach the mask head), images resized to exactly "
+            f"(all {detections} detection slots reach the mask head){few_clause}, images "
+            "resized to exactly "
             f"the listed size; {settings['threads']} threads (TF intra/inter-op, torch; "
             f"OMP_WAIT_POLICY {settings.get('omp_wait_policy_in_effect')}); "
             f"{settings['warmup']} warm-up + {settings['repeats']} "
@@ -86,12 +90,61 @@ def _precision(row):
     return policy + (" (no bf16 instructions)" if row.get("bf16_hardware") is False else "")
 
 
-def _inference_table(rows, extra=()):
-    header = [*(e[0] for e in extra), "size", "batch", "precision", "median ms", "p90 ms",
-              "images/s", "GFLOP", "GFLOP/s", "peak RSS MB"]
-    body = [[*(r.get(e[1]) for e in extra), r["size"], r["batch"], _precision(r), r["median_ms"],
-             r["p90_ms"], r["images_per_s"], r.get("gflop"), r.get("achieved_gflops"),
-             r["peak_rss_mb"]] for r in rows]
+# The compute dtype of a Keras dtype policy, whose ceiling bounds its rows (float16 is not
+# measured on CPUs).
+_CEILING_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
+
+
+def _conv_ceiling_share(results):
+    """row -> its GFLOP/s as a share of its precision's conv ceiling ("61%"), or None where
+    the ceilings did not run in these results or the row has no GFLOP/s."""
+    data = _ok(results, "ceilings")
+
+    def share(row):
+        ceiling = data and data["ceilings"].get(
+            _CEILING_DTYPE.get(row.get("precision", "float32")), {}).get("conv3x3")
+        if not ceiling or not row.get("achieved_gflops"):
+            return None
+        return f"{100 * row['achieved_gflops'] / ceiling:.0f}%"
+
+    return share
+
+
+def ceilings_section(results):
+    data = _ok(results, "ceilings")
+    if not data:
+        return []
+    best = "; ".join(f"{dtype} conv3x3 {cell(kinds['conv3x3'])}, matmul {cell(kinds['matmul'])}"
+                     for dtype, kinds in data["ceilings"].items())
+    body = [[r["kind"], r["dtype"], r["shape"], r["gflop"], r["median_ms"], r["min_ms"],
+             r["gflop_per_s"]] for r in data["rows"]]
+    return _section(
+        "ceilings",
+        "The R50-FPN's own 3x3 convolution shapes (batch x height x width x channels, with bias "
+        "and ReLU, on variables) and its box head's matmuls (m x k x n), each alone in a "
+        "tf.function, at least 10 timed runs (benchmarks/ceilings.py). A precision's ceiling "
+        f"is its best GFLOP/s (of the median): {best}. The inference and stage rows' "
+        "'of ceiling' is their GFLOP/s over their precision's conv ceiling.",
+        ["kind", "dtype", "shape", "GFLOP", "median ms", "min ms", "GFLOP/s"], body)
+
+
+def _detections(row):
+    """'100 (all slots)', or '8-12 (threshold 0.0123)' for a realistic-count row."""
+    low, high = row.get("min_detections"), row.get("max_detections", row.get("min_detections"))
+    if low is None:
+        return None
+    count = str(low) if low == high else f"{low}-{high}"
+    threshold = row.get("score_threshold") or 0.0
+    return f"{count} (all slots)" if threshold == 0 else f"{count} (threshold {threshold:.4g})"
+
+
+def _inference_table(rows, extra=(), share=lambda row: None):
+    header = [*(e[0] for e in extra), "size", "batch", "precision", "detections/image",
+              "median ms", "p90 ms", "images/s", "GFLOP", "GFLOP/s", "of ceiling",
+              "peak RSS MB"]
+    body = [[*(r.get(e[1]) for e in extra), r["size"], r["batch"], _precision(r),
+             _detections(r), r["median_ms"], r["p90_ms"], r["images_per_s"], r.get("gflop"),
+             r.get("achieved_gflops"), share(r), r["peak_rss_mb"]] for r in rows]
     return table(header, body)
 
 
@@ -125,20 +178,22 @@ def inference_section(results):
     if not data:
         return []
     return ["### inference", "", f"What is timed: {data['what']}.", "",
-            *_inference_table(data["rows"]), "", *_agreement_section(data.get("agreement"))]
+            *_inference_table(data["rows"], share=_conv_ceiling_share(results)), "",
+            *_agreement_section(data.get("agreement"))]
 
 
 def stages_section(results):
     data = _ok(results, "stages")
     if not data:
         return []
+    share = _conv_ceiling_share(results)
     body = [[r["size"], r["batch"], _precision(r), r["stage"], r["median_ms"], r["p90_ms"],
              f"{100 * r['share_of_stage_sum']:.1f}%", r.get("gflop"), r.get("achieved_gflops"),
-             r["peak_rss_mb"]] for r in data["rows"]]
+             share(r), r["peak_rss_mb"]] for r in data["rows"]]
     return _section("stages", "Each stage is a tf.function of the model's own sublayers fed the "
                     "previous stage's real outputs (benchmarks/stages.py).",
                     ["size", "batch", "precision", "stage", "median ms", "p90 ms", "share",
-                     "GFLOP", "GFLOP/s", "peak RSS MB"], body)
+                     "GFLOP", "GFLOP/s", "of ceiling", "peak RSS MB"], body)
 
 
 def _train_table(rows):
@@ -245,9 +300,11 @@ def scaling_section(results):
 
 
 def _float32_rows(results, name):
-    """The float32 rows of benchmark `name` (torchvision's model runs in float32)."""
+    """The float32 rows of benchmark `name` at score threshold 0 (torchvision's model runs in
+    float32, every detection slot through its mask head)."""
     rows = (_ok(results, name) or {}).get("rows", [])
-    return [r for r in rows if r.get("precision", "float32") == "float32"]
+    return [r for r in rows if r.get("precision", "float32") == "float32"
+            and not r.get("score_threshold")]
 
 
 def torchvision_section(results):
@@ -314,7 +371,7 @@ def render(results):
              f"`{results['command']}` ({results['generated_at']})", "",
              machine_line(results["machine"]), "", versions_line(results["versions"]), "",
              settings_line(results["settings"]), ""]
-    for section in (inference_section, stages_section, train_section, input_pipeline_section,
+    for section in (ceilings_section, inference_section, stages_section, train_section, input_pipeline_section,
                     export_section, flops_section, scaling_section, torchvision_section,
                     processes_section):
         lines += section(results)

@@ -49,14 +49,20 @@ def image_signature(size):
 
 def make_inference_function(model, size):
     """tf.function: uint8 images [B, size, size, 3] -> {"num_detections" [B], "boxes"
-    [B, D, 4] (image pixels), "class_ids" [B, D], "scores" [B, D], "masks" [B, D, size, size]
-    bool}: `model(images)` (resize, network, NMS) then the mask paste."""
+    [B, D, 4] (image pixels), "class_ids" [B, D], "scores" [B, D], "masks" [B, n, size, size]
+    bool}: `model(images)` (resize, network, NMS) then the mask paste.
+
+    The paste covers the first n = max_b num_detections[b] rows (at least one), as the model's
+    mask head does (`MaskRCNN.head_rows`): with score threshold 0 that is all D rows, and at a
+    realistic threshold a user pastes only the detections there are."""
     paste_rule = model.config.paste_rule
 
     @tf.function(input_signature=image_signature(size))
     def inference(images):
         outputs = model(images, training=False)
-        masks = paste_full_image(outputs["masks"], outputs["boxes"], size, size, paste_rule)
+        rows = tf.maximum(tf.reduce_max(outputs["num_detections"]), 1)
+        masks = paste_full_image(outputs["masks"][:, :rows], outputs["boxes"][:, :rows], size,
+                                 size, paste_rule)
         # Boxes, classes and scores are computed anyway: returning them costs nothing and
         # lets the precision comparison use the timed function's own detections.
         return {"num_detections": outputs["num_detections"], "boxes": outputs["boxes"],

@@ -36,7 +36,7 @@ from benchmarks.registry import SUITE_NAMES, UsageError
 # Start order with --jobs > 1 (roughly by smoke-run duration); results keep SUITE_NAMES order.
 LONGEST_FIRST = ("export", "train_step", "scaling_instances", "torchvision", "flops", "stages",
                  "inference", "scaling_size", "scaling_batch", "scaling_proposals",
-                 "input_pipeline")
+                 "input_pipeline", "ceilings")
 
 
 def run(names, spec, workdir, jobs):

@@ -24,6 +24,8 @@ PRECISION_BENCHMARKS = ("inference", "stages", "train_step")
 FULL = {
     "model": {"preset": "coco_r50_fpn", "overrides": {}},
     "sizes": [512, 1024], "batches": [1, 4], "warmup": 1, "repeats": 5, "timeout_s": 3600,
+    # inference is also timed with about this many detections per image (a photo's 5 to 20).
+    "few_detections": 10,
     "train": {"batch": 2, "instances": 3},
     "input_pipeline": {"preset": "coco_r50_fpn", "overrides": {}, "image_size": 640,
                        "num_images": 48, "num_shards": 4, "batch": 2, "batches": 20},
@@ -36,6 +38,7 @@ SMOKE = {
         "fpn_channels": 32, "box_head_fc_dim": 64, "mask_head_conv_dim": 32,
         "detections_per_image": 10, "rpn_pre_nms_topk_test": 100, "rpn_post_nms_topk_test": 50}},
     "sizes": [64], "batches": [1, 2], "warmup": 1, "repeats": 2, "timeout_s": 300,
+    "few_detections": 3,
     "train": {"batch": 2, "instances": 3},
     "input_pipeline": {"preset": "shapes_tiny", "overrides": {"image_min_size": 64,
                                                                "image_max_size": 64},

@@ -22,7 +22,11 @@ def with_flops(row, flops, median_ms):
 def inference_rows(model, spec, size, batches, inference=None, **labels):
     """End-to-end inference rows of `model` on [batch, size, size, 3] noise images, one per
     batch size, timing `inference` (default: a new `stages.make_inference_function` of
-    `model`); `labels` are added to each row."""
+    `model`); `labels` are added to each row.
+
+    Each row records the fewest and most detections per image over its runs; its FLOPs count
+    the mask head on the most (the rows it runs on: `MaskRCNN.head_rows`), which is every
+    slot at score threshold 0."""
     inference = inference or stages.make_inference_function(model, size)
     rows = []
     for batch in batches:
@@ -31,14 +35,14 @@ def inference_rows(model, spec, size, batches, inference=None, **labels):
 
         def run():
             out = inference(images)
-            detections.append(int(out["num_detections"].numpy().min()))
+            detections.extend(int(n) for n in out["num_detections"].numpy())
 
         row = timing.timed_row(run, spec, size=size, batch=batch, **labels)
         row["images_per_s"] = round(batch / (row["median_ms"] / 1000.0), 3)
-        # The mask head runs on every detection slot; with score threshold 0 they are all real.
-        row["min_detections"] = min(detections)
+        row["min_detections"], row["max_detections"] = min(detections), max(detections)
         row["detections_per_image"] = model.config.detections_per_image
-        counts = flop_count.inference_flops(model, size, size, batch)
+        counts = flop_count.inference_flops(model, size, size, batch,
+                                            masks=max(row["max_detections"], 1))
         rows.append(with_flops(row, counts["total"], row["median_ms"]))
     return rows
 

@@ -166,12 +166,9 @@ def build_under_policy(config, policy, weights=None):
     (the global policy is float32 again on return), with `weights` if given."""
     from mrcnn_tf.modeling.mask_rcnn import MaskRCNN  # noqa: PLC0415
     from mrcnn_tf.training import precision  # noqa: PLC0415
-    precision.set_precision(policy)
-    try:
+    with precision.global_policy(policy):
         model = MaskRCNN(config)
         model.build()
-    finally:
-        precision.set_precision("float32")
     if weights is not None:
         model.set_weights(weights)
     return model

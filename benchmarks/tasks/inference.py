@@ -1,7 +1,12 @@
 """Benchmark `inference`: latency of model(images) + mask paste at each size, batch size and
 Keras dtype policy of spec["precisions"], and how the detections of each mixed precision agree
 with float32's (benchmarks/agreement.py) on the largest timed batch's images, with the same
-weights."""
+weights.
+
+Each (size, policy) is timed twice: at score threshold 0, where all D detection slots reach
+the mask head (the worst case), and at a threshold that leaves about spec["few_detections"]
+per image, as a trained model's default threshold does on a typical photo (5 to 20), where
+the mask head is a small share."""
 
 import numpy as np
 import tensorflow as tf
@@ -31,7 +36,11 @@ def _inference_at_size(spec, size):
     def measure(policy, model):
         inference = stages.make_inference_function(model, size)
         labels = precision_labels(policy)
-        rows.extend(inference_rows(model, spec, size, spec["batches"], inference, **labels))
+        rows.extend(inference_rows(model, spec, size, spec["batches"], inference,
+                                   score_threshold=0.0, **labels))
+        if spec.get("few_detections"):
+            rows.extend(_few_detection_rows(model, spec, size, inference,
+                                            spec["few_detections"], labels))
         if policy == "float32":  # per_policy runs float32 first
             reference.update(_reference_detections(inference, images))
         elif reference:
@@ -40,6 +49,31 @@ def _inference_at_size(spec, size):
 
     per_policy(model_config(spec, size), policies(spec, "inference"), measure)
     return rows, agreement_rows
+
+
+def _few_detection_rows(model, spec, size, inference, count, labels):
+    """Inference rows with the detector's score threshold raised so that the image with the
+    most detections keeps `count`: midway between its count-th and (count+1)-th best score
+    at threshold 0 (`inference`), chosen per batch on the images that batch's row times. The
+    heads and the paste run on the batch's most detections (`MaskRCNN.head_rows`), so each
+    row costs what `count` detections per image cost. Random weights score every class
+    about alike, so a default threshold such as 0.5 would keep none: the threshold is chosen
+    for the count instead. The rows record their threshold and detections per image."""
+    detector = model.detector
+    default = detector.score_threshold
+    rows = []
+    try:
+        for batch in spec["batches"]:
+            images = tf.constant(synthetic.random_images(batch, size))  # as inference_rows
+            scores = -np.sort(-inference(images)["scores"].numpy(), axis=1)
+            threshold = float(np.max((scores[:, count - 1] + scores[:, count]) / 2))
+            detector.score_threshold = threshold  # read when traced: a new function below
+            rows += inference_rows(model, spec, size, [batch],
+                                   stages.make_inference_function(model, size),
+                                   score_threshold=round(threshold, 6), **labels)
+    finally:
+        detector.score_threshold = default
+    return rows
 
 
 def _as_numpy(outputs):

@@ -11,14 +11,15 @@ from mrcnn_tf.cli import common
 FLAGS = flags.FLAGS
 
 SUMMARY = "COCO box, mask and keypoint AP of a model on a COCO-format dataset"
-USAGE = "--weights MODEL.keras|RUN_DIR --annotations FILE --images DIR [--results FILE]"
-FLAG_NAMES = common.MODEL_FLAGS + common.COCO_DATA_FLAGS + ("results",)
+USAGE = ("--weights MODEL.keras|RUN_DIR --annotations FILE --images DIR [--results FILE] "
+         "[--precision float32|bfloat16|auto]")
+FLAG_NAMES = common.MODEL_FLAGS + common.COCO_DATA_FLAGS + ("results", "precision")
 
 
 def main():
     from mrcnn_tf.evaluation import coco_eval, evaluator  # noqa: PLC0415
     common.require("annotations", "images", "weights")
-    model = common.load_model()
+    model = common.load_model_in_precision()
     dataset = common.coco_dataset()
     unknown = sorted(set(model.category_ids) - set(dataset.label_map.dataset_ids))
     if unknown:

@@ -15,9 +15,9 @@ flags.DEFINE_float("keypoint_threshold", 0.05, "predict: keypoints scoring below
 
 SUMMARY = "draw detections on images (files, folders, globs) and write COCO results JSON"
 USAGE = ("--weights MODEL.keras|RUN_DIR --inputs IMAGES [--out predictions] [--score_threshold]"
-         " [--keypoint_threshold] [--batch_size N]")
+         " [--keypoint_threshold] [--batch_size N] [--precision float32|bfloat16|auto]")
 FLAG_NAMES = common.MODEL_FLAGS + ("inputs", "out", "score_threshold", "keypoint_threshold",
-                                   "results", "annotations", "batch_size")
+                                   "results", "annotations", "batch_size", "precision")
 
 
 def main():
@@ -32,7 +32,7 @@ def main():
     paths = prediction.expand_inputs(FLAGS.inputs)
     out = FLAGS.out or "predictions"
     common.check_writable(out, "--out")
-    model = common.load_model()
+    model = common.load_model_in_precision()
     image_ids = (prediction.image_ids_from_annotations(FLAGS.annotations)
                  if FLAGS.annotations else None)
     summary = prediction.predict_files(

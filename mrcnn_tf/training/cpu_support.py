@@ -25,6 +25,9 @@ import subprocess
 import sys
 
 ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+# /proc/cpuinfo flags of bfloat16 arithmetic, either of which oneDNN uses for bfloat16
+# convolutions and matmuls; without them it converts in software, slower than float32.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 # The ops a mixed-precision MaskRCNN computes in its low-precision dtype, on the CPU, eagerly
 # and inside a tf.function (TensorFlow rewrites each for oneDNN on its own path).
@@ -46,6 +49,26 @@ with tf.device("/CPU:0"):
 """
 
 _COMPUTE_DTYPES = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
+
+
+def cpu_flags() -> set:
+    """The instruction-set flags of the first CPU in /proc/cpuinfo (empty where it cannot be
+    read: not Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "flags":
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def has_bf16_instructions(flags=None) -> bool:
+    """Whether the CPU has bfloat16 arithmetic (AVX512_BF16 or AMX-BF16); `flags`: a set of
+    /proc/cpuinfo flags (default: this machine's)."""
+    return bool(set(BF16_CPU_FLAGS) & (cpu_flags() if flags is None else set(flags)))
 
 
 def isa_cap() -> str | None:

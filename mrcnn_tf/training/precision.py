@@ -44,6 +44,11 @@ The keypoint branch (targets, loss, the default "detectron2" heatmap decoding) h
 shapes and compiles too, training and inference, with and without the mask head;
 `keypoint_decode_rule="torchvision"` (a per-RoI resize to each box's own size) does not.
 
+Inference (`--precision float32|bfloat16|auto` of predict and export). `inference_policy`
+turns the flag into a policy (auto: bfloat16 where the CPU has bfloat16 instructions, no GPU
+and no oneDNN cap) and `with_policy` rebuilds a loaded model under it with the same weights:
+a model computes in the policy its layers were built with, whatever the file it came from.
+
 Two things to know: XLA's stateless random ops return other numbers than TensorFlow's kernels
 for the same seed (even with alg="philox"), so a jit-compiled run samples other anchors and
 RoIs than an uncompiled one from the same seeds; and Keras silently turns `jit_compile` off
@@ -51,6 +56,8 @@ RoIs than an uncompiled one from the same seeds; and Keras silently turns `jit_c
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import keras
 import tensorflow as tf
@@ -102,3 +109,64 @@ def wrap_optimizer(optimizer: keras.optimizers.Optimizer, policy: str):
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 
+
+@contextlib.contextmanager
+def global_policy(policy: str):
+    """The Keras global dtype policy is `policy` (checked by `set_precision`) inside the block
+    and what it was before after it, even when the block raises: a later model must not
+    silently inherit a mixed policy."""
+    before = keras.mixed_precision.global_policy().name
+    set_precision(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+INFERENCE_PRECISIONS = ("float32", "bfloat16", "auto")
+
+
+def inference_policy(precision: str, config=None) -> str:
+    """The Keras dtype policy of `--precision` for predict, evaluate and export.
+
+    "float32" -> "float32"; "bfloat16" -> "mixed_bfloat16" (refused by `set_precision` where
+    this process cannot compute it); "auto" -> "mixed_bfloat16" where it pays and is safe,
+    else "float32". It pays for a ResNet backbone (`config`'s; None counts as one), whose
+    wide convolutions run about 2x faster in bfloat16, not for the "tiny" one, whose narrow
+    convolutions gain less than the casts cost (the demo model: 7% slower, measured with
+    `python -m benchmarks precision_agreement`). It is safe where the CPU has bfloat16
+    instructions (AVX512_BF16 or AMX-BF16; elsewhere oneDNN converts in software, slower than
+    float32), oneDNN is not capped by ONEDNN_MAX_CPU_ISA, and no GPU is visible (this rule is
+    for CPU inference).
+    """
+    if precision not in INFERENCE_PRECISIONS:
+        raise ValueError(f"--precision={precision!r}: expected one of {INFERENCE_PRECISIONS}")
+    if precision == "auto":
+        pays = config is None or config.backbone != "tiny"
+        safe = (cpu_support.has_bf16_instructions() and cpu_support.isa_cap() is None
+                and not tf.config.list_physical_devices("GPU"))
+        return "mixed_bfloat16" if pays and safe else "float32"
+    return {"float32": "float32", "bfloat16": "mixed_bfloat16"}[precision]
+
+
+def compute_policy(model: keras.Model) -> str:
+    """The dtype policy `model`'s layers compute in (its backbone's: every layer of one model
+    is built under one global policy, the coordinate layers kept float32 by their own)."""
+    return model.backbone.dtype_policy.name
+
+
+def with_policy(model: keras.Model, policy: str) -> keras.Model:
+    """`model` computing under Keras dtype policy `policy`, with its weights.
+
+    `model` itself when it already does; otherwise a new model of the same class and
+    `get_config()` built under `policy` (the global policy is restored after), holding
+    `model`'s weights (variables are float32 under every policy, so the values carry over
+    unrounded).
+    """
+    if compute_policy(model) == policy:
+        return model
+    with global_policy(policy):
+        rebuilt = type(model).from_config(model.get_config())
+        rebuilt.build()
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt

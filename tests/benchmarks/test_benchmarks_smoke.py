@@ -29,7 +29,7 @@ from benchmarks.registry import SUITE_NAMES  # noqa: E402
 # Keys holding a measured number that must be a positive finite float wherever they appear.
 POSITIVE_KEYS = ("median_ms", "p90_ms", "min_ms", "mean_ms", "images_per_s", "gflop",
                  "achieved_gflops", "images_per_s_median", "images_per_s_p10", "peak_rss_mb",
-                 "file_mb", "export_s")
+                 "file_mb", "export_s", "gflop_per_s")
 TORCH_PRESENT = (importlib.util.find_spec("torch") is not None
                  and importlib.util.find_spec("torchvision") is not None)
 EXISTING_TEXT = "# Measured results\n\nHand-written results above the harness's section.\n"
@@ -114,12 +114,47 @@ def test_every_benchmark_and_row_has_its_peak_memory(smoke_run):
 
 
 def test_all_detections_reach_the_mask_head(smoke_run):
-    """Score threshold 0: every detection slot is a real detection in every inference row."""
+    """Score threshold 0: every detection slot is a real detection in every inference row at
+    that threshold, and its FLOPs count the mask head on all of them."""
     _, results, _, _ = smoke_run
     detections = results["settings"]["model_facts"]["detections_per_image"]
+    checked = 0
     for name in ("inference", "scaling_size", "scaling_batch", "scaling_proposals"):
         for row in results["benchmarks"][name]["results"]["rows"]:
-            assert row["min_detections"] == detections, (name, row)
+            if row.get("score_threshold", 0.0) == 0.0:
+                assert row["min_detections"] == row["max_detections"] == detections, (name, row)
+                checked += 1
+    assert checked >= 4
+
+
+def test_inference_is_also_timed_at_a_realistic_detection_count(smoke_run):
+    """Each (size, precision, batch) of inference has a row whose raised threshold left at
+    most settings' few_detections per image (the batch's image with the most keeps that
+    many), with fewer FLOPs than its threshold-0 row."""
+    _, results, _, _ = smoke_run
+    few = results["settings"]["few_detections"]
+    rows = results["benchmarks"]["inference"]["results"]["rows"]
+    by_key = {}
+    for row in rows:
+        by_key.setdefault((row["size"], row["precision"], row["batch"]), {})[
+            row["score_threshold"] > 0] = row
+    assert by_key
+    for key, pair in by_key.items():
+        assert set(pair) == {False, True}, key
+        realistic, worst = pair[True], pair[False]
+        assert 1 <= realistic["max_detections"] <= few, key
+        assert realistic["gflop"] < worst["gflop"], key
+
+
+def test_ceilings_are_measured_per_precision(smoke_run):
+    """The ceilings benchmark gives a conv and a matmul GFLOP/s per dtype, and the markdown
+    states the inference rows as a share of theirs."""
+    _, results, markdown, _ = smoke_run
+    ceilings = results["benchmarks"]["ceilings"]["results"]["ceilings"]
+    assert set(ceilings) == {"float32", "bfloat16"}
+    for kinds in ceilings.values():
+        assert kinds["conv3x3"] > 0 and kinds["matmul"] > 0
+    assert "of ceiling" in markdown and "### ceilings" in markdown
 
 
 def test_stages_cover_the_four_parts(smoke_run):

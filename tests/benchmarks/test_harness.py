@@ -167,17 +167,26 @@ def test_inference_section_shows_precision_and_agreement():
     render (as float32)."""
     timed = {"size": 64, "batch": 1, "median_ms": 2.0, "p90_ms": 3.0, "images_per_s": 500.0,
              "peak_rss_mb": 100.0}
-    rows = [dict(timed), dict(timed, precision="mixed_bfloat16", bf16_hardware=False)]
+    rows = [dict(timed), dict(timed, precision="mixed_bfloat16", bf16_hardware=False),
+            dict(timed, min_detections=8, max_detections=12, score_threshold=0.0123,
+                 achieved_gflops=120.0)]
     agreement = {"size": 64, "images": 1, "precision": "mixed_bfloat16", "bf16_hardware": False,
                  "detections": 10, "matched": 7, "matched_fraction": 0.7, "mask_iou_min": 0.5,
                  "mask_iou_median": 0.9, "same_box_mask_iou_min": 0.8,
                  "same_box_mask_iou_median": 0.97, "same_box_fraction": 0.9,
                  "match_box_iou": 0.9, "same_box_mask_iou_threshold": 0.95}
+    ceilings = {"rows": [], "ceilings": {"float32": {"conv3x3": 200.0, "matmul": 250.0},
+                                         "bfloat16": {"conv3x3": 600.0, "matmul": 500.0}}}
     results = {"benchmarks": {"inference": {"status": "ok", "results": {
         "rows": rows, "agreement": [agreement], "what": "x"}}}}
     text = "\n".join(report.inference_section(results))
-    assert "| 64 | 1 | float32 | 2.00 |" in text
-    assert "| 64 | 1 | mixed_bfloat16 (no bf16 instructions) | 2.00 |" in text
+    assert "| 64 | 1 | float32 | - | 2.00 |" in text
+    assert "| 64 | 1 | mixed_bfloat16 (no bf16 instructions) | - | 2.00 |" in text
+    # A realistic-count row says its detections and threshold; with the ceilings measured,
+    # its GFLOP/s is stated as a share of its precision's conv ceiling (120 / 200).
+    assert "| 64 | 1 | float32 | 8-12 (threshold 0.0123) | 2.00 |" in text
+    results["benchmarks"]["ceilings"] = {"status": "ok", "results": ceilings}
+    assert "| 120.0 | 60% | 100.0 |" in "\n".join(report.inference_section(results))
     assert "### inference: mixed precision against float32" in text
     assert "| 64 | 1 | mixed_bfloat16 (no bf16 instructions) | 10 | 7 (0.7) | 0.5 |" in text
     del results["benchmarks"]["inference"]["results"]["agreement"]

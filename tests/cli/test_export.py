@@ -39,3 +39,45 @@ def test_export_tflite_from_the_command_line(tmp_path):
                      "--format", "tflite", "--quantization", "float16")
     assert result.returncode == 0, result.stderr[-2000:]
     assert out.stat().st_size > 0 and "float16" in result.stdout
+
+
+def test_export_bfloat16_saved_model_computes_in_bfloat16(tmp_path):
+    """--precision bfloat16 exports the same weights computing in bfloat16: the SavedModel's
+    detections equal the in-process bfloat16 model's (and its outputs stay float32), and
+    differ from the float32 model's by bfloat16 rounding only."""
+    import numpy as np
+    import tensorflow as tf
+
+    from helpers import skip_unless_cpu_runs
+    from mrcnn_tf.training import precision
+    from mrcnn_tf.training.weights import load_model
+
+    skip_unless_cpu_runs("mixed_bfloat16")
+    weights = _save_shapes_model(tmp_path)
+    out = tmp_path / "exports"
+    result = run_cli("export", "--weights", weights, "--out", str(out), "--precision",
+                     "bfloat16")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "precision: mixed_bfloat16 (--precision=bfloat16)" in result.stdout
+    image = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), np.uint8)
+    served = tf.saved_model.load(str(out / "1")).signatures["serving_default"](
+        image_tensor=tf.constant(image))
+    model = load_model(weights)
+    bf16 = precision.with_policy(model, "mixed_bfloat16")(image)
+    float32 = model(image)
+    assert served["detection_scores"].dtype == tf.float32
+    # The serving outputs are [0, 1]-normalized boxes; compare the scores, which both give.
+    np.testing.assert_allclose(served["detection_scores"].numpy(), bf16["scores"].numpy(),
+                               atol=1e-6)
+    difference = np.abs(served["detection_scores"].numpy() - float32["scores"].numpy()).max()
+    assert 0 < difference < 0.05, difference
+
+
+def test_tflite_refuses_bfloat16(tmp_path):
+    """TFLite computes in float32: --precision bfloat16 is refused before the model loads,
+    naming the flag and the quantizations to use instead."""
+    result = run_cli("export", "--weights", str(tmp_path / "model.keras"), "--out",
+                     str(tmp_path / "m.tflite"), "--format", "tflite", "--precision",
+                     "bfloat16")
+    assert result.returncode == 2
+    assert "--precision=bfloat16" in result.stderr and "--quantization" in result.stderr

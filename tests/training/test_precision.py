@@ -15,7 +15,7 @@ from mrcnn_tf.modeling import losses
 from mrcnn_tf.modeling.mask_rcnn import LOSS_NAMES, MaskRCNN
 from mrcnn_tf.training import device_plan, precision
 
-from helpers import (build_under_policy, fit_until, skip_unless_cpu_runs,  # noqa: E402
+from helpers import (fit_until, skip_unless_cpu_runs,  # noqa: E402
                      small_model_config, two_image_training_set)
 
 SIZE = 64
@@ -92,6 +92,50 @@ def test_set_precision_rejects_unknown_names():
     with pytest.raises(ValueError, match="--mixed_precision"):
         precision.wrap_optimizer(keras.optimizers.SGD(), "bfloat16")
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_inference_precision_flag_maps_to_a_policy(monkeypatch):
+    """--precision: float32 and bfloat16 map to their policies; auto picks bfloat16 only for
+    a ResNet model on a CPU with bfloat16 instructions, no oneDNN cap and no GPU; anything
+    else is refused by name."""
+    assert precision.inference_policy("float32") == "float32"
+    assert precision.inference_policy("bfloat16") == "mixed_bfloat16"
+    with pytest.raises(ValueError, match=r"--precision='fp16'.*'bfloat16', 'auto'"):
+        precision.inference_policy("fp16")
+    for name in precision.cpu_support.ISA_CAP_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(precision.tf.config, "list_physical_devices", lambda kind: [])
+    monkeypatch.setattr(precision.cpu_support, "has_bf16_instructions", lambda: True)
+    assert precision.inference_policy("auto") == "mixed_bfloat16"
+    assert precision.inference_policy("auto", tiny_config()) == "float32"  # gains < casts
+    assert precision.inference_policy("auto", tiny_config(backbone="resnet50")) == (
+        "mixed_bfloat16")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")  # bf16 converted in software
+    assert precision.inference_policy("auto") == "float32"
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setattr(precision.cpu_support, "has_bf16_instructions", lambda: False)
+    assert precision.inference_policy("auto") == "float32"
+
+
+def test_bf16_instructions_are_read_from_the_cpu_flags():
+    has = precision.cpu_support.has_bf16_instructions
+    assert has({"avx2", "amx_bf16"}) and has({"avx512_bf16"})
+    assert not has({"avx2", "avx512f", "avx512_vnni"}) and not has(set())
+
+
+def test_with_policy_rebuilds_with_the_same_weights(trained):
+    """with_policy gives the model itself in its own policy, and otherwise a new model
+    computing in the other policy with equal weights, leaving the global policy as it was."""
+    skip_unless_cpu_runs("mixed_bfloat16")
+    model, _, _ = trained
+    assert precision.with_policy(model, "float32") is model
+    bf16 = precision.with_policy(model, "mixed_bfloat16")
+    assert bf16 is not model and precision.compute_policy(bf16) == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert type(bf16) is type(model) and bf16.config == model.config
+    for ours, theirs in zip(bf16.weights, model.weights, strict=True):
+        assert ours.path == theirs.path and ours.dtype == "float32"
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
 def test_set_precision_sets_the_global_policy():
@@ -372,7 +416,7 @@ def test_mixed_bfloat16_inference_matches_float32(trained):
     skip_unless_cpu_runs("mixed_bfloat16")
     model, images, _ = trained
     expected = model(images)
-    bf16 = build_under_policy(model.config, "mixed_bfloat16", model.get_weights())
+    bf16 = precision.with_policy(model, "mixed_bfloat16")  # what --precision bfloat16 runs
     got = bf16(images)
     for key in ("boxes", "scores", "masks"):
         assert got[key].dtype == tf.float32
