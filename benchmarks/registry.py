@@ -77,6 +77,9 @@ TASKS = (
     Task("precision_agreement", "bfloat16 against float32 on a trained model: COCO APs, "
                                 "detection agreement, latency at a realistic threshold",
          "benchmarks.tasks.precision_agreement"),
+    Task("tflite_accuracy", "a trained model's TFLite files (float32, int8_dynamic, full-integer "
+                            "int8): COCO APs against Keras, file size, latency",
+         "benchmarks.tasks.tflite_accuracy"),
     Task("input_vs_step", "input pipeline images/s against the training step it feeds",
          "benchmarks.tasks.input_vs_step"),
     Task("coco_scale", "COCO-scale data path: padding per batch_padding, training images/s, "

@@ -8,14 +8,19 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "export: artifact kind.")
 flags.DEFINE_boolean("full_image_masks", False, "export saved_model: full-image masks "
                      "[B, N, H, W] instead of 28x28 box-relative ones.")
-flags.DEFINE_enum("quantization", "float32", ["float32", "float16", "int8_dynamic"],
-                  "export tflite: weight type.")
+flags.DEFINE_enum("quantization", "float32", ["float32", "float16", "int8_dynamic", "int8"],
+                  "export tflite: float16 or int8_dynamic weights (float activations), or "
+                  "int8: full integer, activations too, calibrated on --calibration images.")
+flags.DEFINE_list("calibration", None, "export tflite --quantization int8: images like those "
+                  "the model will see (files, folders, globs), to set the int8 ranges.")
+flags.DEFINE_integer("calibration_images", 100, "export tflite --quantization int8: use at "
+                     "most this many of the --calibration images, evenly spaced.")
 
 SUMMARY = "SavedModel for TF Serving, or a builtin-ops TFLite file"
 USAGE = ("--weights MODEL.keras|RUN_DIR --out exports/NAME [--format saved_model|tflite] "
-         "[--precision float32|bfloat16|auto]")
+         "[--precision float32|bfloat16|auto] [--quantization int8 --calibration IMAGES]")
 FLAG_NAMES = common.MODEL_FLAGS + ("out", "format", "full_image_masks", "quantization",
-                                   "precision")
+                                   "calibration", "calibration_images", "precision")
 
 
 def main():
@@ -26,6 +31,7 @@ def main():
         raise common.UsageError(f"--precision={FLAGS.precision}: TFLite computes in float32; "
                                 "use --quantization float16 or int8_dynamic for a smaller "
                                 "or faster TFLite file")
+    calibration = _calibration_paths()
     model = common.load_model_in_precision()
     if FLAGS.format == "saved_model":
         from mrcnn_tf.export.saved_model import export_saved_model  # noqa: PLC0415
@@ -33,6 +39,46 @@ def main():
         print(f"SavedModel written to {path}")
     else:
         from mrcnn_tf.export.tflite import export_tflite  # noqa: PLC0415
-        info = export_tflite(model, FLAGS.out, quantization=FLAGS.quantization)
+        images = None if calibration is None else _read_calibration_images(calibration)
+        info = export_tflite(model, FLAGS.out, quantization=FLAGS.quantization,
+                             calibration_images=images)
         print(f"TFLite ({FLAGS.quantization}) written to {info['path']}: "
               f"{info['size_bytes'] / 1e6:.2f} MB")
+
+
+def _calibration_paths():
+    """--calibration's image paths (at most --calibration_images, evenly spaced over the
+    sorted list) for --quantization int8; None otherwise. UsageError for a missing or
+    misplaced flag, or a pattern that names no image."""
+    int8 = FLAGS.format == "tflite" and FLAGS.quantization == "int8"
+    if not int8:
+        if FLAGS.calibration:
+            raise common.UsageError("--calibration: only --format tflite --quantization int8 "
+                                    "is calibrated")
+        return None
+    if not FLAGS.calibration:
+        raise common.UsageError("--quantization int8: needs --calibration IMAGES (about 100 "
+                                "images like those the model will see) to set the int8 ranges")
+    if FLAGS.calibration_images < 1:
+        raise common.UsageError(f"--calibration_images={FLAGS.calibration_images}: expected "
+                                "an integer >= 1")
+    from mrcnn_tf import prediction  # noqa: PLC0415
+    try:
+        paths = prediction.expand_inputs(FLAGS.calibration)
+    except ValueError as error:
+        raise common.UsageError(f"--calibration: {error}") from None
+    step = max(1, len(paths) / FLAGS.calibration_images)
+    return [paths[int(i * step)] for i in range(min(len(paths), FLAGS.calibration_images))]
+
+
+def _read_calibration_images(paths):
+    """Yields each readable image of `paths` (uint8 [H, W, 3]); an unreadable one is skipped
+    with a warning naming it."""
+    from absl import logging  # noqa: PLC0415
+
+    from mrcnn_tf.data.images import ImageReadError, read_image  # noqa: PLC0415
+    for path in paths:
+        try:
+            yield read_image(path)
+        except ImageReadError as error:
+            logging.warning("--calibration: skipped %s", error)

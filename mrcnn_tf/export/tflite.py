@@ -7,7 +7,7 @@ static shape policy (`static_shapes=True`: the gather-only RoIAlign in every poo
 mask and keypoint, and the heads on all rows). It converts with `tf.lite.OpsSet.TFLITE_BUILTINS`
 alone: no Flex (select TensorFlow) ops and no custom ops, so the plain LiteRT interpreter runs
 it on phones. Ops it lowers to include CONV_2D, RESIZE_BILINEAR, TOPK_V2, GATHER,
-NON_MAX_SUPPRESSION_V4, WHILE (the batch map over NMS), SELECT_V2 and arithmetic. The keypoint
+NON_MAX_SUPPRESSION_V4 (one image: no batch map, so no WHILE), SELECT_V2 and arithmetic. The keypoint
 heatmap decode (`ops.keypoints.heatmaps_to_keypoints` on the 56 x 56 maps, no resize) adds
 ARG_MAX, FLOOR_DIV and FLOOR_MOD (and RESHAPE, TRANSPOSE, REDUCE_MAX, EXP, SUM, which the rest
 of the graph has too).
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -43,7 +43,7 @@ from mrcnn_tf.export import saved_model
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
 from mrcnn_tf.ops import keypoints as keypoint_ops
 
-QUANTIZATIONS = ("float32", "float16", "int8_dynamic")
+QUANTIZATIONS = ("float32", "float16", "int8_dynamic", "int8")
 SIGNATURE_KEY = "serving_default"
 INPUT_NAME = "images"
 # A Mask R-CNN's outputs (mask head, no keypoints); `output_names` gives any model's. The
@@ -151,11 +151,16 @@ def _check_input_size(input_size, config):
 
 
 def convert_tflite(model, quantization: str = "float32",
-                   input_size: Optional[Sequence[int]] = None) -> bytes:
+                   input_size: Optional[Sequence[int]] = None,
+                   calibration_images: Optional[Iterable] = None) -> bytes:
     """Converts `model` to TFLite flatbuffer bytes; see `export_tflite` for the arguments."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"export_tflite quantization={quantization!r}: expected one of "
                          f"{QUANTIZATIONS}")
+    if (quantization == "int8") != (calibration_images is not None):
+        raise ValueError(f"export_tflite quantization={quantization!r}: calibration_images "
+                         "are needed by 'int8' (full-integer: activation ranges come from "
+                         "them) and by nothing else")
     _check_model(model)
     # Arguments are checked before the (slow) copy and trace.
     height, width = _check_input_size(input_size, model.config)
@@ -175,7 +180,31 @@ def convert_tflite(model, quantization: str = "float32",
         del detector, serve, inference_model
         converter = tf.lite.TFLiteConverter.from_saved_model(folder,
                                                              signature_keys=[SIGNATURE_KEY])
+        if quantization == "int8":
+            converter.representative_dataset = _representative_dataset(
+                calibration_images, height, width)
         return _convert(converter, quantization)
+
+
+def _representative_dataset(images, height, width):
+    """The converter's calibration inputs: each of `images` (uint8 [h, w, 3]) resized to the
+    exported input size, as {"images": uint8 [1, height, width, 3]}. Raises ValueError naming
+    the first image that is not uint8 [h, w, 3], or when there is none."""
+    def generate():
+        count = 0
+        for index, image in enumerate(images):
+            image = np.asarray(image)
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+                raise ValueError(f"export_tflite calibration image {index}: expected uint8 "
+                                 f"[H, W, 3], got {image.dtype} {list(image.shape)}")
+            if image.shape[:2] != (height, width):
+                image = np.clip(np.round(tf.image.resize(image, (height, width)).numpy()),
+                                0, 255).astype(np.uint8)
+            count += 1
+            yield {INPUT_NAME: image[None]}
+        if not count:
+            raise ValueError("export_tflite calibration_images: expected at least one image")
+    return generate
 
 
 def _convert(converter, quantization: str) -> bytes:
@@ -191,11 +220,46 @@ def _convert(converter, quantization: str) -> bytes:
         # No representative dataset: weights are stored as int8, activations stay float
         # (dynamic-range quantization).
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantization == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                               tf.lite.OpsSet.TFLITE_BUILTINS]
+        return _quantize_feature_ops(converter)
     return converter.convert()
 
 
+# The ops an "int8" file computes in int8: the convolutions, dense layers, transposed
+# convolutions and pooling of the backbone, FPN and heads, where the FLOPs are. Everything
+# else stays float32: the box and anchor arithmetic (pixel coordinates, a 1024 px image in 256
+# steps of 4 px), the softmax scores, RoIAlign's bilinear weights, NMS. Quantizing those too
+# took the demo model's box AP from 0.77 to 0.31 (python -m benchmarks tflite_accuracy).
+INT8_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "MAX_POOL_2D")
+
+
+def _quantize_feature_ops(converter) -> bytes:
+    """Full-integer quantization of the `INT8_OPS` alone (weights per channel, activations
+    per tensor, ranges from the converter's representative dataset), every other op float32.
+
+    The converter is run in calibrate-only mode (the float model with every tensor's range
+    recorded), then quantized with every other op type of the calibrated model denylisted:
+    the two steps `tf.lite.experimental.QuantizationDebugger` takes for selective
+    quantization, here without its instrumented debug model.
+    """
+    from tensorflow.lite.python import convert as lite_convert  # noqa: PLC0415
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True  # pylint: disable=protected-access
+    calibrated = converter.convert()
+    ops = {op["op_name"] for op in
+           tf.lite.Interpreter(model_content=calibrated)._get_ops_details()}  # noqa: SLF001
+    return lite_convert.mlir_quantize(
+        calibrated, disable_per_channel=False, fully_quantize=False,
+        enable_numeric_verify=False, denylisted_ops=sorted(ops - set(INT8_OPS)),
+        denylisted_nodes=[])
+
+
 def export_tflite(model, path: str, quantization: str = "float32",
-                  input_size: Optional[Sequence[int]] = None) -> dict:
+                  input_size: Optional[Sequence[int]] = None,
+                  calibration_images: Optional[Iterable] = None) -> dict:
     """Writes `model` as a TFLite file that runs with builtin ops only.
 
     Args:
@@ -205,14 +269,19 @@ def export_tflite(model, path: str, quantization: str = "float32",
         renamed, so a reader never sees a partial file.
       quantization: "float32"; "float16" (weights stored as float16, computed in float32 by
         the CPU interpreter); "int8_dynamic" (dynamic-range: int8 weights, float activations,
-        no calibration data).
+        no calibration data); "int8" (full integer for the convolutions, dense layers and
+        pooling, `INT8_OPS`: int8 weights and activations; the box arithmetic, scores,
+        RoIAlign and NMS stay float32; needs `calibration_images`).
       input_size: (H, W) of the one image the file accepts; default
         (config.image_max_size, config.image_max_size). Images of another size must be
         resized by the caller (the outputs are normalized, so they map back to any size).
+      calibration_images: for "int8" only: an iterable of uint8 [h, w, 3] images like the
+        ones the file will see (about 100 is typical), each resized to input_size; the
+        converter runs the float model on them to set every activation's int8 range.
     Returns:
       dict "path" (str), "size_bytes" (int).
     """
-    content = convert_tflite(model, quantization, input_size)
+    content = convert_tflite(model, quantization, input_size, calibration_images)
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)

@@ -42,10 +42,17 @@ def batched_nms_padded(boxes, scores, max_output_size, iou_threshold,
                                     score_threshold)
         return indices, count
 
-    indices, counts = tf.map_fn(
-        one_image, (boxes, scores),
-        fn_output_signature=(tf.TensorSpec([max_output_size], tf.int32),
-                             tf.TensorSpec([], tf.int32)))
+    if boxes.shape[0] == 1:
+        # One image of a static batch (the TFLite export): no map_fn, so no WHILE op. TFLite's
+        # int8 calibrator crashes on a WHILE whose body passes a tensor through unchanged
+        # (the loop's captured inputs; tensorflow/tensorflow#75140, TF 2.14 and later).
+        index, count = one_image((boxes[0], scores[0]))
+        indices, counts = index[None], count[None]
+    else:
+        indices, counts = tf.map_fn(
+            one_image, (boxes, scores),
+            fn_output_signature=(tf.TensorSpec([max_output_size], tf.int32),
+                                 tf.TensorSpec([], tf.int32)))
     valid = tf.range(max_output_size)[None, :] < counts[:, None]
     return indices, valid
 

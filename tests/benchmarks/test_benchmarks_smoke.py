@@ -212,8 +212,8 @@ def test_export_covers_savedmodel_and_each_tflite_precision(smoke_run):
     _, results, _, _ = smoke_run
     rows = results["benchmarks"]["export"]["results"]["rows"]
     measured = {(r["format"], r["precision"]) for r in rows if r["status"] == "ok"}
-    assert {("savedmodel", "float32"), ("tflite", "float32"), ("tflite", "float16")} <= measured
-    assert any(p.startswith("int8") for f, p in measured if f == "tflite")
+    assert {("savedmodel", "float32"), ("tflite", "float32"), ("tflite", "float16"),
+            ("tflite", "int8_dynamic"), ("tflite", "int8")} <= measured
     for row in rows:
         assert row["status"] in ("ok", "unsupported"), row
         if row["status"] == "unsupported":

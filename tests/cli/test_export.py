@@ -33,12 +33,25 @@ def test_export_saved_model_from_the_command_line(tmp_path):
 
 
 def test_export_tflite_from_the_command_line(tmp_path):
+    """A full-integer int8 file calibrated on a folder of images: an unreadable one is skipped
+    with a warning naming it, and the file is written (float16 and int8_dynamic go through
+    the same command; tests/export/test_tflite.py covers every quantization)."""
+    import cv2
+    import numpy as np
+
     weights = _save_shapes_model(tmp_path)
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for i in range(3):
+        image = np.random.default_rng(i).integers(0, 256, (48 + 16 * i, 64, 3), np.uint8)
+        cv2.imwrite(str(calibration / f"{i}.png"), image)
+    (calibration / "broken.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "model.tflite"
-    result = run_cli("export", "--weights", weights, "--out", str(out),
-                     "--format", "tflite", "--quantization", "float16")
+    result = run_cli("export", "--weights", weights, "--out", str(out), "--format", "tflite",
+                     "--quantization", "int8", "--calibration", str(calibration))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert out.stat().st_size > 0 and "float16" in result.stdout
+    assert out.stat().st_size > 0 and "TFLite (int8)" in result.stdout
+    assert "skipped" in result.stderr and "broken.jpg" in result.stderr
 
 
 def test_export_bfloat16_saved_model_computes_in_bfloat16(tmp_path):
@@ -81,3 +94,17 @@ def test_tflite_refuses_bfloat16(tmp_path):
                      "bfloat16")
     assert result.returncode == 2
     assert "--precision=bfloat16" in result.stderr and "--quantization" in result.stderr
+
+
+def test_int8_needs_calibration_images(tmp_path):
+    """--quantization int8 without --calibration, or --calibration naming no image, is refused
+    before the model loads, naming the flag; --calibration is refused where nothing is
+    calibrated."""
+    base = ("export", "--weights", str(tmp_path / "model.keras"), "--out",
+            str(tmp_path / "m.tflite"), "--format", "tflite")
+    result = run_cli(*base, "--quantization", "int8")
+    assert result.returncode == 2 and "needs --calibration IMAGES" in result.stderr
+    result = run_cli(*base, "--quantization", "int8", "--calibration", str(tmp_path / "none"))
+    assert result.returncode == 2 and "--calibration: input" in result.stderr
+    result = run_cli(*base, "--calibration", str(tmp_path))
+    assert result.returncode == 2 and "only --format tflite --quantization int8" in result.stderr

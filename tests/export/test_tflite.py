@@ -158,6 +158,60 @@ def test_quantized_variants_are_smaller_and_close(model, images, float32_export,
     assert sizes["int8_dynamic"] < 0.45 * float32_export["size_bytes"]
 
 
+def _op_dtypes(path):
+    """[(op name, [input dtypes], [output dtypes])] of the main subgraph."""
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    tensors = interpreter.get_tensor_details()
+
+    def dtypes(indices):
+        return [tensors[i]["dtype"] for i in indices if i >= 0]
+
+    return [(op["op_name"], dtypes(op["inputs"]), dtypes(op["outputs"]))
+            for op in interpreter._get_ops_details()]
+
+
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
+def test_int8_quantizes_the_feature_ops_and_keeps_coordinates_float(model, images,
+                                                                    float32_export, tmp_path):
+    """--quantization int8: every convolution and dense layer computes int8 -> int8 (ranges
+    from the calibration images, one of another size, resized), the box arithmetic and NMS
+    stay float32, no WHILE op is left for the calibrator to trip on, and the detections
+    keep the float32 file's score distribution."""
+    calibration = images + [generate_shapes_example(9, image_size=SIZE + 16)["image"]]
+    info = tflite.export_tflite(model, tmp_path / "int8.tflite", "int8",
+                                calibration_images=iter(calibration))
+    ops = _op_dtypes(info["path"])
+    names = {name for name, _, _ in ops}
+    assert "WHILE" not in names and not {n for n in names if n.startswith("Flex")}
+    quantized = [(name, outputs) for name, _, outputs in ops if name in tflite.INT8_OPS]
+    assert quantized and all(outputs == [np.int8] for _, outputs in quantized), quantized
+    assert {"CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"} <= {n for n, _ in quantized}
+    nms = [inputs for name, inputs, _ in ops if name.startswith("NON_MAX_SUPPRESSION")]
+    assert nms and all(inputs[:2] == [np.float32, np.float32] for inputs in nms)
+    arithmetic = {outputs[0] for name, _, outputs in ops if name in ("EXP", "SUB", "MUL")}
+    assert np.float32 in arithmetic and np.int8 not in arithmetic  # (int32: index math)
+    assert info["size_bytes"] < 0.45 * float32_export["size_bytes"]
+    for ref, lite in zip(_run(float32_export["path"], images), _run(info["path"], images)):
+        n = int(ref["num_detections"][0])
+        assert int(lite["num_detections"][0]) == n
+        assert np.isfinite(lite["detection_masks"]).all()
+        np.testing.assert_allclose(np.sort(lite["detection_scores"][0, :n]),
+                                   np.sort(ref["detection_scores"][0, :n]), atol=0.05)
+
+
+def test_int8_needs_usable_calibration_images(model, tmp_path):
+    with pytest.raises(ValueError, match="calibration_images are needed by 'int8'"):
+        tflite.export_tflite(model, tmp_path / "m.tflite", "int8")
+    with pytest.raises(ValueError, match="calibration_images are needed by 'int8'"):
+        tflite.export_tflite(model, tmp_path / "m.tflite", "float32", calibration_images=[])
+    good = np.zeros([SIZE, SIZE, 3], np.uint8)
+    with pytest.raises(ValueError, match=r"calibration image 1: expected uint8 \[H, W, 3\], "
+                                         r"got float32 \[64, 64\]"):
+        tflite.export_tflite(model, tmp_path / "m.tflite", "int8",
+                             calibration_images=[good, np.zeros([SIZE, SIZE], np.float32)])
+    assert not list(tmp_path.iterdir())
+
+
 def test_bad_arguments(model, tmp_path):
     with pytest.raises(ValueError, match="quantization='int4'"):
         tflite.export_tflite(model, tmp_path / "m.tflite", "int4")
