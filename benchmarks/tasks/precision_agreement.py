@@ -15,7 +15,6 @@ detection of box IoU >= 0.9, and those pairs' mask IoU and score difference.
 Prints the numbers as JSON and a markdown table; writes the JSON to --out (atomically).
 """
 
-import json
 import os
 import statistics
 import time
@@ -24,47 +23,39 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from benchmarks import agreement  # noqa: E402
-from benchmarks.results_files import write_text_atomic  # noqa: E402
+from benchmarks import agreement, trained_model  # noqa: E402
 from benchmarks.tables import table  # noqa: E402
-from mrcnn_tf.data.synthetic import synthetic_set_for  # noqa: E402
+from mrcnn_tf import demo  # noqa: E402
 from mrcnn_tf.evaluation import evaluator  # noqa: E402
 from mrcnn_tf.training import precision  # noqa: E402
-from mrcnn_tf.training.weights import load_model  # noqa: E402
 
-EVAL_SEED = 1000  # the demo's held-out images (mrcnn_tf.demo.EVAL_SEED)
 POLICIES = ("float32", "mixed_bfloat16")
-APS = ("bbox/AP", "bbox/AP50", "segm/AP", "segm/AP50")
 
 
 def add_arguments(parser):
-    parser.add_argument("--weights", required=True, help="a .keras model or run folder")
-    parser.add_argument("--images", type=int, default=200, help="held-out synthetic images")
+    trained_model.add_arguments(parser)
     parser.add_argument("--score_threshold", type=float, default=0.5,
                         help="detections kept for the agreement and the timing")
-    parser.add_argument("--out", default=None, help="write the numbers as JSON here")
 
 
 def run(weights, num_images=200, score_threshold=0.5):
     """{"rows": one per policy (APs, ms per image, detections per image), "agreement":
     bfloat16's detections against float32's, "settings"}."""
-    float32_model = load_model(weights)
+    float32_model, _, examples = trained_model.model_and_examples(weights, num_images)
     config = float32_model.config
-    examples = synthetic_set_for(config).make_arrays(num_images, EVAL_SEED,
-                                                     config.image_max_size)
     rows, kept = [], {}
     for policy in POLICIES:
         model = precision.with_policy(float32_model, policy)
         metrics = evaluator.evaluate_model(model, examples, model.label_map,
                                            print_summary=False)
         seconds, kept[policy] = _timed_predictions(model, examples, score_threshold)
-        rows.append({"precision": policy, **{k: round(metrics[k], 4) for k in APS},
+        rows.append({"precision": policy, **trained_model.ap_values(metrics),
                      "ms_per_image_median": round(1000 * statistics.median(seconds), 2),
                      "ms_per_image_mean": round(1000 * statistics.mean(seconds), 2),
                      "detections_per_image": round(
                          float(np.mean([len(p["boxes"]) for p in kept[policy]])), 2)})
     return {"rows": rows, "agreement": _agreement(kept["float32"], kept["mixed_bfloat16"]),
-            "settings": {"weights": weights, "images": num_images, "seed": EVAL_SEED,
+            "settings": {"weights": weights, "images": num_images, "seed": demo.EVAL_SEED,
                          "score_threshold": score_threshold, "config": config.name}}
 
 
@@ -132,9 +123,4 @@ def markdown(results):
 def main(args):
     """Measures, prints JSON and markdown, writes --out; exit status 0."""
     results = run(args.weights, args.images, args.score_threshold)
-    text = json.dumps(results, indent=1)
-    print(text)
-    print("\n".join(markdown(results)))
-    if args.out:
-        write_text_atomic(args.out, text + "\n")
-    return 0
+    return trained_model.report(results, markdown(results), args.out)

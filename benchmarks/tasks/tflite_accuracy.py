@@ -14,7 +14,6 @@ invoke per image, median, with this process's threads.
 Prints the numbers as JSON and a markdown table; writes the JSON to --out (atomically).
 """
 
-import json
 import os
 import statistics
 import tempfile
@@ -24,26 +23,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from benchmarks.results_files import write_text_atomic  # noqa: E402
+from benchmarks import trained_model  # noqa: E402
 from benchmarks.tables import table  # noqa: E402
-from mrcnn_tf import postprocess  # noqa: E402
-from mrcnn_tf.data.synthetic import synthetic_set_for  # noqa: E402
+from mrcnn_tf import demo, postprocess  # noqa: E402
 from mrcnn_tf.evaluation import evaluator  # noqa: E402
 from mrcnn_tf.export import tflite  # noqa: E402
-from mrcnn_tf.training.weights import load_model  # noqa: E402
 
-EVAL_SEED = 1000  # the demo's held-out images (mrcnn_tf.demo.EVAL_SEED)
-CALIBRATION_SEED = 0  # the demo's training images (mrcnn_tf.demo.TRAIN_SEED)
 QUANTIZATIONS = ("float32", "int8_dynamic", "int8")
-APS = ("bbox/AP", "bbox/AP50", "segm/AP", "segm/AP50")
 
 
 def add_arguments(parser):
-    parser.add_argument("--weights", required=True, help="a .keras model or run folder")
-    parser.add_argument("--images", type=int, default=200, help="held-out synthetic images")
+    trained_model.add_arguments(parser)
     parser.add_argument("--calibration_images", type=int, default=100,
-                        help="synthetic training images that calibrate the int8 file")
-    parser.add_argument("--out", default=None, help="write the numbers as JSON here")
+                        help="synthetic training images (the demo's training seed) that "
+                             "calibrate the int8 file")
 
 
 class TFLitePredictor:
@@ -79,20 +72,18 @@ class TFLitePredictor:
 def run(weights, num_images=200, calibration_images=100):
     """{"rows": the Keras model's, then one per quantization (APs, file MB, ms per image),
     "settings"}."""
-    model = load_model(weights)
+    model, synthetic, examples = trained_model.model_and_examples(weights, num_images)
     config = model.config
-    synthetic = synthetic_set_for(config)
-    examples = synthetic.make_arrays(num_images, EVAL_SEED, config.image_max_size)
     keras_metrics = evaluator.evaluate_model(model, examples, model.label_map,
                                              print_summary=False)
     rows = [{"runtime": "keras", "quantization": "float32",
-             **{k: round(keras_metrics[k], 4) for k in APS}}]
+             **trained_model.ap_values(keras_metrics)}]
     with tempfile.TemporaryDirectory(prefix="mrcnn-tflite-accuracy-") as folder:
         for quantization in QUANTIZATIONS:
             calibration = None
             if quantization == "int8":
                 calibration = (e["image"] for e in synthetic.make_arrays(
-                    calibration_images, CALIBRATION_SEED, config.image_max_size))
+                    calibration_images, demo.TRAIN_SEED, config.image_max_size))
             path = os.path.join(folder, f"{quantization}.tflite")
             start = time.perf_counter()
             info = tflite.export_tflite(model, path, quantization,
@@ -102,13 +93,13 @@ def run(weights, num_images=200, calibration_images=100):
             metrics = evaluator.evaluate_model(predictor, examples, model.label_map,
                                                print_summary=False)
             rows.append({"runtime": "ai_edge_litert", "quantization": quantization,
-                         **{k: round(metrics[k], 4) for k in APS},
+                         **trained_model.ap_values(metrics),
                          "file_mb": round(info["size_bytes"] / 1e6, 2),
                          "export_s": round(export_s, 1),
                          "ms_per_image_median": round(
                              1000 * statistics.median(predictor.seconds), 2)})
     return {"rows": rows, "settings": {"weights": weights, "images": num_images,
-                                       "seed": EVAL_SEED,
+                                       "seed": demo.EVAL_SEED,
                                        "calibration_images": calibration_images,
                                        "config": config.name,
                                        "input_size": config.image_max_size}}
@@ -126,9 +117,4 @@ def markdown(results):
 def main(args):
     """Measures, prints JSON and markdown, writes --out; exit status 0."""
     results = run(args.weights, args.images, args.calibration_images)
-    text = json.dumps(results, indent=1)
-    print(text)
-    print("\n".join(markdown(results)))
-    if args.out:
-        write_text_atomic(args.out, text + "\n")
-    return 0
+    return trained_model.report(results, markdown(results), args.out)

@@ -1,0 +1,63 @@
+"""The tasks that measure a trained model (`python -m benchmarks precision_agreement`,
+`tflite_accuracy`) run end to end on a small untrained model and two held-out images: every
+row is there with its APs in COCO's range and its timings positive, and the markdown table
+has a line per row. How well anything scores is never asserted (the model is untrained)."""
+
+import sys
+import pathlib
+
+import keras
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from benchmarks import trained_model  # noqa: E402
+from benchmarks.tasks import precision_agreement, tflite_accuracy  # noqa: E402
+from mrcnn_tf.modeling.mask_rcnn import MaskRCNN  # noqa: E402
+
+from helpers import skip_unless_cpu_runs, small_model_config  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    model = MaskRCNN(small_model_config(64))
+    model.build()
+    path = tmp_path_factory.mktemp("trained") / "model.keras"
+    model.save(str(path))
+    return str(path)
+
+
+def _check_aps(row):
+    for key in trained_model.APS:
+        assert -1.0 <= row[key] <= 1.0, (key, row)
+
+
+def test_precision_agreement_compares_bfloat16_with_float32(weights):
+    skip_unless_cpu_runs("mixed_bfloat16")
+    results = precision_agreement.run(weights, num_images=2, score_threshold=0.0)
+    assert [r["precision"] for r in results["rows"]] == ["float32", "mixed_bfloat16"]
+    for row in results["rows"]:
+        _check_aps(row)
+        assert row["ms_per_image_median"] > 0 and row["detections_per_image"] > 0
+    agreement = results["agreement"]
+    assert agreement["float32_detections"] > 0
+    assert 0 <= agreement["matched"] <= agreement["float32_detections"]
+    assert len(precision_agreement.markdown(results)) == 2 + 2 + 1 + 2 + 1
+
+
+def test_tflite_accuracy_scores_every_quantization(weights):
+    results = tflite_accuracy.run(weights, num_images=2, calibration_images=2)
+    rows = results["rows"]
+    assert [(r["runtime"], r["quantization"]) for r in rows] == [
+        ("keras", "float32"), ("ai_edge_litert", "float32"),
+        ("ai_edge_litert", "int8_dynamic"), ("ai_edge_litert", "int8")]
+    for row in rows:
+        _check_aps(row)
+    for row in rows[1:]:
+        assert row["file_mb"] > 0 and row["ms_per_image_median"] > 0
+    # The float32 file scores as Keras does (same detections, to float rounding).
+    for key in trained_model.APS:
+        assert abs(rows[1][key] - rows[0][key]) < 0.02, key
+    assert len(tflite_accuracy.markdown(results)) == 2 + len(rows)
