@@ -19,11 +19,14 @@ import tensorflow as tf
 from benchmarks import timing
 
 DTYPES = ("float32", "bfloat16")
-# (batch, height, width, channels) of the R50-FPN's 3x3 convolutions at 512 px, channels in =
-# out: ResNet stages 2 to 5, the FPN output / RPN convolutions at strides 4 and 8, and the
-# mask head (100 RoIs of 14x14).
+# (batch, height, width, channels) of the R50-FPN's 3x3 convolutions, channels in = out: at
+# 512 px, ResNet stages 2 to 5, the FPN output / RPN convolutions at strides 4 and 8, and the
+# mask head (100 RoIs of 14x14); at 1024 px, stage 2 and the stride-4 FPN / RPN map; a batch
+# of 4 at 512 px. AMX's bfloat16 rate grows with the map (the stride-4 map at 1024 px ran at
+# about twice the rate of the stride-8 map at 512 px), so the large maps must be there.
 CONV_SHAPES = ((1, 128, 128, 64), (1, 64, 64, 128), (1, 32, 32, 256), (1, 16, 16, 512),
-               (1, 128, 128, 256), (1, 64, 64, 256), (100, 14, 14, 256))
+               (1, 128, 128, 256), (1, 64, 64, 256), (100, 14, 14, 256),
+               (1, 256, 256, 64), (1, 256, 256, 256), (4, 64, 64, 256))
 # (m, k, n) of the box head's two fully connected layers over 1000 proposals.
 MATMUL_SHAPES = ((1000, 12544, 1024), (1000, 1024, 1024))
 

@@ -74,6 +74,8 @@ TASKS = (
          "benchmarks.tasks.gpu"),
     Task("precision", "mixed precision and XLA: step times of one model per variant, timed "
                       "interleaved (small or r50)", "benchmarks.tasks.precision"),
+    Task("op_profile", "where inference time goes: one traced call's op times by op type and "
+                       "by model part", "benchmarks.tasks.op_profile"),
     Task("precision_agreement", "bfloat16 against float32 on a trained model: COCO APs, "
                                 "detection agreement, latency at a realistic threshold",
          "benchmarks.tasks.precision_agreement"),

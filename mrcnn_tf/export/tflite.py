@@ -7,10 +7,10 @@ static shape policy (`static_shapes=True`: the gather-only RoIAlign in every poo
 mask and keypoint, and the heads on all rows). It converts with `tf.lite.OpsSet.TFLITE_BUILTINS`
 alone: no Flex (select TensorFlow) ops and no custom ops, so the plain LiteRT interpreter runs
 it on phones. Ops it lowers to include CONV_2D, RESIZE_BILINEAR, TOPK_V2, GATHER,
-NON_MAX_SUPPRESSION_V4 (one image: no batch map, so no WHILE), SELECT_V2 and arithmetic. The keypoint
-heatmap decode (`ops.keypoints.heatmaps_to_keypoints` on the 56 x 56 maps, no resize) adds
-ARG_MAX, FLOOR_DIV and FLOOR_MOD (and RESHAPE, TRANSPOSE, REDUCE_MAX, EXP, SUM, which the rest
-of the graph has too).
+NON_MAX_SUPPRESSION_V4 (on the one image directly: no batch map, so no WHILE), SELECT_V2 and
+arithmetic. The keypoint heatmap decode (`ops.keypoints.heatmaps_to_keypoints` on the 56 x 56
+maps, no resize) adds ARG_MAX, FLOOR_DIV and FLOOR_MOD (and RESHAPE, TRANSPOSE, REDUCE_MAX,
+EXP, SUM, which the rest of the graph has too).
 
 Signature "serving_default", input "images" uint8 [1, H, W, 3] RGB 0..255, outputs
 (D = config.detections_per_image, K = config.num_keypoints; rows past num_detections are

@@ -61,3 +61,23 @@ def test_tflite_accuracy_scores_every_quantization(weights):
     for key in trained_model.APS:
         assert abs(rows[1][key] - rows[0][key]) < 0.02, key
     assert len(tflite_accuracy.markdown(results)) == 2 + len(rows)
+
+
+def test_op_profile_sums_op_times_by_type_and_part():
+    """`python -m benchmarks op_profile` on a tiny model: the op times by type and by part
+    add up to the same total, the convolutions and each head are found by name, and the
+    slowest nodes are listed."""
+    from benchmarks.tasks import op_profile
+
+    result = op_profile.profile(size=64, precision="float32", warmup=1, repeats=1,
+                                preset="shapes_tiny")
+    total = result["op_ms"]
+    assert total > 0 and result["wall_ms"] > 0
+    for key in ("by_type", "by_part"):
+        assert abs(sum(r["ms"] for r in result[key]) - total) < 0.01 * total + 0.1, key
+    types = {r["op"] for r in result["by_type"]}
+    assert any(op_profile.CONVOLUTIONS.search(op) for op in types), types
+    parts = {r["part"] for r in result["by_part"]}
+    assert {"backbone", "fpn", "rpn_head", "box_head", "mask_head"} <= parts, parts
+    assert result["top_nodes"] and result["top_nodes"][0]["ms"] > 0
+    assert len(op_profile.markdown(result, top=5)) > 10
