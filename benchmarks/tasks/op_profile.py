@@ -76,7 +76,7 @@ def _threshold_for(model, size, count):
     return float((ordered[count - 1] + ordered[count]) / 2)
 
 
-def profile(size=512, precision="float32", detections=None, threads=2, warmup=2, repeats=3,
+def run(size=512, precision="float32", detections=None, threads=2, warmup=2, repeats=3,
             preset="coco_r50_fpn"):
     """{"by_type": [...], "by_part": [...], "top_nodes": [...], "wall_ms", "op_ms",
     "gflop"}: op times (ms per call) summed by op type, by part and per node (the 60
@@ -148,7 +148,7 @@ def _part(node_name):
 
 
 def markdown(result, top):
-    """The two tables of `profile`'s result, as markdown lines."""
+    """The tables of `run`'s result, as markdown lines."""
     lines = [f"{result['precision']}, {result['size']} px, detections {result['detections']}: "
              f"wall {result['wall_ms']} ms per call (traced), op time {result['op_ms']} ms, "
              f"{result['gflop']} GFLOP", ""]
@@ -168,7 +168,7 @@ def main(args):
     import json  # noqa: PLC0415
     from benchmarks import threads  # noqa: PLC0415
     threads.pin_tensorflow_threads(args.threads)
-    result = profile(args.size, args.precision, args.detections, args.threads, args.warmup,
+    result = run(args.size, args.precision, args.detections, args.threads, args.warmup,
                      args.repeats, args.preset)
     print("\n".join(markdown(result, args.top)))
     if args.out:

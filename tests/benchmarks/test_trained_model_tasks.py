@@ -69,7 +69,7 @@ def test_op_profile_sums_op_times_by_type_and_part():
     slowest nodes are listed."""
     from benchmarks.tasks import op_profile
 
-    result = op_profile.profile(size=64, precision="float32", warmup=1, repeats=1,
+    result = op_profile.run(size=64, precision="float32", warmup=1, repeats=1,
                                 preset="shapes_tiny")
     total = result["op_ms"]
     assert total > 0 and result["wall_ms"] > 0
