@@ -17,24 +17,6 @@ VERSIONED_PACKAGES = ("tensorflow", "keras", "numpy", "ai-edge-litert", "torch",
                       "pycocotools")
 
 
-def _cpuinfo():
-    """(model name or None, set of instruction-set flags) of the first CPU in /proc/cpuinfo;
-    (None, empty set) where it cannot be read (not Linux)."""
-    model, flags = None, set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and model is None:
-                    model = value.strip()
-                elif key == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    return model, flags
-
-
 def bf16_hardware(flags=None):
     """Whether the CPU has bfloat16 arithmetic (AVX512_BF16 or AMX-BF16), which oneDNN needs to
     run mixed_bfloat16 faster than float32; without it bf16 is converted in software, slower.
@@ -46,7 +28,7 @@ def bf16_hardware(flags=None):
 
 def cpu_description():
     """CPU model name, logical CPU count, usable cores and notable instruction-set flags."""
-    model, flags = _cpuinfo()
+    model, flags = cpu_support.first_cpu_field("model name"), cpu_support.cpu_flags()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"model": model or platform.processor() or platform.machine(),
             "logical_cpus": os.cpu_count(), "usable_cpus": usable,

@@ -115,11 +115,10 @@ def load_model_in_precision():
     from mrcnn_tf.training import precision  # noqa: PLC0415
     model = load_model()
     policy = precision.inference_policy(FLAGS.precision, model.config)
-    try:
-        model = precision.with_policy(model, policy)
-    except ValueError as error:  # a policy this process's CPU kernels cannot compute
-        raise UsageError(str(error).replace("--mixed_precision=mixed_bfloat16",
-                                            f"--precision={FLAGS.precision}")) from None
+    reason = precision.unsupported_reason(policy)
+    if reason:
+        raise UsageError(f"--precision={FLAGS.precision}: {reason}")
+    model = precision.with_policy(model, policy)
     print(f"precision: {policy} (--precision={FLAGS.precision})")
     return model
 

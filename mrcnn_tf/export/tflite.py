@@ -40,6 +40,7 @@ import tensorflow as tf
 from absl import logging
 
 from mrcnn_tf.export import saved_model
+from mrcnn_tf.modeling import rebuild
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
 from mrcnn_tf.ops import keypoints as keypoint_ops
 
@@ -84,22 +85,7 @@ def builtin_inference_model(model):
         changes["keypoint_decode_rule"] = "detectron2"
     if not changes:
         return model
-    clone = MaskRCNN(model.config.replace(**changes),
-                     class_names=model.class_names, category_ids=model.category_ids,
-                     name=model.name)
-    clone.build()
-    # The two models are built by the same code, so their weights come in the same order;
-    # check names and shapes anyway so a future divergence fails loudly instead of silently
-    # loading weights into the wrong layers.
-    source, target = model.weights, clone.weights
-    mismatch = [(s.path, t.path) for s, t in zip(source, target)
-                if s.path != t.path or tuple(s.shape) != tuple(t.shape)]
-    if len(source) != len(target) or mismatch:
-        raise RuntimeError(f"export_tflite: the builtin-RoIAlign copy has different weights "
-                           f"({len(source)} vs {len(target)}; first mismatches {mismatch[:3]})")
-    for s, t in zip(source, target):
-        t.assign(s)
-    return clone
+    return rebuild.rebuilt(model, model.config.replace(**changes))
 
 
 def _check_model(model):

@@ -51,18 +51,23 @@ with tf.device("/CPU:0"):
 _COMPUTE_DTYPES = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 
 
-def cpu_flags() -> set:
-    """The instruction-set flags of the first CPU in /proc/cpuinfo (empty where it cannot be
-    read: not Linux)."""
+def first_cpu_field(key: str) -> str | None:
+    """The value of `key` ("model name", "flags", ...) for the first CPU in /proc/cpuinfo;
+    None where it is absent or the file cannot be read (not Linux)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "flags":
-                    return set(value.split())
+                name, _, value = line.partition(":")
+                if name.strip() == key:
+                    return value.strip()
     except OSError:
         pass
-    return set()
+    return None
+
+
+def cpu_flags() -> set:
+    """The instruction-set flags of the first CPU (empty where they cannot be read)."""
+    return set((first_cpu_field("flags") or "").split())
 
 
 def has_bf16_instructions(flags=None) -> bool:

@@ -62,6 +62,7 @@ import contextlib
 import keras
 import tensorflow as tf
 
+from mrcnn_tf.modeling import rebuild
 from mrcnn_tf.training import cpu_support
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -85,12 +86,19 @@ def set_precision(policy: str) -> keras.DTypePolicy:
     """
     if policy not in POLICIES:
         raise ValueError(f"--mixed_precision={policy!r}: expected one of {POLICIES}")
-    # None at once in an uncapped process; a GPU computes the model's 16-bit ops itself.
-    reason = cpu_support.unsupported_reason(policy)
-    if reason and not tf.config.list_physical_devices("GPU"):
+    reason = unsupported_reason(policy)
+    if reason:
         raise ValueError(f"--mixed_precision={policy}: {reason}")
     keras.mixed_precision.set_global_policy(policy)
     return keras.mixed_precision.global_policy()
+
+
+def unsupported_reason(policy: str) -> str | None:
+    """Why this process cannot compute `policy` (one sentence naming what to do), or None.
+    None at once in an uncapped process (`cpu_support.unsupported_reason`); a GPU computes
+    the model's 16-bit ops itself."""
+    reason = cpu_support.unsupported_reason(policy)
+    return reason if reason and not tf.config.list_physical_devices("GPU") else None
 
 
 def wrap_optimizer(optimizer: keras.optimizers.Optimizer, policy: str):
@@ -158,15 +166,11 @@ def compute_policy(model: keras.Model) -> str:
 def with_policy(model: keras.Model, policy: str) -> keras.Model:
     """`model` computing under Keras dtype policy `policy`, with its weights.
 
-    `model` itself when it already does; otherwise a new model of the same class and
-    `get_config()` built under `policy` (the global policy is restored after), holding
-    `model`'s weights (variables are float32 under every policy, so the values carry over
-    unrounded).
+    `model` itself when it already does; otherwise `modeling.rebuild.rebuilt(model)` built
+    under `policy` (the global policy is restored after): the same config, labels and weights
+    (variables are float32 under every policy, so the values carry over unrounded).
     """
     if compute_policy(model) == policy:
         return model
     with global_policy(policy):
-        rebuilt = type(model).from_config(model.get_config())
-        rebuilt.build()
-    rebuilt.set_weights(model.get_weights())
-    return rebuilt
+        return rebuild.rebuilt(model)
