@@ -76,7 +76,7 @@ def _evaluate(spec):
     from mrcnn_tf.labels import LabelMap  # noqa: PLC0415
 
     size, num_images = spec["image_size"], spec["num_images"]
-    model = models.build_model(_config(size), seed=SEED)
+    model = models.build_model(_config(size), seed=SEED, folded=True)
     model.predict_images([shapes.generate_shapes_example(0, SEED + 1, size)["image"]])
     label_map = LabelMap.from_names(shapes.CLASS_NAMES)
     counted = {"detections": 0, "instances": 0}

@@ -29,7 +29,8 @@ def run(spec):
     rows = []
     try:
         for size in settings["sizes"]:
-            model = build_model(model_config(spec, size))
+            # What `mrcnn-tf export` writes: the copy with frozen norms folded into the convs.
+            model = build_model(model_config(spec, size), folded=True)
             artifacts = []
             with PeakMemory() as peak:
                 start = time.perf_counter()

@@ -47,7 +47,7 @@ def _inference_at_size(spec, size):
             agreement_rows.append(_agreement_row(model, inference, reference, images,
                                                  **labels))
 
-    per_policy(model_config(spec, size), policies(spec, "inference"), measure)
+    per_policy(model_config(spec, size), policies(spec, "inference"), measure, folded=True)
     return rows, agreement_rows
 
 

@@ -26,7 +26,7 @@ def run(spec):
         config = model_config(spec, size)
         if not config.num_keypoints:
             raise ValueError(f"preset {config.name} has no keypoint head (num_keypoints = 0)")
-        model = build_model(config)
+        model = build_model(config, folded=True)
         calls, facts = _timed_calls(model, size)
         parts = time_parts(calls, spec, size)
         head_shape = _head_shape(model)

@@ -57,7 +57,7 @@ def frozen_inference(size, precision, detections=None, preset="coco_r50_fpn"):
     """(graph_def, input name, output names, model) of the benchmarked inference function of
     `preset` at `size`, its variables frozen into constants."""
     spec = {"model": {"preset": preset, "overrides": {}}}
-    model = build_model(model_config(spec, size), policy=precision)
+    model = build_model(model_config(spec, size), policy=precision, folded=True)
     if detections:
         model.detector.score_threshold = _threshold_for(model, size, detections)
     function = stages.make_inference_function(model, size)

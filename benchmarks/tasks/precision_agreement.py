@@ -4,7 +4,7 @@ realistic score threshold.
     python -m benchmarks precision_agreement --weights runs/demo/model.keras --images 200
 
 The model (a `.keras` file or run folder, e.g. what `mrcnn-tf demo` writes) runs in float32
-and, with the same weights, in mixed_bfloat16 (`training.precision.with_policy`, what
+and, with the same weights, in mixed_bfloat16 (`training.precision.inference_model`, what
 `--precision bfloat16` runs), on the held-out synthetic images its config's synthetic set
 gives (the demo's evaluation images: seed 1000). For each precision: box and mask AP
 (pycocotools), and the time of `predict_images` per image at --score_threshold (default 0.5,
@@ -45,7 +45,7 @@ def run(weights, num_images=200, score_threshold=0.5):
     config = float32_model.config
     rows, kept = [], {}
     for policy in POLICIES:
-        model = precision.with_policy(float32_model, policy)
+        model = precision.inference_model(float32_model, policy)
         metrics = evaluator.evaluate_model(model, examples, model.label_map,
                                            print_summary=False)
         seconds, kept[policy] = _timed_predictions(model, examples, score_threshold)

@@ -10,7 +10,7 @@ from benchmarks.timing import sweep_result
 def run(spec):
     """{"rows": one per batch of spec["scaling"]["batches"], "variable", "exponent"}."""
     size = spec["scaling"]["batch_size_image"]
-    model = build_model(model_config(spec, size))
+    model = build_model(model_config(spec, size), folded=True)
     rows = inference_rows(model, spec, size, spec["scaling"]["batches"])
     for row in rows:
         row["ms_per_image"] = round(row["median_ms"] / row["batch"], 3)

@@ -11,7 +11,7 @@ def run(spec):
     """{"rows": one per size of spec["scaling"]["sizes"], "variable", "exponent"}."""
     rows = []
     for size in spec["scaling"]["sizes"]:
-        model = build_model(model_config(spec, size))
+        model = build_model(model_config(spec, size), folded=True)
         rows += inference_rows(model, spec, size, [1])
         del model
     return sweep_result(rows, "size")

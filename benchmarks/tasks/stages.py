@@ -19,7 +19,8 @@ def run(spec):
     rows = []
     for size in spec["sizes"]:
         for policy_rows in per_policy(model_config(spec, size), policies(spec, "stages"),
-                                      functools.partial(_stage_rows, spec=spec, size=size)):
+                                      functools.partial(_stage_rows, spec=spec, size=size),
+                                      folded=True):
             rows += policy_rows
     return {"rows": rows, "stages": list(stage_functions.STAGE_NAMES)}
 

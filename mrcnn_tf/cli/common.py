@@ -111,14 +111,15 @@ def load_model():
 
 
 def load_model_in_precision():
-    """The model of --weights (`load_model`), computing in --precision's dtype."""
+    """The model of --weights (`load_model`), computing in --precision's dtype, its frozen
+    BatchNorms folded into the convs (`precision.inference_model`)."""
     from mrcnn_tf.training import precision  # noqa: PLC0415
     model = load_model()
     policy = precision.inference_policy(FLAGS.precision, model.config)
     reason = precision.unsupported_reason(policy)
     if reason:
         raise UsageError(f"--precision={FLAGS.precision}: {reason}")
-    model = precision.with_policy(model, policy)
+    model = precision.inference_model(model, policy)
     print(f"precision: {policy} (--precision={FLAGS.precision})")
     return model
 

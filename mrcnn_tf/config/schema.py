@@ -68,7 +68,10 @@ class Config:
     # Backbone and FPN.
     backbone: str = "resnet50"
     backbone_weights: Optional[str] = None  # None, "imagenet" or a path to a weights file
-    norm: str = "frozen_bn"  # "bn", "frozen_bn" or "gn"
+    # "bn", "frozen_bn" or "gn" after each backbone conv; "none": convs with a bias and no norm,
+    # the inference form of "frozen_bn" and "bn" that `modeling.rebuild.folded` builds (a ResNet
+    # trained from random weights without a norm rarely converges).
+    norm: str = "frozen_bn"
     stride_in_1x1: bool = True  # ResNet v1 (keras.applications) puts the stride in the 1x1 conv
     freeze_at: int = 2  # stem + stages up to C{freeze_at} are not trained (0 = train all)
     tiny_widths: Tuple[int, int, int, int] = (16, 32, 64, 128)  # C2..C5 widths of "tiny"
@@ -238,7 +241,7 @@ class Config:
         check(all(0 < s_ <= self.image_max_size for s_ in self.train_min_sizes),
               "train_min_sizes", "sizes in (0, image_max_size]")
         check(self.backbone in BACKBONES, "backbone", f"one of {BACKBONES}")
-        check(self.norm in NORMS, "norm", f"one of {NORMS}")
+        check(self.norm in HEAD_NORMS, "norm", f"one of {HEAD_NORMS}")
         check(0 <= self.freeze_at <= 5, "freeze_at", "0..5")
         check(len(self.tiny_widths) == 4, "tiny_widths", "4 widths for C2..C5")
         check(self.fpn_channels >= 1, "fpn_channels", "an integer >= 1")

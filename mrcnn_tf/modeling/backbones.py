@@ -14,6 +14,8 @@ Layer names follow `keras.applications.ResNet50/101`, so weights map by name:
     conv{s}_block{b}_out                                        block output (after the add+ReLU)
 
 The norm layer is named `..._bn` whatever `Config.norm` is, so importers need one mapping.
+With norm="none" there is no norm layer and each conv has a bias (the folded inference form of
+BatchNorm, `modeling.rebuild.folded`).
 The tiny backbone uses the same scheme (its basic blocks have convs _1, _2 and shortcut _0; its
 second stem conv is `conv1_2_conv`), which is what `Config.freeze_at` keys on.
 
@@ -26,7 +28,8 @@ relative to torchvision and breaks numerical parity with imported weights. Strid
 with zeros gives exactly what torchvision's -inf padding gives: a padded zero can never exceed
 the window's real (non-negative) values.
 
-Convs have no bias: each is followed by a norm layer whose shift makes a bias redundant.
+Convs have no bias (but with norm="none"): each is followed by a norm layer whose shift makes
+a bias redundant.
 keras.applications' ResNet convs do have biases; `_copy_keras_resnet_weights` folds each into
 the following BatchNorm's moving mean, which is exact for inference/frozen BN and irrelevant for
 training-mode BN (the batch mean removes any constant).
@@ -108,8 +111,8 @@ def build_backbone(config, input_shape: Tuple[Optional[int], Optional[int], int]
 
 
 # -- building blocks -------------------------------------------------------------------------
-def _conv(x, filters: int, kernel: int, stride: int, name: str):
-    """kxk conv without bias, padded (k-1)/2 on every side (torchvision's padding)."""
+def _conv(x, filters: int, kernel: int, stride: int, name: str, use_bias: bool = False):
+    """kxk conv, padded (k-1)/2 on every side (torchvision's padding)."""
     pad = (kernel - 1) // 2
     if stride > 1 and pad > 0:
         # Symmetric explicit padding: 'same' would pad only bottom/right here (module docstring).
@@ -117,14 +120,18 @@ def _conv(x, filters: int, kernel: int, stride: int, name: str):
         padding = "valid"
     else:
         padding = "same"  # stride 1, odd kernel: TF pads (k-1)/2 on both sides, symmetric
-    return keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
-                               kernel_initializer=_CONV_INIT, name=name)(x)
+    return keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding,
+                               use_bias=use_bias, kernel_initializer=_CONV_INIT, name=name)(x)
 
 
 def _conv_norm(x, filters, kernel, stride, prefix, norm, relu=True):
-    """conv `{prefix}_conv` -> norm `{prefix}_bn` -> optional ReLU `{prefix}_relu`."""
-    x = _conv(x, filters, kernel, stride, f"{prefix}_conv")
-    x = make_norm(norm, f"{prefix}_bn", channels=filters)(x)
+    """conv `{prefix}_conv` -> norm `{prefix}_bn` -> optional ReLU `{prefix}_relu`.
+
+    norm="none": a conv with a bias and no norm layer.
+    """
+    x = _conv(x, filters, kernel, stride, f"{prefix}_conv", use_bias=norm == "none")
+    if norm != "none":
+        x = make_norm(norm, f"{prefix}_bn", channels=filters)(x)
     if relu:
         x = keras.layers.ReLU(name=f"{prefix}_relu")(x)
     return x
@@ -156,9 +163,10 @@ def _resnet_features(images, config) -> List:
     norm = config.norm
     # Stem: 7x7/2 conv (padding 3) -> norm -> ReLU -> 3x3/2 maxpool (padding 1): stride 4.
     x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(images)
-    x = keras.layers.Conv2D(64, 7, strides=2, padding="valid", use_bias=False,
+    x = keras.layers.Conv2D(64, 7, strides=2, padding="valid", use_bias=norm == "none",
                             kernel_initializer=_CONV_INIT, name="conv1_conv")(x)
-    x = make_norm(norm, "conv1_bn", channels=64)(x)
+    if norm != "none":
+        x = make_norm(norm, "conv1_bn", channels=64)(x)
     x = keras.layers.ReLU(name="conv1_relu")(x)
     # Zero padding == torchvision's -inf padding here because x >= 0 after the ReLU.
     x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
@@ -243,9 +251,10 @@ def _check_weights_request(config) -> None:
         raise ValueError(f"backbone_weights={weights!r}: pretrained weights exist only for "
                          f"backbone in {tuple(RESNET_BLOCKS)}; backbone={config.backbone!r} is "
                          f"trained from random init (backbone_weights=None)")
-    if config.norm == "gn":
-        raise ValueError(f"backbone_weights={weights!r} with norm='gn': keras.applications "
-                         f"weights hold BatchNorm statistics, which GroupNorm cannot use; "
+    if config.norm in ("gn", "none"):
+        raise ValueError(f"backbone_weights={weights!r} with norm={config.norm!r}: "
+                         f"keras.applications weights hold BatchNorm statistics, which only a "
+                         f"BatchNorm can use; "
                          f"use norm='frozen_bn' or 'bn', or backbone_weights=None")
     if weights != "imagenet" and not os.path.isfile(weights):
         raise ValueError(f"backbone_weights={weights!r}: no such file; expected None, "

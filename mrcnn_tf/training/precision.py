@@ -48,6 +48,8 @@ Inference (`--precision float32|bfloat16|auto` of predict and export). `inferenc
 turns the flag into a policy (auto: bfloat16 where the CPU has bfloat16 instructions, no GPU
 and no oneDNN cap) and `with_policy` rebuilds a loaded model under it with the same weights:
 a model computes in the policy its layers were built with, whatever the file it came from.
+`inference_model` does the same and also folds the backbone's frozen BatchNorms into its convs,
+which is what the CLI's predict, evaluate and export run.
 
 Two things to know: XLA's stateless random ops return other numbers than TensorFlow's kernels
 for the same seed (even with alg="philox"), so a jit-compiled run samples other anchors and
@@ -174,3 +176,12 @@ def with_policy(model: keras.Model, policy: str) -> keras.Model:
         return model
     with global_policy(policy):
         return rebuild.rebuilt(model)
+
+
+def inference_model(model: keras.Model, policy: str) -> keras.Model:
+    """The copy of `model` that predict, evaluate and export run: built under `policy` with
+    its backbone's BatchNorms (frozen or not) folded into the convs before them (`modeling.rebuild.folded`: one
+    fused conv + bias per layer in float32 and bfloat16 alike), the same labels and weights.
+    The global policy is restored after."""
+    with global_policy(policy):
+        return rebuild.folded(model)
