@@ -23,7 +23,8 @@ import tensorflow as tf
 from absl import logging
 
 from mrcnn_tf.data.coco_problems import (ANN_UNKNOWN_CATEGORY, ANN_UNKNOWN_IMAGE,
-                                         IMAGE_NO_SIZE, DatasetError, ProblemLog)
+                                         IMAGE_NO_SIZE, IMAGE_OUTSIDE_FOLDER, DatasetError,
+                                         ProblemLog)
 from mrcnn_tf.keypoint_spec import skeleton_from_coco
 from mrcnn_tf.labels import LabelMap
 
@@ -91,12 +92,29 @@ def parse_categories(entries: list, path: str) -> Dict[int, dict]:
     return categories
 
 
+def leaves_folder(file_name: str) -> bool:
+    """Whether a JSON `file_name` would name a file outside the images folder it is relative
+    to: an absolute path (POSIX, Windows drive or UNC), one that climbs out with '..', or an
+    empty name. '/' and '\\' both count as separators (exports made on Windows use '\\')."""
+    parts = file_name.replace("\\", "/").split("/")
+    drive = len(file_name) > 1 and file_name[0].isalpha() and file_name[1] == ":"
+    if not file_name or file_name[0] in "/\\" or drive:
+        return True
+    depth = 0
+    for part in parts:
+        depth += -1 if part == ".." else (0 if part in ("", ".") else 1)
+        if depth < 0:
+            return True
+    return depth == 0
+
+
 def parse_images(entries: list, path: str, problems: ProblemLog
                  ) -> Tuple[Dict[int, dict], Set[int]]:
     """(image id -> entry for usable entries in JSON order, ids of the entries without a size).
 
     An entry without an integer id or a file_name makes the file unusable (DatasetError);
-    one without a positive width and height is one bad image (skipped and counted).
+    one without a positive width and height, or whose file_name leaves the images folder
+    (`leaves_folder`), is one bad image (skipped and counted).
     """
     images: Dict[int, dict] = {}
     dropped: Set[int] = set()
@@ -112,6 +130,13 @@ def parse_images(entries: list, path: str, problems: ProblemLog
                                "than once; expected unique image ids")
         seen.add(image_id)
         entry["id"] = image_id
+        if leaves_folder(entry["file_name"]):
+            problems.problem(IMAGE_OUTSIDE_FOLDER, f"{problems.name}: image {image_id} "
+                             f"('{entry['file_name']}'): its file_name leaves the images "
+                             "folder; expected a path inside it (no '..' above it, no leading "
+                             "'/' or drive); image skipped", image_id=image_id)
+            dropped.add(image_id)
+            continue
         width, height = as_int(entry.get("width")), as_int(entry.get("height"))
         if width is None or height is None or width <= 0 or height <= 0:
             problems.problem(IMAGE_NO_SIZE, f"{problems.name}: image {image_id} "

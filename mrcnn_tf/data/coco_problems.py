@@ -16,6 +16,7 @@ from absl import logging
 
 # Reasons counted in `ProblemLog.skipped`, by what they cost.
 IMAGE_NO_SIZE = "image without valid width/height"
+IMAGE_OUTSIDE_FOLDER = "file_name outside the images folder"
 IMAGE_UNREADABLE = "unreadable image"
 IMAGE_SIZE_MISMATCH = "image size differs from JSON"
 IMAGE_INVALID = "invalid example"
@@ -33,8 +34,11 @@ ANN_OUTSIDE = "outside the image"
 ANN_EMPTY_MASK = "empty mask"
 ANN_BAD_KEYPOINTS = "malformed keypoints"
 FIX_POLYGON_PART = "polygon part with < 3 points dropped"
+# Not a bad sample: an image with more instances than Config.max_instances, whose first
+# max_instances are trained on (`ProblemLog.too_many_instances`).
+CUT_TO_MAX_INSTANCES = "more instances than max_instances"
 
-IMAGE_REASONS = (IMAGE_NO_SIZE, IMAGE_UNREADABLE, IMAGE_SIZE_MISMATCH, IMAGE_INVALID,
+IMAGE_REASONS = (IMAGE_NO_SIZE, IMAGE_OUTSIDE_FOLDER, IMAGE_UNREADABLE, IMAGE_SIZE_MISMATCH, IMAGE_INVALID,
                  IMAGE_NO_ANNOTATIONS)
 ANNOTATION_REASONS = (ANN_UNKNOWN_IMAGE, ANN_UNKNOWN_CATEGORY, ANN_BAD_BBOX, ANN_NEGATIVE_BOX,
                       ANN_ZERO_BOX, ANN_NO_GEOMETRY, ANN_SHORT_POLYGON, ANN_BAD_SEGMENTATION,
@@ -89,6 +93,7 @@ class ProblemLog:
         self._noted: set = set()
         self._warned: collections.Counter = collections.Counter()
         self._logged_once: set = set()
+        self.instances_dropped = 0
 
     def problem(self, reason: str, message: str, image_id: Optional[int] = None,
                 annotation_id: Optional[int] = None) -> None:
@@ -110,6 +115,25 @@ class ProblemLog:
             logging.warning("%s: further '%s' problems are counted but not logged; see the "
                             "summary at the end", self.name, reason)
 
+    def too_many_instances(self, image_id: int, count: int, limit: int) -> None:
+        """Counts an image with `count` > `limit` (Config.max_instances) instances, of which
+        training keeps the first `limit`: once per image, warned about for the first only
+        (never raised: the image is still used)."""
+        key = (("image", int(image_id)), CUT_TO_MAX_INSTANCES)
+        with self._lock:
+            if key in self._noted:
+                return
+            self._noted.add(key)
+            self.skipped[CUT_TO_MAX_INSTANCES] += 1
+            self.instances_dropped += int(count) - int(limit)
+            first = self.skipped[CUT_TO_MAX_INSTANCES] == 1
+        if first:
+            logging.warning(
+                "%s: image %d has %d instances, more than max_instances=%d; training uses the "
+                "first %d and drops the rest (pass --override max_instances=%d or more to keep "
+                "them). Further such images are counted, not logged; see the summary.",
+                self.name, image_id, count, limit, limit, count)
+
     def log_once(self, key: str, message: str) -> None:
         """Warns with `message` the first time `key` is seen."""
         with self._lock:
@@ -128,7 +152,10 @@ class ProblemLog:
             details = ", ".join(f"{r}: {n}" for r, n in counts)
             return f"{sum(n for _, n in counts)} {noun} ({details})"
 
+        cut = self.skipped[CUT_TO_MAX_INSTANCES]
         parts = [p for p in (part(IMAGE_REASONS, "images skipped"),
                              part(ANNOTATION_REASONS, "annotations skipped"),
-                             part(FIX_REASONS, "annotations repaired")) if p]
+                             part(FIX_REASONS, "annotations repaired"),
+                             cut and (f"{cut} images cut to max_instances "
+                                      f"({self.instances_dropped} instances dropped)")) if p]
         return "; ".join(parts) if parts else "nothing skipped"

@@ -36,6 +36,7 @@ from absl import logging
 
 from mrcnn_tf.config import Config
 from mrcnn_tf.data import pipeline, schema
+from mrcnn_tf.data.coco_problems import ProblemLog
 from mrcnn_tf.data.schema import example_signature
 from mrcnn_tf.ops import canvas as canvas_ops
 
@@ -66,15 +67,19 @@ class IndexedSource:
       num_keypoints: K > 0 when the examples carry keypoints [N, K, 3].
       sizes: int [n, 2] (height, width) each example declares, known before loading it;
         None: unknown (no aspect-ratio groups; batches padded to the square).
+      problems: where images with more instances than max_instances are counted (a
+        CocoDataset's own log, so its report tells them); None: a log of this source's.
     """
 
     def __init__(self, num_examples: int, load: Callable[[int], Dict[str, np.ndarray]],
-                 name: str, num_keypoints: int = 0, sizes: Optional[np.ndarray] = None):
+                 name: str, num_keypoints: int = 0, sizes: Optional[np.ndarray] = None,
+                 problems: Optional[ProblemLog] = None):
         if num_examples < 1:
             raise ValueError(f"{name}: no training examples")
         self.num_examples = int(num_examples)
         self.load_example = load
         self.name = name
+        self.problems = problems or ProblemLog(name, strict=False)
         self.num_keypoints = int(num_keypoints)
         if sizes is None:
             sizes = np.full((self.num_examples, 2), -1, np.int32)
@@ -113,7 +118,12 @@ class IndexedSource:
                              f"see the warnings above ({dataset.report()})")
 
         sizes = np.asarray([dataset.declared_size(i) for i in image_ids], np.int32)
-        return cls(len(image_ids), load, dataset._name, dataset.num_keypoints, sizes=sizes)
+        return cls(len(image_ids), load, dataset._name, dataset.num_keypoints, sizes=sizes,
+                   problems=dataset._problems)
+
+    def report(self) -> str:
+        """One line: the images cut to max_instances so far (or "nothing skipped")."""
+        return f"{self.name}: {self.problems.summary()}"
 
     def stream(self, seed: int, start: int, group: int) -> tf.data.Dataset:
         """(i, position, declared size int32 [2]) for i = start, start + 1, ...: pass p is the
@@ -170,7 +180,12 @@ class TFRecordSource:
         self.files = sorted(files)
         self.shuffle_buffer = int(shuffle_buffer)
         self.name = name
+        self.problems = ProblemLog(name, strict=False)  # images cut to max_instances
         self.num_keypoints = int(num_keypoints)
+
+    def report(self) -> str:
+        """One line: the images cut to max_instances so far (or "nothing skipped")."""
+        return f"{self.name}: {self.problems.summary()}"
 
     def stream(self, seed: int, start: int, group: int) -> tf.data.Dataset:
         """(i, serialized record, its image/height and image/width int32 [2]) for i = start,
@@ -265,9 +280,14 @@ def training_stream(source, config: Config, global_batch: int, seed: int, start_
     if pipelines > 1:
         stream = stream.shard(pipelines, pipeline_id)
 
+    problems = getattr(source, "problems", None) or ProblemLog(
+        getattr(source, "name", "training data"), strict=False)
+
     def load_and_preprocess(i, handle, *canvas):
+        example = _count_instances_beyond_limit(source.load(handle), problems,
+                                                config.max_instances)
         return pipeline.preprocess_for_training(
-            source.load(handle), config, augment, seed=tf.stack([base, i]),
+            example, config, augment, seed=tf.stack([base, i]),
             canvas=canvas[0] if canvas else None)
 
     if mode == "square":
@@ -279,6 +299,23 @@ def training_stream(source, config: Config, global_batch: int, seed: int, start_
     # The stream is already split by element; tf.distribute must not shard it again.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return batches.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _count_instances_beyond_limit(example, problems: ProblemLog, limit: int):
+    """`example`, after telling `problems` when it has more than `limit` instances (the
+    preprocessing keeps the first `limit`): one Python call per such image, none otherwise."""
+    count = tf.shape(example[schema.BOXES])[0]
+
+    def note(image_id, n):
+        problems.too_many_instances(int(image_id), int(n), limit)
+        return np.int32(0)
+
+    noted = tf.cond(count > limit,
+                    lambda: tf.numpy_function(note, [example[schema.IMAGE_ID], count],
+                                              tf.int32, stateful=True),
+                    lambda: tf.constant(0, tf.int32))
+    with tf.control_dependencies([noted]):
+        return {k: tf.identity(v) for k, v in example.items()}
 
 
 def plan_batches(source, config: Config, global_batch: int, seed: int, start_step: int = 0,

@@ -44,6 +44,8 @@ BAD_IMAGES = {
     101: ("truncated.jpg", coco_problems.IMAGE_UNREADABLE),
     102: ("small.png", coco_problems.IMAGE_SIZE_MISMATCH),
     104: ("nosize.png", coco_problems.IMAGE_NO_SIZE),
+    # A readable image, but outside the images folder: never opened.
+    105: ("../outside.png", coco_problems.IMAGE_OUTSIDE_FOLDER),
 }
 
 
@@ -62,6 +64,7 @@ def write_bad(tmp_path, ann_ids=tuple(BAD_ANNOTATIONS), image_ids=tuple(BAD_IMAG
     write_bytes(images_dir / "truncated.jpg", jpeg[: len(jpeg) // 2])
     write_image(images_dir / "small.png", pattern_image(30, W))
     write_image(images_dir / "nosize.png", pattern_image())
+    write_image(tmp_path / "outside.png", pattern_image())
     image_entries = [{"id": 103, "file_name": "ok.png", "width": W, "height": H}]
     annotations = [_annotation(200)]
     for image_id in image_ids:
@@ -115,7 +118,7 @@ def test_bad_samples_are_skipped_warned_and_counted_once(tmp_path, caplog):
     assert not caplog.records and dict(ds.skipped) == expected
     report = ds.report()
     assert "\n" not in report and "bad.json" in report
-    assert "4 images skipped" in report and "9 annotations skipped" in report
+    assert "5 images skipped" in report and "9 annotations skipped" in report
     assert f"{coco_problems.ANN_EMPTY_MASK}: 1" in report and "1 annotations repaired" in report
 
 
@@ -158,6 +161,31 @@ def test_strict_raises_for_each_bad_image(tmp_path, image_id):
     with pytest.raises(BadSampleError, match=file_name) as info:
         list(CocoDataset(path, images, strict=True))
     assert info.value.reason == reason and info.value.image_id == image_id
+
+
+@pytest.mark.parametrize("file_name, leaves", [
+    ("a.jpg", False), ("train/a.jpg", False), ("train\\a.jpg", False), ("./a.jpg", False),
+    ("train/../a.jpg", False), ("../a.jpg", True), ("train/../../a.jpg", True),
+    ("..\\..\\etc\\passwd", True), ("/etc/passwd", True), ("\\\\server\\share\\a.jpg", True),
+    ("C:\\images\\a.jpg", True), ("c:/a.jpg", True), ("", True), (".", True),
+    ("train/..", True)])
+def test_file_names_that_leave_the_images_folder(file_name, leaves):
+    from mrcnn_tf.data.coco_json import leaves_folder  # noqa: PLC0415
+    assert leaves_folder(file_name) is leaves
+
+
+def test_an_absolute_file_name_is_refused_even_when_the_file_exists(tmp_path):
+    path, images = write_bad(tmp_path, ann_ids=(), image_ids=())
+    data = json.loads(path.read_text())
+    outside = tmp_path / "outside.png"
+    write_image(outside, pattern_image())
+    data["images"].append({"id": 107, "file_name": str(outside), "width": W, "height": H})
+    write_json(path, data)
+    ds = CocoDataset(path, images)
+    assert ds.image_ids == [103]
+    assert dict(ds.skipped) == {coco_problems.IMAGE_OUTSIDE_FOLDER: 1}
+    with pytest.raises(BadSampleError, match="leaves the images folder"):
+        CocoDataset(path, images, strict=True)
 
 
 def test_load_example_raises_for_a_bad_image_and_keyerror_for_unknown_id(tmp_path):

@@ -389,3 +389,41 @@ def test_the_plan_knows_each_image_size_before_reading_it(mixed_source):
         np.testing.assert_array_equal(batch["sample_seed"][:, 1], indices)
         np.testing.assert_array_equal(batch["image_shape"], sizes)
         assert batch["images"].shape[1:3] == tuple(canvas)
+
+
+# -- more instances than max_instances ---------------------------------------------------------
+
+@pytest.mark.parametrize("source_name", ["source", "tfrecord_source"])
+def test_images_beyond_max_instances_are_counted_and_warned_once(request, source_name,
+                                                                  examples, caplog):
+    """Training keeps the first max_instances of an image; the source's log counts each such
+    image once (however many passes meet it), warns for the first only, naming its id, and
+    its report tells the count and the instances dropped."""
+    import logging  # noqa: PLC0415
+    src = request.getfixturevalue(source_name)
+    limit = 2
+    counts = {int(e["image_id"]): len(e["class_ids"]) for e in examples}
+    over = {i: n for i, n in counts.items() if n > limit}
+    assert over and len(over) < len(counts)  # some images are cut, some are not
+    config = CONFIG.replace(max_instances=limit)
+    src.problems.skipped.clear()
+    src.problems.instances_dropped = 0
+    src.problems._noted.clear()
+    with caplog.at_level(logging.WARNING):
+        got = batches(src, NUM, 3, config=config)  # three whole passes
+    assert all(b["gt_boxes"].shape[1] == limit for b in got)
+    assert src.problems.skipped["more instances than max_instances"] == len(over)
+    assert src.problems.instances_dropped == sum(n - limit for n in over.values())
+    warnings = [r.getMessage() for r in caplog.records if "max_instances" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    named = [i for i in over if f"image {i} has {over[i]} instances" in warnings[0]]
+    assert len(named) == 1 and "--override max_instances=" in warnings[0]
+    report = src.report()
+    assert f"{len(over)} images cut to max_instances" in report
+    assert f"({sum(n - limit for n in over.values())} instances dropped)" in report
+
+
+def test_no_image_beyond_max_instances_reports_nothing(examples):
+    src = training_input.IndexedSource.from_examples(examples)
+    batches(src, NUM, 1)  # CONFIG's max_instances holds every example's instances
+    assert src.report().endswith("nothing skipped")
