@@ -7,6 +7,7 @@ shapes set. Running the same command again resumes after the last completed epoc
 
 import math
 import os
+import sys
 
 from absl import flags
 
@@ -184,8 +185,13 @@ def main():
         tensorboard_images=values["tensorboard_images"])
     options.check()
     source, label_map, val_examples, val_gt, report = training_data(values, config)
-    summary = trainer.train(config, source, label_map, options, val_examples=val_examples,
-                            val_coco_gt=val_gt, datasets_to_report=report)
+    from mrcnn_tf.training.loss_guard import TrainingDiverged  # noqa: PLC0415
+    try:
+        summary = trainer.train(config, source, label_map, options, val_examples=val_examples,
+                                val_coco_gt=val_gt, datasets_to_report=report)
+    except TrainingDiverged as error:
+        print(f"mrcnn-tf train: {error}", file=sys.stderr)
+        sys.exit(1)
     print(f"\nrun folder: {run_dir}")
     for evaluation in summary.get("evaluations", [])[-1:]:
         print("last evaluation: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else

@@ -21,6 +21,19 @@ def coco_r50_fpn() -> Config:
                   train_min_sizes=(640, 672, 704, 736, 768, 800))
 
 
+def coco_r50_fpn_scratch() -> Config:
+    """R50-FPN trained from random weights, Detectron2's from-scratch recipe (He et al.,
+    "Rethinking ImageNet Pre-training", 2019): GroupNorm in the backbone, FPN and heads (the
+    box head 4 convs + 1 fc), nothing frozen, and a 3x longer schedule (270k iterations at
+    batch 16; the paper trains up to 9x). Frozen norms or stages would keep random layers as
+    they are, which no run can recover from (see `training.preflight`)."""
+    return coco_r50_fpn().replace(
+        name="coco_r50_fpn_scratch", backbone_weights=None, norm="gn", freeze_at=0,
+        pixel_std=(58.395, 57.12, 57.375), box_head_num_convs=4, box_head_num_fcs=1,
+        box_head_norm="gn", mask_head_norm="gn",
+        decay_steps=(210000, 250000), total_steps=270000)
+
+
 def coco_r101_fpn() -> Config:
     return coco_r50_fpn().replace(name="coco_r101_fpn", backbone="resnet101")
 
@@ -194,6 +207,7 @@ def small_shapes_ablation() -> Config:
 
 PRESETS = {
     "coco_r50_fpn": coco_r50_fpn,
+    "coco_r50_fpn_scratch": coco_r50_fpn_scratch,
     "coco_r101_fpn": coco_r101_fpn,
     "torchvision_maskrcnn_r50_fpn": torchvision_maskrcnn_r50_fpn,
     "torchvision_maskrcnn_r50_fpn_v2": torchvision_maskrcnn_r50_fpn_v2,

@@ -10,6 +10,10 @@ The run folder (`run_dir`):
   tensorboard/                             losses, learning rate, COCO APs, prediction images
   metrics.json                             the final evaluation and the per-epoch history
 
+A config that trains frozen random layers is refused before anything is written
+(`training.preflight`), and a run whose loss goes non-finite or explodes stops with one line
+(`training.loss_guard`) before that epoch's backup, keeping the last good one.
+
 Running the same command again after a kill (SIGTERM, SIGKILL, a lost machine) resumes after
 the last completed epoch and ends with the same weights as an unbroken run: the input stream
 restarts at the right element (training/input.py), sampling draws from per-image seeds, and
@@ -35,8 +39,9 @@ from mrcnn_tf.config import Config
 from mrcnn_tf.evaluation.coco_eval import LabelMap
 from mrcnn_tf.evaluation.evaluator import COCOEvalCallback, best_metric
 from mrcnn_tf.io_utils import check_writable_folder, write_json_atomic
-from mrcnn_tf.training import checkpoints, device_plan, distribute, precision
+from mrcnn_tf.training import checkpoints, device_plan, distribute, precision, preflight
 from mrcnn_tf.training import input as training_input
+from mrcnn_tf.training.loss_guard import LossGuard
 from mrcnn_tf.training.weights import load_weights_into
 
 
@@ -166,6 +171,9 @@ def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
         raise ValueError(f"the dataset has {len(label_map.names)} classes but the config's "
                          f"num_classes is {config.num_classes}; pass --override "
                          f"num_classes={len(label_map.names)}")
+    # Before the run folder is touched: frozen random layers cannot learn.
+    preflight.check_trainable(config, options.init_weights, resumed=checkpoints.read_backup_state(
+        os.path.join(options.run_dir, "backup")) is not None)
     keras.utils.set_random_seed(options.seed)
     # Before anything is built: which RoIAlign, op determinism, XLA and dtype policy this
     # machine's devices allow (a combination that cannot work ends here, naming the flags).
@@ -229,7 +237,14 @@ def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
             keras.callbacks.TensorBoard(tensorboard_dir,
                                         update_freq=min(100, options.steps_per_epoch)),
         ]
-    run_callbacks.append(SkippedSamplesReport(datasets_to_report))
+    reported = list(datasets_to_report)
+    problems = getattr(source, "problems", None)
+    if problems and all(getattr(d, "_problems", None) is not problems for d in reported):
+        reported.append(source)  # its images cut to max_instances, if no dataset tells them
+    run_callbacks.append(SkippedSamplesReport(reported))
+    # A non-finite or exploding loss stops the run mid-epoch, so no backup keeps that state.
+    run_callbacks.append(LossGuard(run_dir if chief else None, options.steps_per_epoch,
+                                   check_finite=plan.precision != "mixed_float16"))
     # Last, so an epoch counts as done only once its evaluation and checkpoints are written.
     run_callbacks.append(checkpoints.AtomicBackupAndRestore(backup_dir))
 
