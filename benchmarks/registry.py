@@ -82,6 +82,9 @@ TASKS = (
     Task("tflite_accuracy", "a trained model's TFLite files (float32, int8_dynamic, full-integer "
                             "int8): COCO APs against Keras, file size, latency",
          "benchmarks.tasks.tflite_accuracy"),
+    Task("int8_sensitivity", "which layers cost full-integer int8 its AP: one calibration, "
+                             "int8 files with chosen nodes kept float32, each scored",
+         "benchmarks.tasks.int8_sensitivity"),
     Task("input_vs_step", "input pipeline images/s against the training step it feeds",
          "benchmarks.tasks.input_vs_step"),
     Task("coco_scale", "COCO-scale data path: padding per batch_padding, training images/s, "

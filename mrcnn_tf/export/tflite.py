@@ -52,7 +52,8 @@ INPUT_NAME = "images"
 OUTPUT_NAMES = saved_model.OUTPUT_KEYS
 output_names = saved_model.output_keys
 
-__all__ = ["export_tflite", "convert_tflite", "builtin_inference_model", "make_interpreter",
+__all__ = ["export_tflite", "convert_tflite", "quantize_calibrated", "int8_nodes",
+           "builtin_inference_model", "make_interpreter",
            "run_tflite", "output_names", "QUANTIZATIONS", "OUTPUT_NAMES", "SIGNATURE_KEY",
            "INPUT_NAME"]
 
@@ -138,8 +139,17 @@ def _check_input_size(input_size, config):
 
 def convert_tflite(model, quantization: str = "float32",
                    input_size: Optional[Sequence[int]] = None,
-                   calibration_images: Optional[Iterable] = None) -> bytes:
-    """Converts `model` to TFLite flatbuffer bytes; see `export_tflite` for the arguments."""
+                   calibration_images: Optional[Iterable] = None,
+                   calibrate_only: bool = False) -> bytes:
+    """Converts `model` to TFLite flatbuffer bytes; see `export_tflite` for the arguments.
+
+    calibrate_only (with "int8"): the calibrated float model instead (every tensor's range
+    recorded, nothing quantized), which `quantize_calibrated` turns into the int8 file; to
+    compare which nodes to keep in float32 without calibrating again.
+    """
+    if calibrate_only and quantization != "int8":
+        raise ValueError(f"export_tflite calibrate_only with quantization={quantization!r}: "
+                         "expected 'int8', the only quantization that is calibrated")
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"export_tflite quantization={quantization!r}: expected one of "
                          f"{QUANTIZATIONS}")
@@ -169,6 +179,9 @@ def convert_tflite(model, quantization: str = "float32",
         if quantization == "int8":
             converter.representative_dataset = _representative_dataset(
                 calibration_images, height, width)
+        if calibrate_only:
+            _set_int8(converter)
+            return _calibrate(converter)
         return _convert(converter, quantization)
 
 
@@ -207,11 +220,15 @@ def _convert(converter, quantization: str) -> bytes:
         # (dynamic-range quantization).
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif quantization == "int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                                               tf.lite.OpsSet.TFLITE_BUILTINS]
-        return _quantize_feature_ops(converter)
+        _set_int8(converter)
+        return quantize_calibrated(_calibrate(converter))
     return converter.convert()
+
+
+def _set_int8(converter):
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                           tf.lite.OpsSet.TFLITE_BUILTINS]
 
 
 # The ops an "int8" file computes in int8: the convolutions, dense layers, transposed
@@ -222,25 +239,42 @@ def _convert(converter, quantization: str) -> bytes:
 INT8_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "MAX_POOL_2D")
 
 
-def _quantize_feature_ops(converter) -> bytes:
-    """Full-integer quantization of the `INT8_OPS` alone (weights per channel, activations
-    per tensor, ranges from the converter's representative dataset), every other op float32.
-
-    The converter is run in calibrate-only mode (the float model with every tensor's range
-    recorded), then quantized with every other op type of the calibrated model denylisted:
-    the two steps `tf.lite.experimental.QuantizationDebugger` takes for selective
-    quantization, here without its instrumented debug model.
-    """
-    from tensorflow.lite.python import convert as lite_convert  # noqa: PLC0415
+def _calibrate(converter) -> bytes:
+    """The converter run in calibrate-only mode: the float model with every tensor's range
+    recorded from its representative dataset."""
     converter.experimental_mlir_quantizer = True
     converter._experimental_calibrate_only = True  # pylint: disable=protected-access
-    calibrated = converter.convert()
+    return converter.convert()
+
+
+def int8_nodes(calibrated: bytes) -> list:
+    """[(op type, node name)] of a calibrated model's `INT8_OPS`, in graph order: the names
+    `quantize_calibrated(float_nodes=...)` takes."""
+    interpreter = tf.lite.Interpreter(model_content=calibrated)
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    return [(op["op_name"], names[op["outputs"][0]])
+            for op in interpreter._get_ops_details()  # noqa: SLF001
+            if op["op_name"] in INT8_OPS]
+
+
+def quantize_calibrated(calibrated: bytes, float_nodes: Sequence[str] = ()) -> bytes:
+    """Full-integer quantization of a calibrated model's `INT8_OPS` alone (weights per
+    channel, activations per tensor), every other op type float32, and the `INT8_OPS` nodes
+    named in `float_nodes` (`int8_nodes`' names) float32 too.
+
+    The second of the two steps `tf.lite.experimental.QuantizationDebugger` takes for
+    selective quantization (after `_calibrate`), without its instrumented debug model. Note
+    that a node kept in float32 this way still has its input and output rounded to int8 and
+    back where they carry calibration ranges (benchmarks/RESULTS.md, "Where full-integer int8
+    loses its AP").
+    """
+    from tensorflow.lite.python import convert as lite_convert  # noqa: PLC0415
     ops = {op["op_name"] for op in
            tf.lite.Interpreter(model_content=calibrated)._get_ops_details()}  # noqa: SLF001
     return lite_convert.mlir_quantize(
         calibrated, disable_per_channel=False, fully_quantize=False,
         enable_numeric_verify=False, denylisted_ops=sorted(ops - set(INT8_OPS)),
-        denylisted_nodes=[])
+        denylisted_nodes=list(float_nodes))
 
 
 def export_tflite(model, path: str, quantization: str = "float32",

@@ -13,7 +13,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from benchmarks import trained_model  # noqa: E402
-from benchmarks.tasks import precision_agreement, tflite_accuracy  # noqa: E402
+from benchmarks.tasks import int8_sensitivity, precision_agreement, tflite_accuracy  # noqa: E402,E501
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN  # noqa: E402
 
 from helpers import skip_unless_cpu_runs, small_model_config  # noqa: E402
@@ -61,6 +61,27 @@ def test_tflite_accuracy_scores_every_quantization(weights):
     for key in trained_model.APS:
         assert abs(rows[1][key] - rows[0][key]) < 0.02, key
     assert len(tflite_accuracy.markdown(results)) == 2 + len(rows)
+
+
+def test_int8_sensitivity_keeps_the_chosen_nodes_float(weights):
+    """One calibration, then a file per variant: the calibrated float model scores as Keras
+    does, keeping nodes float32 makes the file larger, and every node float32 is the largest."""
+    results = int8_sensitivity.run(weights, num_images=2, calibration_images=2)
+    rows = {r["variant"]: r for r in results["rows"]}
+    assert list(rows)[:3] == ["keras float32", "calibrated float model", "every node int8"]
+    assert len(rows) == 2 + len(int8_sensitivity.GROUPS)
+    for row in rows.values():
+        _check_aps(row)
+    for key in trained_model.APS:
+        assert abs(rows["calibrated float model"][key] - rows["keras float32"][key]) < 0.02
+    total = results["settings"]["int8_nodes"]
+    assert rows["every node int8"]["float32_nodes"] == 0
+    assert rows["every node float32"]["float32_nodes"] == total > 0
+    assert 0 < rows["backbone float32"]["float32_nodes"] < total
+    sizes = [rows[v]["file_mb"] for v in ("every node int8", "backbone float32",
+                                          "every node float32")]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    assert len(int8_sensitivity.markdown(results)) == 2 + len(rows)
 
 
 def test_op_profile_sums_op_times_by_type_and_part():
