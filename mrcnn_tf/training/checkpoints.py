@@ -67,16 +67,89 @@ def save_model_atomic(model: keras.Model, path: str) -> None:
 
 
 def read_backup_state(backup_dir: str) -> Optional[dict]:
-    """{"epoch": completed epochs, "weights": file name} of a backup, or None if none."""
+    """{"epoch": completed epochs, "weights": file name} of a backup, or None if none.
+
+    Raises:
+      ValueError: state.json is not what `AtomicBackupAndRestore` writes (garbage,
+        truncated, wrong fields) or names a weights file that is missing (the message names
+        the file and what was expected).
+    """
     path = os.path.join(backup_dir, BACKUP_STATE)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        state = json.load(f)
-    if not os.path.exists(os.path.join(backup_dir, state["weights"])):
-        raise ValueError(f"{path} names {state['weights']}, which is missing from {backup_dir}; "
-                         "the backup was edited by hand: delete the folder to start over")
-    return state
+    try:
+        with open(path) as f:
+            state = json.load(f)
+        epoch, weights = int(state["epoch"]), str(state["weights"])
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"{path} is not a backup state ({type(error).__name__}: {error}); "
+                         "expected {\"epoch\": int, \"weights\": file name}") from None
+    if epoch < 0 or os.path.basename(weights) != weights or not os.path.exists(
+            os.path.join(backup_dir, weights)):
+        raise ValueError(f"{path} names epoch {epoch} in {weights!r}, which is not a file of "
+                         f"{backup_dir}")
+    return {"epoch": epoch, "weights": weights}
+
+
+def has_saved_state(run_dir: str) -> bool:
+    """Whether `run_dir` holds a backup state or an epoch checkpoint (readable or not)."""
+    return (os.path.exists(os.path.join(run_dir, "backup", BACKUP_STATE))
+            or bool(KeepLastCheckpoints(os.path.join(run_dir, "checkpoints")).checkpoints()))
+
+
+def restore_newest_intact(model: keras.Model, backup_dir: str,
+                          checkpoint_dir: Optional[str] = None) -> int:
+    """Loads the newest intact saved state of a run into `model` (built, compiled); returns
+    the epochs it completed (0: none, `model` untouched).
+
+    Tried newest first: the backup (`AtomicBackupAndRestore`: weights and optimizer state),
+    then each `checkpoint_dir/epoch-NNNN.keras` (`KeepLastCheckpoints`, which hold the
+    optimizer state too). A state that cannot be read (truncated, garbage, missing files) is
+    skipped with a warning naming the file; when states existed but none could be read, the
+    run starts from step 0 with a warning that says so, never silently. A failed load can
+    leave some variables written, so `model`'s variables are put back before the next try.
+    """
+    optimizer = model.optimizer
+    if optimizer is not None and not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    variables = list(model.variables) + (list(optimizer.variables) if optimizer else [])
+    start = [v.numpy() for v in variables]
+    bad = []
+
+    def attempt(path, epoch, what):
+        try:
+            model.load_weights(path)
+        except Exception as error:  # h5py, zipfile and Keras raise many kinds
+            for variable, value in zip(variables, start):
+                variable.assign(value)
+            bad.append(path)
+            logging.warning("cannot resume from %s %s (%s: %s); trying an older state", what,
+                            path, type(error).__name__, str(error).splitlines()[0][:200])
+            return False
+        logging.info("resumed from %s %s after epoch %d", what, path, epoch)
+        return True
+
+    try:
+        state = read_backup_state(backup_dir)
+    except ValueError as error:
+        bad.append(os.path.join(backup_dir, BACKUP_STATE))
+        logging.warning("cannot resume from the backup: %s; trying an older state", error)
+        state = None
+    if state and attempt(os.path.join(backup_dir, state["weights"]), state["epoch"],
+                         "the backup"):
+        return state["epoch"]
+    for path in reversed(KeepLastCheckpoints(checkpoint_dir).checkpoints()
+                         if checkpoint_dir else []):
+        epoch = int(_EPOCH_FILE.match(os.path.basename(path)).group(1))
+        if (state is None or epoch <= state["epoch"]) and attempt(path, epoch, "checkpoint"):
+            if bad:
+                logging.warning("resuming after epoch %d from %s instead of the unreadable %s",
+                                epoch, path, ", ".join(bad))
+            return epoch
+    if bad:
+        logging.warning("no intact state to resume from (unreadable: %s): training starts "
+                        "from step 0", ", ".join(bad))
+    return 0
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -89,10 +162,15 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     does nothing instead of starting over.
     """
 
-    def __init__(self, backup_dir: str):
+    def __init__(self, backup_dir: str, restore: bool = True):
+        """restore=False: only write backups (the caller restored the newest intact state
+        itself, `restore_newest_intact`, and passes its epoch to `fit`)."""
         super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
+        self.restore = restore
 
     def _load_model(self):
+        if not self.restore:
+            return
         state = read_backup_state(self.backup_dir)
         if state is None:
             return
@@ -161,8 +239,14 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.mode = mode
         self.best = None
         if os.path.exists(self.info_path):
-            with open(self.info_path) as f:
-                self.best = json.load(f)[monitor]
+            try:
+                with open(self.info_path) as f:
+                    self.best = float(json.load(f)[monitor])
+            except (OSError, ValueError, TypeError, KeyError) as error:
+                # Only the comparison is lost: the next evaluation is saved as the best.
+                logging.warning("%s is unreadable (%s: %s); expected {\"%s\": number}; the "
+                                "next evaluation replaces %s", self.info_path,
+                                type(error).__name__, error, monitor, self.path)
 
     def _better(self, value):
         if self.best is None:

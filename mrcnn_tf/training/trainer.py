@@ -92,17 +92,15 @@ def prepare_run_folder(run_dir: str, config: Config, label_map: LabelMap,
     check_writable_folder(run_dir, "--run_dir")
     config_path = os.path.join(run_dir, "config.json")
     run_path = os.path.join(run_dir, "run.json")
-    if os.path.exists(config_path):
-        with open(config_path) as f:
-            previous = Config.from_dict(json.load(f))
+    previous = _read_json(config_path, Config.from_dict)
+    if previous is not None:
         changed = sorted(k for k, v in previous.to_dict().items() if config.to_dict()[k] != v)
         if changed:
             raise ValueError(f"--run_dir={run_dir} holds a run with another config (fields "
                              f"{', '.join(changed)} differ); resume it with the same --config "
                              "and --override flags, or use a new --run_dir")
-        if os.path.exists(run_path):
-            with open(run_path) as f:
-                before = json.load(f).get("schedule", {})
+        before = _read_json(run_path, lambda d: dict(d.get("schedule", {})))
+        if before is not None:
             different = sorted(k for k, v in options.schedule().items()
                                if k in before and before[k] != v)
             if different:
@@ -120,6 +118,20 @@ def prepare_run_folder(run_dir: str, config: Config, label_map: LabelMap,
         "options": dataclasses.asdict(options),
         "device_plan": plan.to_dict() if plan is not None else None,
     }, indent=2)
+
+
+def _read_json(path: str, parse):
+    """parse(the JSON of `path`), or None when there is no such file or it cannot be read or
+    parsed (a warning names it: the file is written again from the command)."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return parse(json.load(f))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        logging.warning("%s is unreadable (%s: %s); it is written again from this command",
+                        path, type(error).__name__, str(error).splitlines()[0][:200])
+        return None
 
 
 class SkippedSamplesReport(keras.callbacks.Callback):
@@ -172,8 +184,8 @@ def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
                          f"num_classes is {config.num_classes}; pass --override "
                          f"num_classes={len(label_map.names)}")
     # Before the run folder is touched: frozen random layers cannot learn.
-    preflight.check_trainable(config, options.init_weights, resumed=checkpoints.read_backup_state(
-        os.path.join(options.run_dir, "backup")) is not None)
+    preflight.check_trainable(config, options.init_weights,
+                              resumed=checkpoints.has_saved_state(options.run_dir))
     keras.utils.set_random_seed(options.seed)
     # Before anything is built: which RoIAlign, op determinism, XLA and dtype policy this
     # machine's devices allow (a combination that cannot work ends here, naming the flags).
@@ -194,18 +206,21 @@ def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
             logging.info("removed files a kill left half-written in %s", run_dir)
     # After the run folder recorded the config as given: the plan's variant is derived.
     config = plan.model_config(config)
-    state = checkpoints.read_backup_state(backup_dir)
-    initial_epoch = int(state["epoch"]) if state else 0
 
     from mrcnn_tf.modeling.mask_rcnn import MaskRCNN  # noqa: PLC0415
     with strategy.scope():
         model = MaskRCNN(config, class_names=list(label_map.names),
                          category_ids=list(label_map.dataset_ids))
         model.build()
-        if options.init_weights and initial_epoch == 0:
+        _compile(model, config, options, plan)
+    # The newest intact state (backup, else the newest readable checkpoint), with a warning
+    # naming each unreadable file: a damaged backup never restarts a run silently from 0.
+    initial_epoch = checkpoints.restore_newest_intact(model, backup_dir,
+                                                      os.path.join(run_dir, "checkpoints"))
+    if options.init_weights and initial_epoch == 0:
+        with strategy.scope():
             load_weights_into(model, options.init_weights, "--init_weights",
                               new_classes=options.init_new_classes)
-        _compile(model, config, options, plan)
 
     start_step = initial_epoch * options.steps_per_epoch
     training_input.log_stream(source, options.batch_size, start_step)
@@ -246,7 +261,7 @@ def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
     run_callbacks.append(LossGuard(run_dir if chief else None, options.steps_per_epoch,
                                    check_finite=plan.precision != "mixed_float16"))
     # Last, so an epoch counts as done only once its evaluation and checkpoints are written.
-    run_callbacks.append(checkpoints.AtomicBackupAndRestore(backup_dir))
+    run_callbacks.append(checkpoints.AtomicBackupAndRestore(backup_dir, restore=False))
 
     logging.info("training %s: %d epochs of %d steps, %d images per step on %d replica(s)%s",
                  config.name, options.epochs, options.steps_per_epoch, options.batch_size,
@@ -254,7 +269,8 @@ def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
                  f", resuming after epoch {initial_epoch}" if initial_epoch else "")
     start = time.time()
     history = model.fit(dataset, epochs=options.epochs, steps_per_epoch=options.steps_per_epoch,
-                        callbacks=run_callbacks, verbose=options.verbose, shuffle=False)
+                        callbacks=run_callbacks, verbose=options.verbose, shuffle=False,
+                        initial_epoch=initial_epoch)
     seconds = time.time() - start
 
     summary = {"epochs": options.epochs, "resumed_after_epoch": initial_epoch,

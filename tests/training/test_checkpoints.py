@@ -134,8 +134,95 @@ def test_read_backup_state(tmp_path):
     assert checkpoints.read_backup_state(str(tmp_path / "none")) is None
     (tmp_path / "state.json").write_text(json.dumps({"epoch": 3,
                                                      "weights": "epoch-000003.weights.h5"}))
-    with pytest.raises(ValueError, match="epoch-000003.weights.h5.*missing"):
+    with pytest.raises(ValueError, match="epoch-000003.weights.h5.*not a file of"):
         checkpoints.read_backup_state(str(tmp_path))
+    for garbage in ("{not json", '{"epoch": 2}', '{"epoch": "x", "weights": "w"}', "[]",
+                    '{"epoch": 1, "weights": "../elsewhere.h5"}'):
+        (tmp_path / "state.json").write_text(garbage)
+        with pytest.raises(ValueError, match="state.json"):
+            checkpoints.read_backup_state(str(tmp_path))
+
+
+# -- restore_newest_intact ---------------------------------------------------------------------
+
+@pytest.fixture
+def saved_run(tmp_path):
+    """A run folder after 3 epochs: backup at epoch 3, checkpoints of epochs 1..3, and the
+    model's final weights and optimizer state."""
+    model = make_model()
+    fit(model, 3, [checkpoints.KeepLastCheckpoints(str(tmp_path / "checkpoints"), 3),
+                   checkpoints.AtomicBackupAndRestore(str(tmp_path / "backup"))])
+    return tmp_path, weights_of(model), optimizer_state(model)
+
+
+def _restore(folder):
+    model = make_model(seed=9)
+    epoch = checkpoints.restore_newest_intact(model, str(folder / "backup"),
+                                              str(folder / "checkpoints"))
+    return model, epoch
+
+
+def test_an_intact_backup_is_restored_whole(saved_run):
+    folder, weights, optimizer = saved_run
+    model, epoch = _restore(folder)
+    assert epoch == 3
+    assert_same_arrays(weights_of(model), weights)
+    assert len(optimizer_state(model)) == len(optimizer)
+    assert_same_arrays([v for _, v in optimizer_state(model)], [v for _, v in optimizer])
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "garbage state", "missing weights"])
+def test_a_damaged_backup_resumes_from_the_newest_intact_checkpoint(saved_run, damage,
+                                                                    caplog):
+    import logging  # noqa: PLC0415
+    folder, _, _ = saved_run
+    state = json.loads((folder / "backup" / "state.json").read_text())
+    weights = folder / "backup" / state["weights"]
+    if damage == "truncated weights":
+        weights.write_bytes(read_bytes(weights)[:300])
+    elif damage == "garbage state":
+        (folder / "backup" / "state.json").write_text("\x00\x01 not json")
+    else:
+        weights.unlink()
+    # The newest checkpoint is damaged too: the run goes back to epoch 2's.
+    newest = folder / "checkpoints" / "epoch-0003.keras"
+    newest.write_bytes(b"PK\x03\x04 garbage")
+    expected = make_model(seed=5)
+    expected.optimizer.build(expected.trainable_variables)
+    expected.load_weights(str(folder / "checkpoints" / "epoch-0002.keras"))
+    with caplog.at_level(logging.WARNING):
+        model, epoch = _restore(folder)
+    assert epoch == 2 and int(optimizer_state(model)[0][1]) == 4  # 2 epochs of 2 steps
+    assert_same_arrays(weights_of(model), weights_of(expected))
+    assert_same_arrays([v for _, v in optimizer_state(model)],
+                       [v for _, v in optimizer_state(expected)])
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    named = "state.json" if damage == "garbage state" else state["weights"]
+    assert named in messages and "epoch-0003.keras" in messages
+    assert "resuming after epoch 2 from" in messages
+
+
+def test_nothing_readable_starts_from_zero_with_the_model_untouched_and_a_warning(
+        saved_run, caplog):
+    import logging  # noqa: PLC0415
+    folder, _, _ = saved_run
+    (folder / "backup" / "state.json").write_text("garbage")
+    for path in (folder / "checkpoints").iterdir():
+        path.write_bytes(read_bytes(path)[:100])
+    untouched = weights_of(make_model(seed=9))
+    with caplog.at_level(logging.WARNING):
+        model, epoch = _restore(folder)
+    assert epoch == 0
+    assert_same_arrays(weights_of(model), untouched)
+    assert "training starts from step 0" in " ".join(r.getMessage() for r in caplog.records)
+
+
+def test_an_empty_run_folder_starts_from_zero_without_a_warning(tmp_path, caplog):
+    import logging  # noqa: PLC0415
+    with caplog.at_level(logging.WARNING):
+        model, epoch = _restore(tmp_path)
+    assert epoch == 0 and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not checkpoints.has_saved_state(str(tmp_path))
 
 
 # -- KeepLastCheckpoints -----------------------------------------------------------------------
@@ -259,3 +346,16 @@ def test_remove_unfinished_removes_only_temporary_files(tmp_path):
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert left == sorted(kept)
     assert checkpoints.remove_unfinished(str(tmp_path)) == 0
+
+
+def test_best_checkpoint_with_an_unreadable_record_warns_and_saves_the_next(tmp_path, caplog):
+    import logging  # noqa: PLC0415
+    (tmp_path / "best.json").write_text('{"segm_AP": ')
+    with caplog.at_level(logging.WARNING):
+        callback = checkpoints.BestCheckpoint(str(tmp_path / "best.keras"))
+    assert callback.best is None
+    assert any("best.json is unreadable" in r.getMessage() for r in caplog.records)
+    callback.set_model(make_model())
+    callback.on_epoch_end(0, {"segm_AP": 0.25})
+    assert json.loads((tmp_path / "best.json").read_text()) == {"epoch": 1, "segm_AP": 0.25}
+    assert (tmp_path / "best.keras").exists()

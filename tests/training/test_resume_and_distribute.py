@@ -13,6 +13,7 @@ Weights and optimizer state are compared array by array from the runs' final bac
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -92,12 +93,18 @@ def _assert_same_arrays(got, want, rtol=0.0, atol=0.0):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, train_args):
+def reference_run(tmp_path_factory, train_args):
+    """The run folder of one unbroken run (backup at epoch 3, checkpoints of epochs 1..3)."""
     run_dir = tmp_path_factory.mktemp("reference")
     result = _run(_train_command(train_args, run_dir), env=_env())
     assert "batches grouped by aspect ratio" in result.stderr
     assert "batches padded by batch" in result.stderr
-    return _backup_arrays(run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run):
+    return _backup_arrays(reference_run)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
@@ -129,6 +136,26 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, train_args, reference,
     for name in ("config.json", "label_map.json", "run.json", "model.keras", "metrics.json"):
         assert (run_dir / name).exists(), name
     assert not list(run_dir.rglob(".tmp-*")) + list(run_dir.rglob(".*.tmp"))
+
+
+def test_a_damaged_backup_resumes_from_the_newest_intact_checkpoint(tmp_path, train_args,
+                                                                    reference_run, reference):
+    """The backup's weights truncated, the newest checkpoint garbage and run.json garbage:
+    the same command warns naming each, resumes after epoch 2 from checkpoints/epoch-0002
+    (weights and optimizer state) and ends with the unbroken run's weights."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_run, run_dir)
+    with open(run_dir / "backup" / "state.json") as f:
+        weights = run_dir / "backup" / json.load(f)["weights"]
+    weights.write_bytes(weights.read_bytes()[:1000])
+    (run_dir / "checkpoints" / "epoch-0003.keras").write_bytes(b"PK\x03\x04 not a zip")
+    (run_dir / "run.json").write_text('{"schedule": ')
+    result = _run(_train_command(train_args, run_dir), env=_env())
+    for name in (weights.name, "epoch-0003.keras", "run.json"):
+        assert name in result.stderr, name
+    assert "resuming after epoch 2 from" in result.stderr
+    assert "Traceback" not in result.stderr
+    _assert_same_arrays(_backup_arrays(run_dir), reference)
 
 
 def test_mirrored_strategy_over_two_cpus_matches_one_replica(tmp_path, train_args, reference):

@@ -117,3 +117,17 @@ def test_train_options_check_accepts_defaults(tmp_path):
 def test_train_options_check_rejects(tmp_path, field, value):
     with pytest.raises(ValueError, match=f"^--{field}={value}: expected"):
         options(tmp_path, **{field: value}).check()
+
+
+@pytest.mark.parametrize("name", ["config.json", "run.json"])
+@pytest.mark.parametrize("damage", [b"", b"{\"trunc", b"\x00\xff garbage", b"[1, 2]"])
+def test_prepare_rewrites_an_unreadable_record_with_a_warning(tmp_path, name, damage, caplog):
+    import logging  # noqa: PLC0415
+    trainer.prepare_run_folder(str(tmp_path), CONFIG, LABELS, options(tmp_path))
+    (tmp_path / name).write_bytes(damage)
+    with caplog.at_level(logging.WARNING):
+        trainer.prepare_run_folder(str(tmp_path), CONFIG, LABELS, options(tmp_path))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(tmp_path / name) in w and "unreadable" in w for w in warnings), warnings
+    assert Config.from_dict(read_json(tmp_path / "config.json")) == CONFIG
+    assert read_json(tmp_path / "run.json")["schedule"] == options(tmp_path).schedule()
