@@ -11,6 +11,7 @@ folder, not /tmp).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -138,3 +139,34 @@ def check_writable_folder(path: PathLike, flag: str) -> str:
     except OSError as error:
         raise ValueError(f"{flag}={path}: not a writable folder ({error.strerror})") from None
     return path
+
+
+# What a full disk (or a per-file size or quota limit) looks like: the errno of an OSError, or
+# the strerror text TensorFlow's file system layer puts in its OpError messages.
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_STORAGE_TEXTS = tuple(os.strerror(code) for code in _STORAGE_ERRNOS)
+
+
+def storage_full_message(error: BaseException) -> str | None:
+    """One line for an error that means the disk is full (no space left, file too large,
+    quota exceeded), naming the file being written; None for any other error.
+
+    Covers Python's OSError and TensorFlow's OpErrors (SavedModel variables, TFRecord shards),
+    whose messages carry the same C library text after the path.
+    """
+    if isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS:
+        where = error.filename or "a file"
+        detail = error.strerror
+    else:
+        text = getattr(error, "message", None) or str(error)
+        line = next((l for l in text.splitlines() if any(t in l for t in _STORAGE_TEXTS)),
+                    None)
+        if line is None:
+            return None
+        if line.startswith("{{") and "}}" in line:  # TF's "{{function_node ...}} " prefix
+            line = line.split("}}", 1)[1].strip()
+        where, _, detail = line.rpartition(";")
+        where = where.strip() or "a file"
+        detail = detail.strip().split(" [Op:")[0]
+    return (f"could not write {where}: {detail}; free some space (or raise the limit) and run "
+            "the same command again: nothing half-written is left behind")

@@ -2,7 +2,9 @@
 
 A user error (unknown subcommand, preset or flag, bad flag value, missing or malformed file,
 unwritable output folder, weights made for another config) ends with one line on stderr and
-exit code 2, never a traceback. `mrcnn-tf SUBCOMMAND --help` lists that subcommand's flags
+exit code 2, never a traceback; a full disk (or file size limit) with one line naming the file
+and exit code 1 (every writer writes to a temporary name and renames, so no file that looks
+complete is left). `mrcnn-tf SUBCOMMAND --help` lists that subcommand's flags
 with their defaults.
 """
 
@@ -15,6 +17,7 @@ from absl import app, flags  # noqa: E402
 
 from mrcnn_tf.cli import (ablate, common, data, demo, evaluate, export,  # noqa: E402
                           import_weights, inspect, predict, serve, train)
+from mrcnn_tf.io_utils import storage_full_message  # noqa: E402
 
 FLAGS = flags.FLAGS
 COMMANDS = {
@@ -62,7 +65,13 @@ def main(argv):
         sys.exit(2)
     try:
         COMMANDS[argv[1]].main()
-    except (ValueError, OSError) as error:
+    except Exception as error:  # noqa: BLE001 (re-raised unless it is one of the two below)
+        full = storage_full_message(error)
+        if full is not None:  # a full disk is not the user's mistake: exit 1
+            print(f"mrcnn-tf {argv[1]}: {full}", file=sys.stderr)
+            sys.exit(1)
+        if not isinstance(error, (ValueError, OSError)):
+            raise
         print(f"mrcnn-tf {argv[1]}: {error}", file=sys.stderr)
         sys.exit(2)
 

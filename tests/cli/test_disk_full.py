@@ -1,0 +1,105 @@
+"""A full disk while writing TFRecords, a checkpoint or an export: one line naming the file,
+exit code 1, and no file that looks complete.
+
+The disk is simulated with a per-file size limit (RLIMIT_FSIZE, SIGXFSZ ignored) in the CLI's
+process: every write past the limit fails with EFBIG ("File too large"), through Python's
+file objects, h5py and TensorFlow's file system layer alike, as ENOSPC would on a full disk.
+"""
+
+import errno
+import os
+import resource
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from mrcnn_tf.io_utils import storage_full_message
+
+LIMIT = 200_000  # bytes per file: the JSON records fit, no model, shard or export does
+
+
+def _limited():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # inherited: writes fail instead of killing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
+
+
+def _cli(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "mrcnn_tf.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=300, preexec_fn=_limited)
+
+
+def _assert_one_line(result, *needles):
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = [l for l in result.stderr.splitlines() if l.startswith("mrcnn-tf")]
+    assert len(lines) == 1, result.stderr[-3000:]
+    for needle in ("could not write", "File too large", "nothing half-written") + needles:
+        assert needle in lines[0], lines[0]
+
+
+def _files(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    import keras  # noqa: PLC0415
+
+    from helpers import small_model_config  # noqa: PLC0415
+    from mrcnn_tf.modeling.mask_rcnn import MaskRCNN  # noqa: PLC0415
+    keras.utils.set_random_seed(0)
+    model = MaskRCNN(small_model_config(64))
+    model.build()
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    model.save(str(path))
+    assert path.stat().st_size > LIMIT
+    return str(path)
+
+
+@pytest.mark.parametrize("fmt", ["saved_model", "tflite"])
+def test_an_export_on_a_full_disk(tmp_path, weights, fmt):
+    out = tmp_path / "out"
+    target = out / "model.tflite" if fmt == "tflite" else out
+    result = _cli("export", "--weights", weights, "--format", fmt, "--out", str(target))
+    _assert_one_line(result)
+    assert not out.exists() or _files(out) == [], _files(out)
+
+
+def test_tfrecords_on_a_full_disk(tmp_path):
+    from mrcnn_tf.data import shapes  # noqa: PLC0415
+    annotations, images = shapes.write_shapes_coco(str(tmp_path / "data"), 60, seed=1,
+                                                   image_size=128)
+    out = tmp_path / "records"
+    result = _cli("make-tfrecords", "--annotations", annotations, "--images", images,
+                  "--out", str(out / "train"), "--shards", "2", "--nokeep_originals")
+    _assert_one_line(result, ".tmp")
+    assert not [f for f in _files(out) if "shard" in f or f.endswith(".tfrecord")], _files(out)
+
+
+def test_a_checkpoint_on_a_full_disk_keeps_no_partial_state(tmp_path):
+    run_dir = tmp_path / "run"
+    result = _cli("train", "--config", "shapes_tiny", "--override", "image_min_size=64",
+                  "--override", "image_max_size=64", "--synthetic_train_images", "4",
+                  "--epochs", "2", "--steps_per_epoch", "1", "--batch_size", "2",
+                  "--run_dir", str(run_dir))
+    _assert_one_line(result)
+    files = _files(run_dir)
+    assert "config.json" in files  # the run folder's records were written
+    assert not [f for f in files if f.endswith((".keras", ".weights.h5"))
+                or f.startswith("backup/state")], files
+    assert not [f for f in files if os.path.basename(f).startswith(".tmp-")], files
+
+
+def test_storage_full_message_reads_oserrors_and_tensorflow_errors():
+    full = storage_full_message(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/d/x.keras"))
+    assert full.startswith("could not write /d/x.keras: No space left on device;")
+    tf_text = ("{{function_node __wrapped__SaveV2}} /d/export/.tmp-1-a/variables/part; "
+               "File too large [Op:SaveV2]")
+    error = RuntimeError(tf_text)
+    assert storage_full_message(error).startswith(
+        "could not write /d/export/.tmp-1-a/variables/part: File too large;")
+    assert storage_full_message(ValueError("bad flag")) is None
+    assert storage_full_message(OSError(errno.ENOENT, "No such file", "/x")) is None
