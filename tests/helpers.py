@@ -22,6 +22,19 @@ def small_model_config(size=64, **overrides):
     return get_config("shapes_tiny", **values)
 
 
+def save_small_model(path, size=64, seed=0):
+    """Saves an untrained `small_model_config(size)` model (random weights from `seed`) as
+    the .keras file `path`; returns the path as a string."""
+    import keras  # noqa: PLC0415
+
+    from mrcnn_tf.modeling.mask_rcnn import MaskRCNN  # noqa: PLC0415
+    keras.utils.set_random_seed(seed)
+    model = MaskRCNN(small_model_config(size))
+    model.build()
+    model.save(str(path))
+    return str(path)
+
+
 def box_iou(a, b):
     """IoU of (y1, x1, y2, x2) boxes, elementwise over leading dimensions ([4] or [N, 4])."""
     a = np.asarray(a, np.float64)

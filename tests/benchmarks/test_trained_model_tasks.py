@@ -6,7 +6,6 @@ has a line per row. How well anything scores is never asserted (the model is unt
 import sys
 import pathlib
 
-import keras
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -14,19 +13,13 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks import trained_model  # noqa: E402
 from benchmarks.tasks import int8_sensitivity, precision_agreement, tflite_accuracy  # noqa: E402,E501
-from mrcnn_tf.modeling.mask_rcnn import MaskRCNN  # noqa: E402
 
-from helpers import skip_unless_cpu_runs, small_model_config  # noqa: E402
+from helpers import save_small_model, skip_unless_cpu_runs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    keras.utils.set_random_seed(0)
-    model = MaskRCNN(small_model_config(64))
-    model.build()
-    path = tmp_path_factory.mktemp("trained") / "model.keras"
-    model.save(str(path))
-    return str(path)
+    return save_small_model(tmp_path_factory.mktemp("trained") / "model.keras")
 
 
 def _check_aps(row):

@@ -46,17 +46,10 @@ def _files(folder):
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    import keras  # noqa: PLC0415
-
-    from helpers import small_model_config  # noqa: PLC0415
-    from mrcnn_tf.modeling.mask_rcnn import MaskRCNN  # noqa: PLC0415
-    keras.utils.set_random_seed(0)
-    model = MaskRCNN(small_model_config(64))
-    model.build()
-    path = tmp_path_factory.mktemp("model") / "model.keras"
-    model.save(str(path))
-    assert path.stat().st_size > LIMIT
-    return str(path)
+    from helpers import save_small_model  # noqa: PLC0415
+    path = save_small_model(tmp_path_factory.mktemp("model") / "model.keras")
+    assert os.path.getsize(path) > LIMIT
+    return path
 
 
 @pytest.mark.parametrize("fmt", ["saved_model", "tflite"])
