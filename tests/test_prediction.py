@@ -396,3 +396,97 @@ def test_predict_files_draws_poses_with_the_models_skeleton(model, tmp_path):
     np.testing.assert_array_equal(overlay, expected)
     assert np.any(overlay[32, 24] != 128)  # the limb 0-1: the skeleton came from the config
     assert summary["detections"] == 1
+
+
+def test_predict_files_reads_every_awkward_image_and_names_every_broken_one(model, tmp_path,
+                                                                           caplog):
+    """Phone and scanner files (CMYK JPEG, grayscale and 16-bit PNG, a 1x1 image, an
+    EXIF-rotated JPEG) are predicted; random bytes, an empty file and a cut JPEG are skipped,
+    each named in a warning. The rotated JPEG is predicted upright: its overlay has the
+    upright size and its detections are those of its upright pixels."""
+    import sys  # noqa: PLC0415
+
+    import cv2  # noqa: PLC0415
+    from PIL import Image  # noqa: PLC0415
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "data"))
+    from coco_fixtures import jpeg_with_exif  # noqa: PLC0415
+    rgb = generate_shapes_example(5, seed=3, image_size=SIZE)["image"]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cmyk = io.BytesIO()
+    Image.fromarray(rgb).convert("CMYK").save(cmyk, "JPEG", quality=95)
+    stored = np.ascontiguousarray(np.rot90(rgb[:, :40], k=1))  # upright is 64 x 40
+    jpeg = cv2.imencode(".jpg", rgb[..., ::-1])[1].tobytes()
+    files = {
+        "cmyk.jpg": cmyk.getvalue(),
+        "gray.png": cv2.imencode(".png", rgb[..., 0])[1].tobytes(),
+        "deep.png": cv2.imencode(".png", rgb[..., ::-1].astype(np.uint16) * 257)[1].tobytes(),
+        "dot.png": cv2.imencode(".png", rgb[:1, :1])[1].tobytes(),
+        "phone.jpg": jpeg_with_exif(cv2.imencode(".png", stored[..., ::-1])[1].tobytes()
+                                    if False else
+                                    cv2.imencode(".jpg", stored[..., ::-1],
+                                                 [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes(),
+                                    6),
+        "noise.jpg": np.random.default_rng(1).integers(0, 256, 4000, np.uint8).tobytes(),
+        "zero.png": b"",
+        "cut.jpg": jpeg[: len(jpeg) // 2],
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    paths = [str(folder / name) for name in files]
+    with caplog.at_level(logging.WARNING):
+        summary = prediction.predict_files(model, paths, tmp_path / "out", score_threshold=0.0)
+    broken = [str(folder / n) for n in ("noise.jpg", "zero.png", "cut.jpg")]
+    assert summary["images"] == 5 and summary["skipped_files"] == broken
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert all(path in warned for path in broken)
+    overlays = dict(zip([n for n in files if str(folder / n) not in broken],
+                        summary["overlays"]))
+    assert read_image(overlays["phone.jpg"]).shape[:2] == (64, 40)
+    assert read_image(overlays["dot.png"]).shape[:2] == (1, 1)
+    assert read_image(overlays["deep.png"]).shape[:2] == (SIZE, SIZE)
+    # The rotated file's detections are those of its upright pixels.
+    upright = read_image(str(folder / "phone.jpg"))
+    assert upright.shape[:2] == (64, 40)
+    with open(summary["results_path"]) as f:
+        results = [r for r in json.load(f) if r["file_name"] == str(folder / "phone.jpg")]
+    expected = model.predict_images([upright], score_threshold=0.0)[0]
+    assert len(results) == len(expected["scores"]) > 0
+    np.testing.assert_allclose(sorted(r["score"] for r in results),
+                               sorted(expected["scores"]), atol=1e-5)
+
+
+def test_a_10000_pixel_photo_is_predicted_in_bounded_memory(tmp_path):
+    """A 10000 x 10000 image (300 MB decoded) through `mrcnn-tf predict`: the peak memory
+    grows by less than 4x the decoded image over a 100 x 100 image's run: OpenCV's decoder
+    (2x while it decodes), the image's tensor, the overlay, and no float32 copy of the photo
+    (measured 3.4x; 7.7x before resizing uint8 directly and blending only masked pixels)."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    import cv2  # noqa: PLC0415
+
+    from helpers import save_small_model  # noqa: PLC0415
+    weights = save_small_model(tmp_path / "model.keras")
+    side = 10_000
+    image = np.zeros((side, side, 3), np.uint8)
+    image[2000:6000, 3000:7000] = (200, 60, 40)
+    for name, pixels in (("big", image), ("small", image[::100, ::100])):
+        (tmp_path / name).mkdir()
+        cv2.imwrite(str(tmp_path / name / "photo.png"), pixels)
+    del image
+    code = ("import resource, sys\nfrom mrcnn_tf.cli.main import run\ntry:\n"
+            "    run(['mrcnn-tf', 'predict', '--weights', sys.argv[1], '--inputs', sys.argv[2],"
+            " '--out', sys.argv[3]])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
+    peaks = {}
+    for name in ("small", "big"):
+        result = subprocess.run(
+            [sys.executable, "-c", code, weights, str(tmp_path / name), str(tmp_path / f"o{name}")],
+            capture_output=True, text=True, timeout=300,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        assert result.returncode == 0, result.stderr[-3000:]
+        peaks[name] = int(result.stdout.split("PEAK")[-1])
+        assert os.path.exists(tmp_path / f"o{name}" / "photo.png")
+    decoded = side * side * 3
+    assert peaks["big"] - peaks["small"] < 4 * decoded, (peaks, decoded)

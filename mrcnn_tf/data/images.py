@@ -264,8 +264,12 @@ def decode_image(data: bytes, source: str = "<bytes>",
         raise ImageReadError(f"{source}: cannot decode image: not a supported image or damaged "
                              "(expected JPEG, PNG, BMP, TIFF, WebP, ...)")
     image = _to_uint8(image, source)
-    if image.ndim == 3 and image.shape[2] in (3, 4):
-        image = image[:, :, 2::-1]  # OpenCV's BGR(A) -> RGB; alpha (if any) dropped
+    # OpenCV's BGR(A) -> RGB, alpha (if any) dropped. In place for BGR: a reversed view made
+    # contiguous would hold a second copy of a large photo (300 MB at 10000 x 10000).
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
     try:
         image = to_rgb(image, source)
     except ValueError as e:

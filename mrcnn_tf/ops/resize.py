@@ -122,18 +122,25 @@ def resize_params(height, width, config: Any, min_size=None
     return new_h, new_w, tf.cast(scale, tf.float32)
 
 
-def resize_image(images: tf.Tensor, new_h, new_w) -> tf.Tensor:
+def resize_image(images: tf.Tensor, new_h, new_w, read_uint8: bool = False) -> tf.Tensor:
     """Bilinear resize to float32 0..255.
 
     Args:
       images: [H, W, C] or [B, H, W, C], any real dtype, 0..255.
+      read_uint8: let ResizeBilinear read uint8 images itself (float32 out, the same numbers)
+        instead of casting them to float32 first: a 10000 x 10000 photo then never exists as
+        a 1.2 GB float32 copy. Not for TFLite, whose RESIZE_BILINEAR has no uint8-in,
+        float-out kernel.
 
     Returns:
       float32 [new_h, new_w, C] or [B, new_h, new_w, C].
     """
     # antialias=False on purpose: the same op (ResizeBilinear, half-pixel centres) must run in
     # training, in the SavedModel and in TFLite, where the antialiased kernel is not a builtin.
-    resized = tf.image.resize(tf.cast(images, tf.float32), tf.stack([new_h, new_w]),
+    images = tf.convert_to_tensor(images)
+    if not (read_uint8 and images.dtype == tf.uint8):
+        images = tf.cast(images, tf.float32)
+    resized = tf.image.resize(images, tf.stack([new_h, new_w]),
                               method=tf.image.ResizeMethod.BILINEAR, antialias=False)
     return tf.clip_by_value(resized, 0.0, 255.0)
 
@@ -170,7 +177,8 @@ def preprocess_for_inference(images: tf.Tensor, config: Any
         new_h, new_w, _ = resize_params(height, width, config)
         pad_h = (new_h + d - 1) // d * d
         pad_w = (new_w + d - 1) // d * d
-    resized = resize_image(images, new_h, new_w)
+    # Static shapes are the TFLite (and XLA) graphs' policy: there the image is cast first.
+    resized = resize_image(images, new_h, new_w, read_uint8=not config.static_shapes)
     padded = tf.pad(resized, [[0, 0], [0, pad_h - new_h], [0, pad_w - new_w], [0, 0]])
     batch = dynamic[0]
     image_shape = tf.tile(tf.reshape(tf.stack([new_h, new_w]), [1, 2]), [batch, 1])

@@ -61,9 +61,12 @@ def load_model(path: str, flag: str = "--weights"):
         raise ValueError(f"{flag}={path}: a .weights.h5 file has no config; pass --config "
                          "with it, or give a .keras model")
     try:
-        model = keras.models.load_model(path)
+        # Safe mode (Keras' default, stated): a file whose config carries Python code (a
+        # Lambda's bytecode) is refused instead of run.
+        model = keras.models.load_model(path, safe_mode=True)
     except (ValueError, OSError, TypeError) as error:
-        raise ValueError(f"{flag}={path}: not a loadable mrcnn-tf model ({error})") from None
+        detail = " ".join(str(error).split())[:400]
+        raise ValueError(f"{flag}={path}: not a loadable mrcnn-tf model ({detail})") from None
     if not model.built:
         # Saved before it was ever built: the file has a config but no weights, and Keras
         # would hand back a model that builds itself with fresh random ones.

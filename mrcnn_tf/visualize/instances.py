@@ -112,11 +112,14 @@ def draw_instances(
 
     # Masks first, all of them, so that no mask covers another instance's box or label.
     if masks is not None:
-        blended = out.astype(np.float32)
+        # Blended in float32 on the masked pixels only: a full-image float copy of a
+        # 10000 x 10000 photo would take 1.2 GB.
+        covered = np.any(masks[keep], axis=0)
+        blended = out[covered].astype(np.float32)
         for color, i in zip(colors, keep):
-            m = masks[i]
+            m = masks[i][covered]
             blended[m] = (1.0 - alpha) * blended[m] + alpha * color.astype(np.float32)
-        out = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+        out[covered] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
         for color, i in zip(colors, keep):
             contours, _ = cv2.findContours(
                 masks[i].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE

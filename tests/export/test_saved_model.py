@@ -362,3 +362,58 @@ def test_full_image_masks_follow_the_models_paste_rule(tmp_path):
     np.testing.assert_allclose(out["detection_masks"][0, :count], expected, atol=1e-4)
     other = mask_ops.paste_masks(masks, boxes, 36, 52, paste_rule="detectron2").numpy()
     assert np.abs(other - expected).max() > 0.05  # the two rules differ on these masks
+
+
+def _hostile_files():
+    """{name: encoded bytes} of the awkward files a server meets: decodable ones first."""
+    import cv2  # noqa: PLC0415
+    from PIL import Image  # noqa: PLC0415
+    import io  # noqa: PLC0415
+    rgb = textured_images(1, 48, 64, seed=6)[0]
+    cmyk = io.BytesIO()
+    Image.fromarray(rgb).convert("CMYK").save(cmyk, "JPEG", quality=95)
+    jpeg = cv2.imencode(".jpg", rgb[..., ::-1])[1].tobytes()
+    return {
+        "cmyk_jpeg": cmyk.getvalue(),
+        "gray_png": cv2.imencode(".png", rgb[..., 0])[1].tobytes(),
+        "png_16_bit": cv2.imencode(".png", rgb.astype(np.uint16) * 257)[1].tobytes(),
+        "one_pixel_png": cv2.imencode(".png", rgb[:1, :1])[1].tobytes(),
+        "random_bytes": np.random.default_rng(7).integers(0, 256, 5000, np.uint8).tobytes(),
+        "empty": b"",
+        "truncated_jpeg": jpeg[: len(jpeg) // 2],
+    }
+
+
+DECODABLE = ("cmyk_jpeg", "gray_png", "png_16_bit", "one_pixel_png")
+
+
+def test_hostile_encoded_images_give_detections_or_invalid_argument(loaded):
+    """Each decodable file gives valid outputs (boxes in [0, 1], scores in [0, 1]); each
+    undecodable one an InvalidArgumentError; the signature answers a good image after all of
+    them (what TF Serving turns into a 400 and keeps serving)."""
+    serve = loaded.signatures["serve_encoded"]
+    for name, data in _hostile_files().items():
+        if name in DECODABLE:
+            out = serve(encoded_image_string_tensor=tf.constant([data]))
+            boxes, scores = out["detection_boxes"].numpy(), out["detection_scores"].numpy()
+            assert np.isfinite(boxes).all() and 0 <= boxes.min() and boxes.max() <= 1, name
+            assert 0 <= scores.min() and scores.max() <= 1, name
+        else:
+            with pytest.raises(tf.errors.InvalidArgumentError):
+                serve(encoded_image_string_tensor=tf.constant([data]))
+    good = tf.io.encode_png(textured_images(1, 40, 40, seed=8)[0]).numpy()
+    assert serve(encoded_image_string_tensor=tf.constant([good]))["num_detections"].shape == (1,)
+
+
+def test_a_16_bit_png_decodes_to_its_8_bit_pixels(loaded):
+    """A 16-bit PNG is its 8-bit image scaled (v * 257), not clipped: the signature gives the
+    detections of the 8-bit PNG of the same pixels."""
+    import cv2  # noqa: PLC0415
+    files = _hostile_files()
+    rgb = textured_images(1, 48, 64, seed=6)[0]
+    serve = loaded.signatures["serve_encoded"]
+    deep = serve(encoded_image_string_tensor=tf.constant([files["png_16_bit"]]))
+    plain = serve(encoded_image_string_tensor=tf.constant(
+        [cv2.imencode(".png", rgb)[1].tobytes()]))
+    for key in ("detection_scores", "detection_boxes"):
+        np.testing.assert_allclose(deep[key].numpy(), plain[key].numpy(), atol=1e-5)

@@ -221,3 +221,21 @@ def test_a_file_saved_before_the_model_was_built_is_refused(tmp_path):
     keras.Model.save(MaskRCNN(CONFIG), path)
     with pytest.raises(ValueError, match=r"--weights=.*empty.keras: the file holds no weights"):
         weights.load_model(path)
+
+
+def test_a_keras_file_with_code_in_it_is_refused_unrun(tmp_path):
+    """.keras files load in Keras' safe mode: a file whose config carries Python code (a
+    Lambda layer's bytecode) is refused with a one-line error, and the code never runs."""
+    import keras  # noqa: PLC0415
+    marker = tmp_path / "ran"
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Lambda(
+        lambda x, path=str(marker): (open(path, "w").close(), x)[1])])
+    path = tmp_path / "code.keras"
+    model.save(str(path))
+    if marker.exists():
+        marker.unlink()  # saving traced the lambda once
+    with pytest.raises(ValueError) as error:
+        weights.load_model(str(path))
+    assert "\n" not in str(error.value)
+    assert str(path) in str(error.value) and "safe_mode" in str(error.value)
+    assert not marker.exists()
