@@ -3,7 +3,7 @@
 This is the one place the order is written (README's "What is inside" describes the rooms):
 
   1  ops/ (pure TensorFlow), keypoint_spec, labels (LabelMap), io_utils, postprocess (keep,
-     paste, label: the one finishing of detections)
+     paste, label: the one finishing of detections), failpoints (named kill moments for tests)
   2  layers/ (Keras layers over ops), config
   3  data/ (readers, schema, pipeline), visualize
   4  modeling/ (backbones, FPN, heads, MaskRCNN), evaluation/
@@ -22,7 +22,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "mrcnn_tf")
 FLOORS = {
-    1: ("ops", "keypoint_spec", "labels", "io_utils", "postprocess"),
+    1: ("ops", "keypoint_spec", "labels", "io_utils", "postprocess", "failpoints"),
     2: ("layers", "config"),
     3: ("data", "visualize"),
     4: ("modeling", "evaluation"),

@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from mrcnn_tf import visualize
+from mrcnn_tf import failpoints, visualize
 from mrcnn_tf.evaluation import coco_eval
 from mrcnn_tf.io_utils import write_json_atomic
 from mrcnn_tf.modeling.branches import branches
@@ -210,6 +210,7 @@ class COCOEvalCallback(keras.callbacks.Callback):
 
         metrics = evaluate_model(self.model, self.examples, self.label_map, self.coco_gt,
                                  self.iou_types, print_summary=False, on_prediction=draw)
+        failpoints.reached("evaluation")
         # The types evaluate_model ran (a default may drop keypoints the ground truth lacks).
         evaluated = [t for t in coco_eval.SUPPORTED_IOU_TYPES if f"{t}/AP" in metrics]
         values = {f"{t}_{s}": metrics[f"{t}/{s}"] for t in evaluated for s in LOGGED_STATS}

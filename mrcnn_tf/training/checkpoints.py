@@ -23,6 +23,7 @@ from typing import Optional
 import keras
 from absl import logging
 
+from mrcnn_tf import failpoints
 from mrcnn_tf.io_utils import write_json_atomic
 
 BACKUP_STATE = "state.json"
@@ -34,15 +35,18 @@ def _fsync(path: str) -> None:
         os.fsync(f.fileno())
 
 
-def _save_atomic(save, path: str) -> None:
+def _save_atomic(save, path: str, moment: Optional[str] = None) -> None:
     """Calls save(tmp_path) then renames tmp_path to `path`. The temporary name keeps the
     suffix Keras checks (.keras, .weights.h5) and starts with a dot, so no glob of finished
-    checkpoints matches it."""
+    checkpoints matches it. `moment`: the `failpoints` name of the instant before the
+    rename."""
     folder, name = os.path.split(path)
     tmp = os.path.join(folder, f".tmp-{name}")
     try:
         save(tmp)
         _fsync(tmp)
+        if moment:
+            failpoints.reached(moment)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -61,9 +65,10 @@ def remove_unfinished(folder: str) -> int:
     return removed
 
 
-def save_model_atomic(model: keras.Model, path: str) -> None:
-    """model.save(path) (a `.keras` file) through a temporary name."""
-    _save_atomic(model.save, path)
+def save_model_atomic(model: keras.Model, path: str, moment: Optional[str] = None) -> None:
+    """model.save(path) (a `.keras` file) through a temporary name (`moment`: see
+    `_save_atomic`)."""
+    _save_atomic(model.save, path, moment)
 
 
 def read_backup_state(backup_dir: str) -> Optional[dict]:
@@ -185,6 +190,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         name = f"epoch-{self._current_epoch:06d}.weights.h5"
         _save_atomic(lambda p: self.model.save_weights(p, overwrite=True),
                      os.path.join(self.backup_dir, name))
+        failpoints.reached("backup_written")
         write_json_atomic(os.path.join(self.backup_dir, BACKUP_STATE),
                           {"epoch": self._current_epoch, "weights": name})
         for old in os.listdir(self.backup_dir):
@@ -215,7 +221,8 @@ class KeepLastCheckpoints(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.folder, exist_ok=True)
-        save_model_atomic(self.model, os.path.join(self.folder, f"epoch-{epoch + 1:04d}.keras"))
+        save_model_atomic(self.model, os.path.join(self.folder, f"epoch-{epoch + 1:04d}.keras"),
+                          "checkpoint_written")
         for old in self.checkpoints()[:-self.keep]:
             os.remove(old)
 
@@ -259,7 +266,7 @@ class BestCheckpoint(keras.callbacks.Callback):
             return
         self.best = float(value)
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        save_model_atomic(self.model, self.path)
+        save_model_atomic(self.model, self.path, "best_model_written")
         write_json_atomic(self.info_path, {"epoch": epoch + 1, self.monitor: self.best})
         logging.info("epoch %d: best %s so far (%.4f), saved %s", epoch + 1, self.monitor,
                      self.best, self.path)

@@ -35,6 +35,7 @@ import tensorflow as tf
 from absl import logging
 
 import mrcnn_tf
+from mrcnn_tf import failpoints
 from mrcnn_tf.config import Config
 from mrcnn_tf.evaluation.coco_eval import LabelMap
 from mrcnn_tf.evaluation.evaluator import COCOEvalCallback, best_metric
@@ -151,6 +152,23 @@ class SkippedSamplesReport(keras.callbacks.Callback):
             print(dataset.report())
 
 
+class _Moment(keras.callbacks.Callback):
+    """Marks `failpoints` moments at its place in the callback order: `batch` after each
+    training step, `epoch` at each epoch end."""
+
+    def __init__(self, batch: Optional[str] = None, epoch: Optional[str] = None):
+        super().__init__()
+        self.batch, self.epoch = batch, epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.batch:
+            failpoints.reached(self.batch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.epoch:
+            failpoints.reached(self.epoch)
+
+
 def _compile(model, config: Config, options: TrainOptions, plan: device_plan.DevicePlan):
     from mrcnn_tf.modeling.optimizer import make_optimizer  # noqa: PLC0415
     optimizer = make_optimizer(config, batch_size=options.batch_size)
@@ -251,6 +269,7 @@ def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
                                             options.keep_checkpoints),
             keras.callbacks.TensorBoard(tensorboard_dir,
                                         update_freq=min(100, options.steps_per_epoch)),
+            _Moment(batch="train_step", epoch="tensorboard_written"),
         ]
     reported = list(datasets_to_report)
     problems = getattr(source, "problems", None)
@@ -262,6 +281,7 @@ def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
                                    check_finite=plan.precision != "mixed_float16"))
     # Last, so an epoch counts as done only once its evaluation and checkpoints are written.
     run_callbacks.append(checkpoints.AtomicBackupAndRestore(backup_dir, restore=False))
+    run_callbacks.append(_Moment(epoch="epoch_backed_up"))
 
     logging.info("training %s: %d epochs of %d steps, %d images per step on %d replica(s)%s",
                  config.name, options.epochs, options.steps_per_epoch, options.batch_size,
@@ -278,7 +298,7 @@ def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
                "history": {k: [float(x) for x in v] for k, v in history.history.items()}}
     if chief:
         model_path = os.path.join(run_dir, "model.keras")
-        checkpoints.save_model_atomic(model, model_path)
+        checkpoints.save_model_atomic(model, model_path, "model_written")
         summary["model"] = model_path
         if evaluator is not None and evaluator.history:
             summary["evaluations"] = evaluator.history

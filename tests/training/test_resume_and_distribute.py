@@ -138,6 +138,51 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, train_args, reference,
     assert not list(run_dir.rglob(".tmp-*")) + list(run_dir.rglob(".*.tmp"))
 
 
+# (MRCNN_TF_KILL_AT, the epoch the backup holds after that kill), in the order of the chain.
+# Until epoch 1's backup is complete each run starts again from step 0 (its first evaluation
+# is always the best so far, so best.keras is written); a run killed after a checkpoint was
+# renamed into place resumes from that checkpoint when the backup has no state.
+KILL_CHAIN = [
+    ("train_step@2", 0),          # during epoch 1
+    ("evaluation", 0),            # epoch 1's COCO evaluation, nothing written
+    ("best_model_written", 0),    # best.keras complete under its temporary name
+    ("checkpoint_written", 0),    # checkpoints/epoch-0001.keras under its temporary name
+    ("backup_written", 0),        # epoch-0001.keras in place, the backup's state.json not
+    ("epoch_backed_up", 2),       # resumed from epoch-0001.keras; right after epoch 2's backup
+    ("tensorboard_written", 2),   # epoch 3's summaries written (and its checkpoint), no backup
+    ("train_step@2", 2),          # resumed from the backup (epoch 2): during epoch 3
+    ("model_written", 3),         # the final model.keras under its temporary name
+]
+
+
+def test_killed_at_every_moment_resumes_to_the_same_weights(tmp_path, train_args, reference):
+    """One run killed with SIGKILL at each `failpoints.MOMENTS` moment in turn (during a step,
+    in the evaluation, while best.keras, a checkpoint or the backup is written, after the
+    TensorBoard writes, right after an epoch's backup, while the final model is written),
+    started again with the same command after each kill, ends with the unbroken run's
+    weights and optimizer state and a complete run folder."""
+    from mrcnn_tf import failpoints  # noqa: PLC0415
+    assert {m.split("@")[0] for m, _ in KILL_CHAIN} == set(failpoints.MOMENTS)
+    annotations = train_args[train_args.index("--train_annotations") + 1]
+    images = train_args[train_args.index("--train_image_dir") + 1]
+    run_dir = tmp_path / "run"
+    command = _train_command(train_args, run_dir, "--val_annotations", annotations,
+                             "--val_image_dir", images, "--tensorboard_images", "1")
+    for moment, completed in KILL_CHAIN:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                                env=_env(**{failpoints.ENV: moment}))
+        assert result.returncode == -signal.SIGKILL, (moment, result.stderr[-3000:])
+        state = run_dir / "backup" / "state.json"
+        epoch = json.loads(state.read_text())["epoch"] if state.exists() else 0
+        assert epoch == completed, (moment, epoch)
+    result = _run(command, env=_env())
+    assert "resumed from" in result.stderr
+    _assert_same_arrays(_backup_arrays(run_dir), reference)
+    for name in ("model.keras", "metrics.json", "best.keras", "best.json"):
+        assert (run_dir / name).exists(), name
+    assert not list(run_dir.rglob(".tmp-*")) + list(run_dir.rglob(".*.tmp"))
+
+
 def test_a_damaged_backup_resumes_from_the_newest_intact_checkpoint(tmp_path, train_args,
                                                                     reference_run, reference):
     """The backup's weights truncated, the newest checkpoint garbage and run.json garbage:
