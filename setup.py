@@ -25,7 +25,8 @@ setup(
     extras_require={
         # gRPC client for TF Serving (REST needs nothing extra).
         "serving": ["tensorflow-serving-api>=2.21,<2.22"],
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "tensorflow-serving-api>=2.21,<2.22"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100",
+                 "tensorflow-serving-api>=2.21,<2.22"],
         # Only to import torchvision's COCO weights (mrcnn-tf import-weights) and to run the
         # parity tests against torchvision.
         "torch": ["torch>=2.14,<2.15", "torchvision>=0.29,<0.30"],
