@@ -231,12 +231,12 @@ def train(config: Config, source, label_map: LabelMap, options: TrainOptions,
                          category_ids=list(label_map.dataset_ids))
         model.build()
         _compile(model, config, options, plan)
-    # The newest intact state (backup, else the newest readable checkpoint), with a warning
-    # naming each unreadable file: a damaged backup never restarts a run silently from 0.
-    initial_epoch = checkpoints.restore_newest_intact(model, backup_dir,
-                                                      os.path.join(run_dir, "checkpoints"))
-    if options.init_weights and initial_epoch == 0:
-        with strategy.scope():
+        # The newest intact state (backup, else the newest readable checkpoint), with a
+        # warning naming each unreadable file: a damaged backup never restarts a run silently
+        # from 0. In the scope: the optimizer's slots it builds are the strategy's variables.
+        initial_epoch = checkpoints.restore_newest_intact(model, backup_dir,
+                                                          os.path.join(run_dir, "checkpoints"))
+        if options.init_weights and initial_epoch == 0:
             load_weights_into(model, options.init_weights, "--init_weights",
                               new_classes=options.init_new_classes)
 
