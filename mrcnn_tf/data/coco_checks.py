@@ -40,6 +40,10 @@ def box_polygon(x: float, y: float, w: float, h: float) -> List[float]:
     return [x, y, x, y + h, x + w, y + h, x + w, y]
 
 
+# How far outside the image (in image sizes) a polygon's coordinates may reach.
+_POLYGON_REACH = 100
+
+
 def annotation_rle(ann: Mapping[str, Any], height: int, width: int) -> dict:
     """One compressed RLE for a checked annotation's segmentation (all parts merged)."""
     segmentation = ann["segmentation"]
@@ -48,6 +52,39 @@ def annotation_rle(ann: Mapping[str, Any], height: int, width: int) -> dict:
     if isinstance(segmentation["counts"], list):
         return mask_util.frPyObjects(segmentation, height, width)
     return {"size": [height, width], "counts": segmentation["counts"]}
+
+
+def compressed_rle_counts(text: str) -> Optional[List[int]]:
+    """The runs of a COCO compressed RLE string (pycocotools' rleFrString, read in Python), or
+    None when the string is not one: a character outside ASCII, a number cut short at the end,
+    or a run that is negative or does not fit 32 bits.
+
+    Each run is stored as 5-bit groups (character - 48; bit 0x20: another group follows; bit
+    0x10 of the last group: negative), and from the third run on as the difference to the run
+    two before it.
+    """
+    if not text.isascii():
+        return None
+    runs: List[int] = []
+    position = 0
+    while position < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= len(text):
+                return None
+            code = ord(text[position]) - 48
+            value |= (code & 0x1F) << shift
+            more = bool(code & 0x20)
+            position += 1
+            shift += 5
+            if not more and code & 0x10:
+                value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        if not 0 <= value < 2 ** 32:
+            return None
+        runs.append(value)
+    return runs
 
 
 def has_keypoints(ann: Mapping[str, Any], keypoint_categories: Set[int]) -> bool:
@@ -133,6 +170,13 @@ class AnnotationChecker:
             if bbox[2] == 0 or bbox[3] == 0:
                 raise bad(ANN_ZERO_BOX, f"bbox {bbox} has zero area; expected width and "
                           "height > 0")
+            # A box without a segmentation is rasterized as the mask (see _POLYGON_REACH).
+            far = max(abs(float(bbox[0])), abs(float(bbox[1])),
+                      abs(float(bbox[0]) + float(bbox[2])), abs(float(bbox[1]) + float(bbox[3])))
+            if far > _POLYGON_REACH * max(height, width):
+                raise bad(ANN_BAD_BBOX, f"bbox {bbox} reaches {far:g}, far outside the "
+                          f"{width}x{height} image; expected it within {_POLYGON_REACH} image "
+                          "sizes of it")
 
         segmentation = ann.get("segmentation")
         has_segmentation = segmentation not in (None, [], {})
@@ -149,6 +193,12 @@ class AnnotationChecker:
                 if not (isinstance(part, list) and all(map(is_number, part))):
                     raise bad(ANN_BAD_SEGMENTATION, f"polygon part {k} is {str(part)[:60]}; "
                               "expected a list of numbers [x1, y1, x2, y2, ...]")
+                # pycocotools rasterizes in int32 at 5x: a coordinate near 1e9 crashes it.
+                far = max((abs(float(v)) for v in part), default=0.0)
+                if far > _POLYGON_REACH * max(height, width):
+                    raise bad(ANN_BAD_SEGMENTATION, f"polygon part {k} has a coordinate {far:g}, "
+                              f"far outside the {width}x{height} image; expected coordinates "
+                              f"within {_POLYGON_REACH} image sizes of it")
                 if len(part) < 6 or len(part) % 2:
                     if len(segmentation) > 1:
                         self._problems.problem(
@@ -180,7 +230,16 @@ class AnnotationChecker:
                 if sum(counts) != height * width:
                     raise bad(ANN_BAD_SEGMENTATION, f"uncompressed RLE counts sum to "
                               f"{sum(counts)}; expected height * width = {height * width}")
-            elif not isinstance(counts, str):
+            elif isinstance(counts, str):
+                # pycocotools' decoder writes every run it reads without a bounds check: runs
+                # past H * W (or negative ones) would write outside the mask's buffer.
+                runs = compressed_rle_counts(counts)
+                if runs is None or sum(runs) != height * width:
+                    total = "unreadable" if runs is None else f"summing to {sum(runs)}"
+                    raise bad(ANN_BAD_SEGMENTATION, f"compressed RLE counts {total}; expected "
+                              f"COCO's run-length string of runs >= 0 summing to height * "
+                              f"width = {height * width}")
+            else:
                 raise bad(ANN_BAD_SEGMENTATION, f"RLE counts is a {type(counts).__name__}; "
                           "expected a list (uncompressed) or a string (compressed)")
         else:

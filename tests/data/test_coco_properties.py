@@ -23,7 +23,7 @@ from mrcnn_tf.data.validation import validate_example  # noqa: E402
 H, W = 12, 16
 NUMBERS = st.one_of(st.integers(-5, 40), st.floats(allow_nan=True, allow_infinity=True,
                                                     width=32), st.none(), st.text(max_size=3))
-COORDS = st.floats(-5, 40, allow_nan=False)
+COORDS = st.one_of(st.floats(-5, 40, allow_nan=False), st.floats(-1e12, 1e12))
 POLYGON = st.lists(COORDS, min_size=0, max_size=12)
 RLE = st.fixed_dictionaries({
     "size": st.one_of(st.just([H, W]), st.lists(st.integers(-1, 20), max_size=3)),
@@ -161,3 +161,49 @@ def test_the_strategies_reach_usable_examples(folder):
     examples = list(CocoDataset(path, folder / "images"))
     assert len(examples) == 1 and len(examples[0]["boxes"]) == 1
     assert not math.isnan(float(examples[0]["boxes"][0][0]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 9), st.integers(0, 2 ** 32 - 1))
+def test_compressed_counts_are_read_as_pycocotools_writes_them(height, width, seed):
+    from pycocotools import mask as mask_util  # noqa: PLC0415
+
+    from mrcnn_tf.data.coco_checks import compressed_rle_counts  # noqa: PLC0415
+    mask = np.random.default_rng(seed).random((height, width)) < 0.4
+    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+    runs = compressed_rle_counts(rle["counts"].decode("ascii"))
+    assert sum(runs) == height * width
+    assert sum(runs[1::2]) == int(mask.sum())  # runs alternate background, foreground
+
+
+@pytest.mark.parametrize("counts", ["", "0", "2000", "O", "1O1000", "é1", "0" * 3 + "1"])
+def test_compressed_counts_that_do_not_cover_the_image_are_refused_undecoded(folder, counts):
+    """A run past the mask's end or a malformed string is a bad annotation (skipped, counted;
+    strict: BadSampleError): pycocotools' decoder would write outside the mask's buffer."""
+    data = {"images": [{"id": 1, "file_name": "a.png", "width": W, "height": H}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                             "segmentation": {"size": [H, W], "counts": counts}}],
+            "categories": [{"id": 1, "name": "cat"}]}
+    path = folder / "rle.json"
+    path.write_text(json.dumps(data))
+    dataset = CocoDataset(path, folder / "images")
+    assert [len(e["boxes"]) for e in dataset] == [0]
+    assert sum(dataset.skipped.values()) == 1
+    with pytest.raises(BadSampleError, match="compressed RLE counts"):
+        CocoDataset(path, folder / "images", strict=True)
+
+
+@pytest.mark.parametrize("coordinate", [1e9, -1e9, 1e30])
+def test_a_polygon_far_outside_the_image_is_refused_unrasterized(folder, coordinate):
+    """pycocotools rasterizes polygons in int32 at 5x and crashes the process on a coordinate
+    near 1e9: such a polygon is a bad annotation, never handed to it."""
+    data = {"images": [{"id": 1, "file_name": "a.png", "width": W, "height": H}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                             "bbox": [0, 0, 5, 5],
+                             "segmentation": [[0, 0, coordinate, 0, 5, 5]]}],
+            "categories": [{"id": 1, "name": "cat"}]}
+    path = folder / "far.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(BadSampleError, match="far outside"):
+        CocoDataset(path, folder / "images", strict=True)
+    assert [len(e["boxes"]) for e in CocoDataset(path, folder / "images")] == [0]
