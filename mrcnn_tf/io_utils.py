@@ -18,6 +18,7 @@ import tempfile
 from typing import IO, Any, Iterator, Union
 
 import numpy as np
+from absl import logging
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -170,3 +171,18 @@ def storage_full_message(error: BaseException) -> str | None:
         detail = detail.strip().split(" [Op:")[0]
     return (f"could not write {where}: {detail}; free some space (or raise the limit) and run "
             "the same command again: nothing half-written is left behind")
+
+
+def read_json_or_warn(path: PathLike, parse, consequence: str):
+    """parse(the JSON of `path`); None when there is no such file, or when it cannot be read
+    or parsed (truncated, garbage, wrong fields), with a warning naming it and `consequence`
+    (what happens instead)."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return parse(json.load(f))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        logging.warning("%s is unreadable (%s: %s); %s", os.fspath(path), type(error).__name__,
+                        str(error).splitlines()[0][:200] if str(error) else "", consequence)
+        return None

@@ -24,7 +24,7 @@ import keras
 from absl import logging
 
 from mrcnn_tf import failpoints
-from mrcnn_tf.io_utils import write_json_atomic
+from mrcnn_tf.io_utils import read_json_or_warn, write_json_atomic
 
 BACKUP_STATE = "state.json"
 
@@ -96,10 +96,19 @@ def read_backup_state(backup_dir: str) -> Optional[dict]:
     return {"epoch": epoch, "weights": weights}
 
 
+def epoch_checkpoints(folder: str) -> list:
+    """The finished `folder/epoch-NNNN.keras` paths (`KeepLastCheckpoints`), oldest first."""
+    if not os.path.isdir(folder):
+        return []
+    found = sorted((int(m.group(1)), name) for name in os.listdir(folder)
+                   if (m := _EPOCH_FILE.match(name)))
+    return [os.path.join(folder, name) for _, name in found]
+
+
 def has_saved_state(run_dir: str) -> bool:
     """Whether `run_dir` holds a backup state or an epoch checkpoint (readable or not)."""
     return (os.path.exists(os.path.join(run_dir, "backup", BACKUP_STATE))
-            or bool(KeepLastCheckpoints(os.path.join(run_dir, "checkpoints")).checkpoints()))
+            or bool(epoch_checkpoints(os.path.join(run_dir, "checkpoints"))))
 
 
 def restore_newest_intact(model: keras.Model, backup_dir: str,
@@ -143,8 +152,7 @@ def restore_newest_intact(model: keras.Model, backup_dir: str,
     if state and attempt(os.path.join(backup_dir, state["weights"]), state["epoch"],
                          "the backup"):
         return state["epoch"]
-    for path in reversed(KeepLastCheckpoints(checkpoint_dir).checkpoints()
-                         if checkpoint_dir else []):
+    for path in reversed(epoch_checkpoints(checkpoint_dir) if checkpoint_dir else []):
         epoch = int(_EPOCH_FILE.match(os.path.basename(path)).group(1))
         if (state is None or epoch <= state["epoch"]) and attempt(path, epoch, "checkpoint"):
             if bad:
@@ -213,11 +221,7 @@ class KeepLastCheckpoints(keras.callbacks.Callback):
 
     def checkpoints(self):
         """Finished checkpoint paths, oldest first."""
-        if not os.path.isdir(self.folder):
-            return []
-        found = sorted((int(m.group(1)), name) for name in os.listdir(self.folder)
-                       if (m := _EPOCH_FILE.match(name)))
-        return [os.path.join(self.folder, name) for _, name in found]
+        return epoch_checkpoints(self.folder)
 
     def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.folder, exist_ok=True)
@@ -244,16 +248,9 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.info_path = os.path.splitext(path)[0] + ".json"
         self.monitor = monitor
         self.mode = mode
-        self.best = None
-        if os.path.exists(self.info_path):
-            try:
-                with open(self.info_path) as f:
-                    self.best = float(json.load(f)[monitor])
-            except (OSError, ValueError, TypeError, KeyError) as error:
-                # Only the comparison is lost: the next evaluation is saved as the best.
-                logging.warning("%s is unreadable (%s: %s); expected {\"%s\": number}; the "
-                                "next evaluation replaces %s", self.info_path,
-                                type(error).__name__, error, monitor, self.path)
+        # Unreadable: only the comparison is lost, the next evaluation is saved as the best.
+        self.best = read_json_or_warn(self.info_path, lambda d: float(d[monitor]),
+                                      f"the next evaluation replaces {self.path}")
 
     def _better(self, value):
         if self.best is None:

@@ -7,12 +7,13 @@ and checkpoints keep the last good epoch: the same command resumes from there.
 
 from __future__ import annotations
 
-import glob
 import math
 import os
 from typing import Dict, Optional
 
 import keras
+
+from mrcnn_tf.training.checkpoints import epoch_checkpoints
 
 
 class TrainingDiverged(RuntimeError):
@@ -82,7 +83,7 @@ class LossGuard(keras.callbacks.Callback):
     def _last_good(self) -> str:
         if not self.run_dir:
             return "not kept"
-        found = sorted(glob.glob(os.path.join(self.run_dir, "checkpoints", "epoch-*.keras")))
+        found = epoch_checkpoints(os.path.join(self.run_dir, "checkpoints"))
         if found:
             return f"{found[-1]} (the run's backup resumes there too)"
         return f"none, no epoch finished in {self.run_dir}"

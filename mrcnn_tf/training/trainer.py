@@ -39,7 +39,7 @@ from mrcnn_tf import failpoints
 from mrcnn_tf.config import Config
 from mrcnn_tf.evaluation.coco_eval import LabelMap
 from mrcnn_tf.evaluation.evaluator import COCOEvalCallback, best_metric
-from mrcnn_tf.io_utils import check_writable_folder, write_json_atomic
+from mrcnn_tf.io_utils import check_writable_folder, read_json_or_warn, write_json_atomic
 from mrcnn_tf.training import checkpoints, device_plan, distribute, precision, preflight
 from mrcnn_tf.training import input as training_input
 from mrcnn_tf.training.loss_guard import LossGuard
@@ -93,14 +93,15 @@ def prepare_run_folder(run_dir: str, config: Config, label_map: LabelMap,
     check_writable_folder(run_dir, "--run_dir")
     config_path = os.path.join(run_dir, "config.json")
     run_path = os.path.join(run_dir, "run.json")
-    previous = _read_json(config_path, Config.from_dict)
+    rewritten = "it is written again from this command"
+    previous = read_json_or_warn(config_path, Config.from_dict, rewritten)
     if previous is not None:
         changed = sorted(k for k, v in previous.to_dict().items() if config.to_dict()[k] != v)
         if changed:
             raise ValueError(f"--run_dir={run_dir} holds a run with another config (fields "
                              f"{', '.join(changed)} differ); resume it with the same --config "
                              "and --override flags, or use a new --run_dir")
-        before = _read_json(run_path, lambda d: dict(d.get("schedule", {})))
+        before = read_json_or_warn(run_path, lambda d: dict(d.get("schedule", {})), rewritten)
         if before is not None:
             different = sorted(k for k, v in options.schedule().items()
                                if k in before and before[k] != v)
@@ -119,20 +120,6 @@ def prepare_run_folder(run_dir: str, config: Config, label_map: LabelMap,
         "options": dataclasses.asdict(options),
         "device_plan": plan.to_dict() if plan is not None else None,
     }, indent=2)
-
-
-def _read_json(path: str, parse):
-    """parse(the JSON of `path`), or None when there is no such file or it cannot be read or
-    parsed (a warning names it: the file is written again from the command)."""
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as f:
-            return parse(json.load(f))
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
-        logging.warning("%s is unreadable (%s: %s); it is written again from this command",
-                        path, type(error).__name__, str(error).splitlines()[0][:200])
-        return None
 
 
 class SkippedSamplesReport(keras.callbacks.Callback):
