@@ -8,7 +8,7 @@ import json
 from benchmarks.results_files import write_text_atomic
 from mrcnn_tf import demo
 from mrcnn_tf.data.synthetic import synthetic_set_for
-from mrcnn_tf.training.weights import load_model
+from mrcnn_tf.modeling.weights import load_model
 
 APS = ("bbox/AP", "bbox/AP50", "segm/AP", "segm/AP50")
 

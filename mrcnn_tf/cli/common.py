@@ -88,7 +88,7 @@ def experiment():
 
 def load_model():
     """The model of --weights: a .keras file or run folder, or --config + a .weights.h5."""
-    from mrcnn_tf.training import weights as weight_io  # noqa: PLC0415
+    from mrcnn_tf.modeling import weights as weight_io  # noqa: PLC0415
     require("weights")
     path = weight_io.resolve_model_path(FLAGS.weights)
     if path.endswith(".keras"):

@@ -33,7 +33,7 @@ _COUNTED_KEYS = (
     ("roi_heads.box_predictor.cls_score.weight", 0, "num_classes", 1),  # + background
     ("roi_heads.keypoint_predictor.kps_score_lowres.weight", 1, "num_keypoints", 0),
 )
-# Config fields beyond training.weights.ARCHITECTURE_FIELDS that decide which heads exist and
+# Config fields beyond modeling.weights.ARCHITECTURE_FIELDS that decide which heads exist and
 # what their layers are; a config must match the architecture's preset in these too.
 _HEAD_FIELDS = ("mask_on", "mask_loss", "keypoint_pool_size", "keypoint_head_conv_dim",
                 "keypoint_head_num_convs")
@@ -136,7 +136,7 @@ def _check_architecture(config: Config, arch: str, preset: str) -> None:
     keypoint counts aside: the mapping follows the model, so a v2 config under arch v1 would
     otherwise be filled with v1's BatchNorm epsilon, and a config without the keypoint head
     (or with a mask head) would not describe Keypoint R-CNN."""
-    from mrcnn_tf.training.weights import ARCHITECTURE_FIELDS  # noqa: PLC0415
+    from mrcnn_tf.modeling.weights import ARCHITECTURE_FIELDS  # noqa: PLC0415
     reference = get_config(preset)
     differences = [f"{name}={getattr(config, name)!r} (the preset has "
                    f"{getattr(reference, name)!r})"

@@ -43,7 +43,7 @@ from mrcnn_tf.io_utils import check_writable_folder, read_json_or_warn, write_js
 from mrcnn_tf.training import checkpoints, device_plan, distribute, precision, preflight
 from mrcnn_tf.training import input as training_input
 from mrcnn_tf.training.loss_guard import LossGuard
-from mrcnn_tf.training.weights import load_weights_into
+from mrcnn_tf.modeling.weights import load_weights_into
 
 
 @dataclasses.dataclass

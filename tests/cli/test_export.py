@@ -63,7 +63,7 @@ def test_export_bfloat16_saved_model_computes_in_bfloat16(tmp_path):
     import tensorflow as tf
 
     from helpers import skip_unless_cpu_runs
-    from mrcnn_tf.training.weights import load_model
+    from mrcnn_tf.modeling.weights import load_model
 
     skip_unless_cpu_runs("mixed_bfloat16")
     weights = _save_shapes_model(tmp_path)

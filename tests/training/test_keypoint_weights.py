@@ -7,7 +7,7 @@ from helpers import small_model_config
 from mrcnn_tf import keypoint_spec
 from mrcnn_tf.config import keypoint_fields
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
-from mrcnn_tf.training import weights
+from mrcnn_tf.modeling import weights
 
 HEAD = dict(mask_on=False, keypoint_head_conv_dim=16, keypoint_head_num_convs=1)
 

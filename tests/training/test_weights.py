@@ -1,5 +1,5 @@
 """Loading weights made for a config, with one-line errors for another's
-(training/weights.py)."""
+(modeling/weights.py)."""
 
 import os
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mrcnn_tf.modeling.mask_rcnn import MaskRCNN
-from mrcnn_tf.training import weights
+from mrcnn_tf.modeling import weights
 
 from helpers import small_model_config  # noqa: E402
 
