@@ -3,12 +3,16 @@
 This is the one place the order is written (README's "What is inside" describes the rooms):
 
   1  ops/ (pure TensorFlow), keypoint_spec, labels (LabelMap), io_utils, postprocess (keep,
-     paste, label: the one finishing of detections), failpoints (named kill moments for tests)
+     paste, label: the one finishing of detections), failpoints (named kill moments for tests),
+     progress (a progress line on stderr)
   2  layers/ (Keras layers over ops), config
   3  data/ (readers, schema, pipeline), visualize
   4  modeling/ (backbones, FPN, heads, MaskRCNN), evaluation/
-  5  prediction, training/, export/, inspection, importers/, serving_client, ablation/
+  5  prediction, video (predict on video files), training/, export/, inspection, importers/,
+     serving_client, ablation/
   6  cli/, demo
+  7  the package root (mrcnn_tf/__init__.py): the public names (MaskRCNN, load, CocoDataset,
+     ...), each loaded from its module on first use; no module imports them from the root
   (benchmarks/ and experiments/ stand above the package and may import any of it)
 
 Imports inside functions count too: a lazy import is still a dependency.
@@ -22,12 +26,12 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "mrcnn_tf")
 FLOORS = {
-    1: ("ops", "keypoint_spec", "labels", "io_utils", "postprocess", "failpoints"),
+    1: ("ops", "keypoint_spec", "labels", "io_utils", "postprocess", "failpoints", "progress"),
     2: ("layers", "config"),
     3: ("data", "visualize"),
     4: ("modeling", "evaluation"),
-    5: ("prediction", "training", "export", "inspection", "importers", "serving_client",
-        "ablation"),
+    5: ("prediction", "video", "training", "export", "inspection", "importers",
+        "serving_client", "ablation"),
     6: ("cli", "demo"),
 }
 ROOM_FLOOR = {room: floor for floor, rooms in FLOORS.items() for room in rooms}
@@ -111,3 +115,20 @@ def test_no_module_imports_from_a_higher_floor():
 ])
 def test_the_check_sees_upward_imports(source, module, expected):
     assert upward_imports([(module, package_imports(source, module))]) == expected
+
+
+def test_no_module_imports_the_public_names_from_the_package_root():
+    """The root re-exports names of every floor (`mrcnn_tf._EXPORTS`), so it stands above
+    them all: a module importing `from mrcnn_tf import MaskRCNN` would reach up to it."""
+    import mrcnn_tf  # noqa: PLC0415
+    public = set(mrcnn_tf._EXPORTS)  # noqa: SLF001
+    found = []
+    for path, module in modules():
+        with open(path) as f:
+            for target in package_imports(f.read(), module):
+                if target.split(".")[0] == "mrcnn_tf" and target.count(".") == 1 and (
+                        target.split(".")[1] in public):
+                    found.append(f"{module} imports {target}")
+    assert found == []
+    assert ("mrcnn_tf.MaskRCNN" in package_imports("from mrcnn_tf import MaskRCNN\n",
+                                                    "mrcnn_tf.cli.main"))

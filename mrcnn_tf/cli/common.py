@@ -4,6 +4,8 @@ Flags are absl flags, global to the process; each subcommand module lists the on
 in `FLAG_NAMES`, which `mrcnn-tf SUBCOMMAND --help` prints with their defaults.
 """
 
+import os
+
 from absl import flags
 
 FLAGS = flags.FLAGS
@@ -14,7 +16,8 @@ flags.DEFINE_multi_string("override", [], "key=value for any config field; repea
                           "for several (e.g. --override num_classes=5 --override "
                           "train_min_sizes=640,800).")
 flags.DEFINE_string("weights", None, "A .keras model, a run folder (its best.keras, else "
-                    "model.keras) or a .weights.h5 file (with --config).")
+                    "model.keras), a preset directory (MaskRCNN.save_to_preset, export "
+                    "--format preset) or a .weights.h5 file (with --config).")
 flags.DEFINE_string("annotations", None, "COCO-format annotations JSON file.")
 flags.DEFINE_string("images", None, "Folder the annotations' file_name entries are under.")
 flags.DEFINE_list("categories", None, "Use only these category names (comma-separated).")
@@ -27,14 +30,18 @@ flags.DEFINE_float("score_threshold", 0.5, "Detections below this score are not 
 flags.DEFINE_integer("seed", 0, "Random seed (data order, augmentation, initialization).")
 flags.DEFINE_integer("batch_size", None, "train: images per step over all replicas (default: "
                      "the config's batch_size; the learning rate scales linearly with it). "
-                     "predict: images run together, of one padded size each (default 1).")
+                     "predict: images (or video frames) run together, of one padded size each "
+                     "(default 1).")
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16", "auto"],
                   "predict, evaluate, export saved_model: what the convolutions and dense layers "
                   "compute in (weights stay float32). bfloat16 is about 2x faster on a CPU "
                   "with bfloat16 instructions (AMX or AVX512_BF16) for a ResNet model and "
                   "agrees closely with float32 (README: Precision); auto picks it for a "
                   "ResNet model on such a CPU without a GPU, else float32.")
-flags.DEFINE_list("inputs", None, "Image files, folders or globs (comma-separated).")
+flags.DEFINE_list("inputs", None, "Image files, folders or globs (comma-separated). predict "
+                  "also takes videos (.mp4 .avi .mov .mkv .m4v .webm, any case), named or "
+                  "globbed (clips/*.mp4), alone or mixed with images; a folder gives its images "
+                  "only.")
 flags.DEFINE_string("results", None, "Also write the COCO results JSON here.")
 # Synthetic training runs (demo, ablate).
 flags.DEFINE_integer("steps", None, "demo, ablate: training steps (default: the config's "
@@ -87,12 +94,21 @@ def experiment():
 
 
 def load_model():
-    """The model of --weights: a .keras file or run folder, or --config + a .weights.h5."""
+    """The model of --weights: a .keras file, a run folder or preset directory, or --config +
+    a .weights.h5."""
+    from mrcnn_tf.modeling import preset_files, task  # noqa: PLC0415
     from mrcnn_tf.modeling import weights as weight_io  # noqa: PLC0415
     require("weights")
-    path = weight_io.resolve_model_path(FLAGS.weights)
-    if path.endswith(".keras"):
-        model = weight_io.load_model(path)
+    if os.path.isdir(FLAGS.weights) and preset_files.has_preset_weights(FLAGS.weights):
+        path = FLAGS.weights
+        try:
+            model = task.load(path)
+        except ValueError as error:
+            raise UsageError(f"--weights: {error}") from None
+    else:
+        path = weight_io.resolve_model_path(FLAGS.weights)
+        model = weight_io.load_model(path) if path.endswith(".keras") else None
+    if model is not None:
         if FLAGS.config:
             wanted = experiment().config
             differences = weight_io.architecture_differences(model.config, wanted)

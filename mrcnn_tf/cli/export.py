@@ -1,11 +1,14 @@
-"""`mrcnn-tf export`: a SavedModel for TF Serving, or a TFLite file with builtin ops only."""
+"""`mrcnn-tf export`: a SavedModel for TF Serving, a TFLite file with builtin ops only, or a
+preset directory for Python (`MaskRCNN.from_preset`, `mrcnn_tf.load`)."""
 
 from absl import flags
 
 from mrcnn_tf.cli import common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "export: artifact kind.")
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "preset"],
+                  "export: artifact kind (preset: config.json, label_map.json and "
+                  "model.weights.h5, for MaskRCNN.from_preset and mrcnn_tf.load).")
 flags.DEFINE_boolean("full_image_masks", False, "export saved_model: full-image masks "
                      "[B, N, H, W] instead of 28x28 box-relative ones.")
 flags.DEFINE_enum("quantization", "float32", ["float32", "float16", "int8_dynamic", "int8"],
@@ -16,8 +19,9 @@ flags.DEFINE_list("calibration", None, "export tflite --quantization int8: image
 flags.DEFINE_integer("calibration_images", 100, "export tflite --quantization int8: use at "
                      "most this many of the --calibration images, evenly spaced.")
 
-SUMMARY = "SavedModel for TF Serving, or a builtin-ops TFLite file"
-USAGE = ("--weights MODEL.keras|RUN_DIR --out exports/NAME [--format saved_model|tflite] "
+SUMMARY = "SavedModel for TF Serving, a builtin-ops TFLite file, or a preset directory"
+USAGE = ("--weights MODEL.keras|RUN_DIR --out exports/NAME "
+         "[--format saved_model|tflite|preset] "
          "[--precision float32|bfloat16|auto] [--quantization int8 --calibration IMAGES]")
 FLAG_NAMES = common.MODEL_FLAGS + ("out", "format", "full_image_masks", "quantization",
                                    "calibration", "calibration_images", "precision")
@@ -31,6 +35,13 @@ def main():
         raise common.UsageError(f"--precision={FLAGS.precision}: TFLite computes in float32; "
                                 "use --quantization float16 or int8_dynamic for a smaller "
                                 "or faster TFLite file")
+    if FLAGS.format == "preset":
+        if FLAGS.precision != "float32":
+            raise common.UsageError(f"--precision={FLAGS.precision}: a preset holds the "
+                                    "float32 weights; the precision is chosen where it is run")
+        path = common.load_model().save_to_preset(FLAGS.out)
+        print(f"preset written to {path} (MaskRCNN.from_preset / mrcnn_tf.load)")
+        return
     calibration = _calibration_paths()
     model = common.load_model_in_precision()
     if FLAGS.format == "saved_model":

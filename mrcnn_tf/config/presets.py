@@ -35,6 +35,7 @@ def coco_r50_fpn_scratch() -> Config:
 
 
 def coco_r101_fpn() -> Config:
+    """coco_r50_fpn with a ResNet-101 backbone."""
     return coco_r50_fpn().replace(name="coco_r101_fpn", backbone="resnet101")
 
 

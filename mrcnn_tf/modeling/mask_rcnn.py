@@ -33,6 +33,7 @@ from mrcnn_tf.modeling import predictor
 from mrcnn_tf.modeling.backbones import build_backbone
 from mrcnn_tf.modeling.fpn import FPN
 from mrcnn_tf.modeling.heads import BoxHead, RPNHead
+from mrcnn_tf.modeling.task import Task
 from mrcnn_tf.ops import anchors as anchor_ops
 from mrcnn_tf.ops import boxes as box_ops
 from mrcnn_tf.ops import resize as resize_ops
@@ -58,7 +59,7 @@ def training_keys(config):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn_tf")
-class MaskRCNN(keras.Model):
+class MaskRCNN(Task, keras.Model):
     """Mask R-CNN (He et al., 2017) with a ResNet/tiny backbone and FPN.
 
     Args:
@@ -66,9 +67,15 @@ class MaskRCNN(keras.Model):
       class_names: optional K names for classes 1..K; saved with the model.
       category_ids: optional K dataset category ids for classes 1..K (any integers, default
         1..K); saved with the model, so outputs can use the dataset's own ids.
+      load_backbone_weights: False leaves the backbone random even when
+        config.backbone_weights names pretrained weights (the model is about to get its own).
+
+    `MaskRCNN.from_preset(name_or_dir)`, `save_to_preset(dir)` and `compile()` with the
+    config's optimizer come from `modeling.task.Task` (KerasHub's conventions).
     """
 
-    def __init__(self, config, class_names=None, category_ids=None, **kwargs):
+    def __init__(self, config, class_names=None, category_ids=None,
+                 load_backbone_weights=True, **kwargs):
         # Images reach `call` as given: under a mixed policy Keras would otherwise round float
         # pixel values to float16 / bfloat16 before the in-graph resize and normalization.
         kwargs.setdefault("autocast", False)
@@ -90,7 +97,11 @@ class MaskRCNN(keras.Model):
         self.category_ids = ([int(i) for i in category_ids] if category_ids is not None
                              else list(range(1, config.num_classes + 1)))
 
-        self.backbone = build_backbone(config)
+        # A model about to receive saved weights (from_config inside keras.models.load_model,
+        # a preset) skips config.backbone_weights: loading them would be wasted work, and a
+        # download offline. The config keeps the field: it says how training started.
+        self.backbone = build_backbone(config if load_backbone_weights
+                                       else config.replace(backbone_weights=None))
         self.fpn = FPN(channels=config.fpn_channels, norm=config.fpn_norm_kind, name="fpn")
         self.rpn_head = RPNHead(config.num_anchors_per_location, config.fpn_channels,
                                 num_convs=config.rpn_head_num_convs, name="rpn_head")
@@ -444,7 +455,8 @@ class MaskRCNN(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        # Keras loads the saved weights next, so the backbone's pretrained ones are not fetched.
+        return cls(**config, load_backbone_weights=False)
 
 
 def _ground_truth(data):

@@ -101,21 +101,7 @@ def load_weights_into(model, path: str, flag: str = "--weights",
     """
     path = resolve_model_path(path, flag)
     if path.endswith(".keras"):
-        source = load_model(path, flag)
-        differences = architecture_differences(source.config, model.config)
-        if new_classes:
-            differences = [d for d in differences
-                           if not d.startswith(("num_classes=", "num_keypoints="))]
-        if differences:
-            raise ValueError(f"{flag}={path}: made for another config: "
-                             f"{'; '.join(differences)}")
-        if new_classes:
-            fresh = CLASS_SPECIFIC_LAYERS
-            if source.config.num_keypoints != model.config.num_keypoints:
-                fresh += KEYPOINT_SPECIFIC_LAYERS
-            _copy_all_but(source, model, fresh)
-        else:
-            model.set_weights(source.get_weights())
+        transfer_weights(load_model(path, flag), model, f"{flag}={path}", new_classes)
         return
     if new_classes:
         raise ValueError(f"{flag}={path}: loading for new classes needs a .keras model or a run "
@@ -124,6 +110,28 @@ def load_weights_into(model, path: str, flag: str = "--weights",
     if mismatch:
         raise ValueError(f"{flag}={path}: made for another config: {mismatch}")
     model.load_weights(path)
+
+
+def transfer_weights(source, model, where: str, new_classes: bool = False) -> None:
+    """Copies the weights of MaskRCNN `source` into MaskRCNN `model` (both built), or raises
+    a one-line ValueError starting with `where` naming the config fields that differ.
+
+    new_classes: as in `load_weights_into` (the class-specific output layers, and the
+    keypoint one when the keypoint counts differ, keep `model`'s fresh initialization).
+    """
+    differences = architecture_differences(source.config, model.config)
+    if new_classes:
+        differences = [d for d in differences
+                       if not d.startswith(("num_classes=", "num_keypoints="))]
+    if differences:
+        raise ValueError(f"{where}: made for another config: {'; '.join(differences)}")
+    if not new_classes:
+        model.set_weights(source.get_weights())
+        return
+    fresh = CLASS_SPECIFIC_LAYERS
+    if source.config.num_keypoints != model.config.num_keypoints:
+        fresh += KEYPOINT_SPECIFIC_LAYERS
+    _copy_all_but(source, model, fresh)
 
 
 def _copy_all_but(source, model, fresh_layers) -> None:
