@@ -3,8 +3,17 @@
 The model works with contiguous class ids 1..K (0 is background); datasets use their own
 category ids (any integers, 0 included). `LabelMap` (mrcnn_tf.labels) converts between the
 two. Predictions are turned into COCO results here, ground truth into COCO dicts by
-mrcnn_tf.data.coco_writer, and AP/AR always come from pycocotools' COCOeval:
-AP is never re-implemented, so numbers are comparable with published results.
+mrcnn_tf.data.coco_writer, and AP/AR always come from a COCOeval: AP is never re-implemented,
+so numbers are comparable with published results.
+
+COCOeval backends (`make_cocoeval`): "faster", the default, is faster-coco-eval's
+COCOeval_faster (pycocotools' algorithm with evaluate and accumulate in C++; several times
+faster, and on COCO-like data its 12 numbers and precision tables equal pycocotools' to float
+rounding: benchmarks/RESULTS.md, `python -m benchmarks coco_eval_backends`); "pycocotools" is
+pycocotools' own COCOeval, the reference the tests hold the default to. Both run over
+pycocotools' COCO objects (loading, loadRes and mask RLEs stay pycocotools'). The environment
+variable MRCNN_TF_COCOEVAL=pycocotools, or evaluate_coco(backend="pycocotools"), picks the
+reference.
 
 Box convention: (y1, x1, y2, x2) float pixels with exclusive right/bottom edges, so a mask
 covering columns 3..7 has x1 = 3, x2 = 8 and COCO width x2 - x1 = 5, the same width
@@ -45,6 +54,8 @@ STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100",
 # label keypoints on small people).
 KEYPOINT_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 SUPPORTED_IOU_TYPES = ("bbox", "segm", "keypoints")
+COCOEVAL_BACKENDS = ("faster", "pycocotools")
+BACKEND_ENV = "MRCNN_TF_COCOEVAL"  # the default backend's name; unset: "faster"
 
 
 def stat_names(iou_type: str) -> tuple[str, ...]:
@@ -252,6 +263,57 @@ def _keypoint_setup(
     return cat_ids, sigmas
 
 
+def default_backend() -> str:
+    """The COCOeval backend evaluate_coco uses when not told: $MRCNN_TF_COCOEVAL, else "faster".
+
+    Raises:
+        ValueError: the variable names no backend of COCOEVAL_BACKENDS.
+    """
+    name = os.environ.get(BACKEND_ENV, "").strip() or "faster"
+    if name not in COCOEVAL_BACKENDS:
+        raise ValueError(f"{BACKEND_ENV}={name!r}: expected one of {COCOEVAL_BACKENDS}")
+    return name
+
+
+def _chosen_backend(backend: str | None) -> str:
+    """`backend`, or `default_backend()` for None; ValueError naming the choices otherwise."""
+    backend = default_backend() if backend is None else backend
+    if backend not in COCOEVAL_BACKENDS:
+        raise ValueError(f"COCOeval backend {backend!r}: expected one of {COCOEVAL_BACKENDS}")
+    return backend
+
+
+def make_cocoeval(coco_gt: COCO, coco_dt: COCO, iou_type: str, backend: str | None = None):
+    """A COCOeval of `backend` (None: `default_backend()`) over pycocotools COCO objects, with
+    pycocotools' default parameters: every image and category of `coco_gt`.
+
+    Both backends take the same params (imgIds, catIds, kpt_oks_sigmas) and fill the same
+    `eval["precision"]` [T, R, K, A, M], `eval["recall"]` and `stats`. The "faster" one keeps
+    its per-image match tables in C++ (no `evalImgs`), prints its summary with two more lines
+    (AR at IoU .5 and .75, left out of `stats`) and stores each evaluated annotation's RLE
+    under "rle" (pycocotools instead replaces a ground-truth polygon by its RLE).
+
+    Raises:
+        ValueError: an unknown backend. ImportError: "faster" without faster-coco-eval.
+    """
+    if _chosen_backend(backend) == "pycocotools":
+        return COCOeval(coco_gt, coco_dt, iouType=iou_type)
+    try:
+        from faster_coco_eval import COCOeval_faster  # noqa: PLC0415 (only where chosen)
+    except ImportError as error:
+        raise ImportError(f"the 'faster' COCOeval backend needs faster-coco-eval ({error}): "
+                          f"pip install -r requirements.txt, or set {BACKEND_ENV}=pycocotools"
+                          ) from error
+    # Built empty and given the COCO objects afterwards, as pycocotools' constructor does:
+    # handed pycocotools' COCO, its constructor reads an index only its own COCO has
+    # (cat_img_map, for keypoints). print is its summary's output, as pycocotools'.
+    coco_eval = COCOeval_faster(None, None, iouType=iou_type, print_function=print)
+    coco_eval.cocoGt, coco_eval.cocoDt = coco_gt, coco_dt
+    coco_eval.params.imgIds = sorted(coco_gt.getImgIds())
+    coco_eval.params.catIds = sorted(coco_gt.getCatIds())
+    return coco_eval
+
+
 def evaluate_coco(
     coco_gt: COCO,
     results: Sequence[Mapping[str, Any]] | str | os.PathLike,
@@ -259,8 +321,9 @@ def evaluate_coco(
     print_summary: bool = True,
     image_ids: Sequence[int] | None = None,
     oks_sigmas: Sequence[float] | None = None,
+    backend: str | None = None,
 ) -> dict:
-    """Runs pycocotools' COCOeval for each IoU type and returns the metrics as a flat dict.
+    """Runs COCOeval for each IoU type and returns the metrics as a flat dict.
 
     Args:
         coco_gt: ground truth, e.g. from `build_coco_ground_truth` or `COCO(path)`.
@@ -273,6 +336,8 @@ def evaluate_coco(
             every image of `coco_gt`, so an image left out would count as all misses.
         oks_sigmas: K per-keypoint OKS sigmas for "keypoints" (e.g. config.oks_sigmas); None
             takes COCO's when the ground truth's keypoints are COCO's 17 person keypoints.
+        backend: the COCOeval, "faster" or "pycocotools" (see `make_cocoeval`); None:
+            `default_backend()` ($MRCNN_TF_COCOEVAL, else "faster").
 
     Returns:
         For "bbox" and "segm": {"<type>/AP": .., "<type>/AP50", "<type>/AP75", "<type>/APs",
@@ -286,13 +351,14 @@ def evaluate_coco(
         every value is 0.0 (COCO's loadRes cannot load an empty list) and a warning says so.
 
     Raises:
-        ValueError: an unknown iou type, results for unknown images or lacking the scored
-            field, or (for "keypoints") see `_keypoint_setup`.
+        ValueError: an unknown iou type or backend, results for unknown images or lacking the
+            scored field, or (for "keypoints") see `_keypoint_setup`.
     """
     iou_types = tuple(iou_types)
     for t in iou_types:
         if t not in SUPPORTED_IOU_TYPES:
             raise ValueError(f"unsupported iou type {t!r}; expected one of {SUPPORTED_IOU_TYPES}")
+    backend = _chosen_backend(backend)
     if isinstance(results, (str, os.PathLike)):
         with open(results) as f:
             results = json.load(f)
@@ -327,7 +393,7 @@ def evaluate_coco(
         # loadRes, evaluate and accumulate print progress lines; keep only the summary.
         with contextlib.redirect_stdout(io.StringIO()):
             coco_dt = coco_gt.loadRes(_results_for(t, results))
-            coco_eval = COCOeval(coco_gt, coco_dt, iouType=t)
+            coco_eval = make_cocoeval(coco_gt, coco_dt, t, backend)
             if image_ids is not None:
                 coco_eval.params.imgIds = sorted(int(i) for i in image_ids)
             if cat_ids[t] is not None:
