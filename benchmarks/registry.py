@@ -90,6 +90,9 @@ TASKS = (
     Task("coco_scale", "COCO-scale data path: padding per batch_padding, training images/s, "
                        "TFRecord bytes, batched predict, evaluate memory (--part)",
          "benchmarks.tasks.coco_scale"),
+    Task("coco_eval_backends", "COCOeval backends, pycocotools against faster-coco-eval: "
+                               "seconds and agreement on synthetic COCO-val-like data",
+         "benchmarks.tasks.coco_eval_backends"),
 )
 NAMES = tuple(task.name for task in TASKS)
 

@@ -36,6 +36,8 @@ JOBS.update({
     # The keypoints task: Keypoint R-CNN, ours and torchvision's, one size per process.
     "keypoints_mrcnn_tf": ("benchmarks.tasks.keypoints_mrcnn_tf", "run", "tensorflow"),
     "keypoints_torchvision": ("benchmarks.tasks.keypoints_torchvision", "run", "torch"),
+    # The coco_eval_backends task: one COCOeval backend's peak memory, no framework.
+    "coco_eval_memory": ("benchmarks.coco_eval_timing", "measure_memory", None),
 })
 
 
