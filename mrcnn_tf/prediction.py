@@ -56,15 +56,18 @@ def _folder_images(folder: str) -> list[str]:
             if _is_image_name(name) and os.path.isfile(os.path.join(folder, name))]
 
 
-def expand_inputs(patterns: Union[PathLike, Sequence[PathLike]]) -> list[str]:
+def expand_inputs(patterns: Union[PathLike, Sequence[PathLike]],
+                  glob_extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[str]:
     """Turns files, folders and glob patterns into a sorted list of unique image paths.
 
     Args:
       patterns: one or more of
         * a file: taken as is (any extension);
         * a folder: its .jpg/.jpeg/.png/.bmp files (any case), not recursive;
-        * a glob pattern (`*`, `?`, `[...]`; `**` recurses): the matching image files, and
-          the images of matching folders.
+        * a glob pattern (`*`, `?`, `[...]`; `**` recurses): the matching files with one of
+          `glob_extensions` (any case), and the images of matching folders.
+      glob_extensions: what a glob pattern picks up; `mrcnn-tf predict` adds the video
+        extensions (`mrcnn_tf.video`), so "clips/*.mp4" works while folders stay images only.
 
     Returns:
       Sorted, de-duplicated paths (normalized with `os.path.normpath`, so "a/./b.png" and
@@ -90,14 +93,16 @@ def expand_inputs(patterns: Union[PathLike, Sequence[PathLike]]) -> list[str]:
             matched = [pattern]
         elif _GLOB_CHARS & set(pattern):
             matched = []
+            extensions = tuple(e.lower() for e in glob_extensions)
             for hit in sorted(glob.glob(pattern, recursive=True)):
                 if os.path.isdir(hit):
                     matched += _folder_images(hit)
-                elif _is_image_name(hit):
+                elif hit.lower().endswith(extensions):
                     matched.append(hit)
             if not matched:
-                raise ValueError(f"input pattern {pattern!r} matches no image file "
-                                 f"({', '.join(IMAGE_EXTENSIONS)})")
+                kind = "image file" if set(extensions) <= set(IMAGE_EXTENSIONS) else "file"
+                raise ValueError(f"input pattern {pattern!r} matches no {kind} "
+                                 f"({', '.join(extensions)})")
         else:
             raise ValueError(f"input {pattern!r}: no such file or folder")
         found.update(os.path.normpath(p) for p in matched)
