@@ -10,14 +10,18 @@ from mrcnn_tf import io_utils
 from mrcnn_tf.data.images import read_image
 from mrcnn_tf.keypoint_spec import COCO_PERSON_SKELETON
 from mrcnn_tf.visualize import (
+    CHART_COLORS,
     KEYPOINT_SCORE_THRESHOLD,
+    captioned_tile,
     class_name,
     color_palette,
     draw_boxes,
     draw_instances,
     draw_keypoints,
+    line_chart,
     make_grid,
     mask_to_color,
+    stack_rows,
 )
 
 
@@ -190,6 +194,53 @@ def test_make_grid_places_tiles():
     assert (grid[4] == 255).all()
     with pytest.raises(ValueError, match="image 1"):
         make_grid([tiles[0], np.zeros([3, 5, 3], np.uint8)], columns=2)
+
+
+def test_captioned_tile_centres_the_image_over_its_captions():
+    tile = captioned_tile(np.zeros([10, 20, 3], np.uint8), (30, 40), ["first", "second"])
+    assert tile.shape == (30 + 2 * 16, 40, 3)
+    assert (tile[10:20, 10:30] == 0).all()
+    assert (tile[:10] == 255).all() and (tile[20:30] == 255).all()
+    assert (tile[30:] < 128).any()  # the captions' text
+    with pytest.raises(ValueError, match="larger than the tile"):
+        captioned_tile(np.zeros([31, 5, 3], np.uint8), (30, 40))
+
+
+def test_stack_rows_lays_out_rows_of_any_sizes():
+    a, b, c = (np.full(shape, v, np.uint8) for shape, v in
+               (((4, 5, 3), 10), ((6, 3, 3), 20), ((2, 12, 3), 30)))
+    out = stack_rows([[a, b], [c]], padding=1)
+    assert out.shape == (6 + 1 + 2, 12, 3)
+    assert (out[:4, :5] == 10).all() and (out[:6, 6:9] == 20).all()
+    assert (out[4:6, :5] == 255).all() and (out[7:, :12] == 30).all()
+
+
+def test_line_chart_draws_each_line_where_its_values_are():
+    x = np.linspace(0, 1, 11)
+    lines = [{"x": x, "y": np.full(11, 0.5), "label": "half"},
+             {"x": x, "y": np.where(x < 0.5, 1.0, np.nan), "label": "top, cut at 0.5"}]
+    chart = line_chart("t", lines, x_label="recall", y_label="precision", size=(300, 400))
+    assert chart.shape == (300, 400, 3) and chart.dtype == np.uint8
+    blue, orange = (np.all(chart == np.array(c, np.uint8), -1) for c in CHART_COLORS[:2])
+    # The frame spans rows 44..260 and columns 46..386: y = 0.5 is row 152, y = 1 row 44.
+    rows, columns = np.nonzero(blue)
+    assert abs(np.median(rows) - 152) <= 2 and columns.max() - columns.min() > 300
+    rows, columns = np.nonzero(orange[:, 60:])  # right of the legend's swatches
+    assert abs(np.median(rows) - 44) <= 2 and columns.max() + 60 < 46 + 0.55 * 340
+    with pytest.raises(ValueError, match="line 0 .* 11 x values and 3 y values"):
+        line_chart("t", [{"x": x, "y": [0, 1, 2], "label": "bad"}])
+    with pytest.raises(ValueError, match="low < high"):
+        line_chart("t", lines, x_range=(1, 0))
+
+
+def test_line_chart_draws_lines_past_the_palette_grey_and_unnamed():
+    x = np.linspace(0, 1, 5)
+    lines = [{"x": x, "y": np.full(5, (i + 0.5) / 14), "label": f"L{i}"} for i in range(14)]
+    chart = line_chart("t", lines)
+    grey = np.all(chart == np.array([200, 200, 200], np.uint8), -1)
+    assert grey.sum() > 2 * 300  # the last two lines
+    for color in CHART_COLORS:
+        assert np.all(chart == np.array(color, np.uint8), -1).sum() > 300
 
 
 def test_mask_to_color():

@@ -7,16 +7,11 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-# Series colours (RGB): blue, orange, green, red, purple.
-_SERIES_COLORS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40),
-                  (148, 103, 189))
+from mrcnn_tf.visualize.canvas import put_text as _text
+from mrcnn_tf.visualize.colors import CHART_COLORS
 
-
-def _text(image, text, x, y, scale=0.45, color=(0, 0, 0), centered=False):
-    (width, _), _ = cv2.getTextSize(text, _FONT, scale, 1)
-    x = int(x - width / 2) if centered else int(x)
-    cv2.putText(image, text, (x, int(y)), _FONT, scale, color, 1, cv2.LINE_AA)
+# Series colours: the first five chart colours (blue, orange, green, red, purple).
+_SERIES_COLORS = CHART_COLORS[:5]
 
 
 def grouped_bar_chart(title: str, groups: Sequence[str], series: Sequence[str],

@@ -59,6 +59,15 @@ def box_corners(box: np.ndarray, height: int, width: int):
     return (x1, y1), (x2, y2)
 
 
+def put_text(image: np.ndarray, text: str, x: float, y: float, scale: float = 0.45,
+             color=(0, 0, 0), centered: bool = False) -> None:
+    """Draws plain anti-aliased `text` with its baseline at y, starting at x (or centred on x);
+    the axes, ticks and legends of the charts. Draws in place."""
+    (width, _), _ = cv2.getTextSize(text, _FONT, scale, 1)
+    x = x - width / 2 if centered else x
+    cv2.putText(image, text, (int(x), int(y)), _FONT, scale, color, 1, cv2.LINE_AA)
+
+
 def _text_color(background: tuple[int, int, int]) -> tuple[int, int, int]:
     """Black on light backgrounds, white on dark ones (ITU-R BT.601 luma)."""
     r, g, b = background

@@ -8,6 +8,12 @@ import math
 import cv2
 import numpy as np
 
+# Chart series colours (RGB), in order: blue, orange, green, red, purple, brown, pink, grey,
+# olive, cyan, indigo, brick. Distinct on white and in print.
+CHART_COLORS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+                (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+                (57, 59, 121), (173, 73, 74))
+
 
 def color_palette(n: int, seed: int = 0) -> np.ndarray:
     """`n` distinct, bright RGB colours.
