@@ -32,7 +32,7 @@ import io
 import json
 import logging
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -322,6 +322,7 @@ def evaluate_coco(
     image_ids: Sequence[int] | None = None,
     oks_sigmas: Sequence[float] | None = None,
     backend: str | None = None,
+    on_evaluated: Callable[[str, Any], None] | None = None,
 ) -> dict:
     """Runs COCOeval for each IoU type and returns the metrics as a flat dict.
 
@@ -338,6 +339,9 @@ def evaluate_coco(
             takes COCO's when the ground truth's keypoints are COCO's 17 person keypoints.
         backend: the COCOeval, "faster" or "pycocotools" (see `make_cocoeval`); None:
             `default_backend()` ($MRCNN_TF_COCOEVAL, else "faster").
+        on_evaluated: optional callable(iou_type, coco_eval) given each type's accumulated and
+            summarized COCOeval before it is freed (e.g. `plots.PlotCollector.on_evaluated`
+            reads its precision table and detections); not called when there are no results.
 
     Returns:
         For "bbox" and "segm": {"<type>/AP": .., "<type>/AP50", "<type>/AP75", "<type>/APs",
@@ -414,6 +418,8 @@ def evaluate_coco(
             print(format_per_category_table(per_cat))
         metrics.update({f"{t}/{s}": float(v) for s, v in zip(stat_names(t), coco_eval.stats)})
         metrics[f"{t}/per_category"] = per_cat
+        if on_evaluated is not None:
+            on_evaluated(t, coco_eval)
         # Freed before the next type is evaluated, so that one type's per-image IoUs and
         # matches (what grows with the number of images) are in memory at a time.
         del coco_eval, coco_dt
