@@ -36,6 +36,7 @@ _EXPORTS = {
     "training_stream": "mrcnn_tf.training.input",
     "evaluate_model": "mrcnn_tf.evaluation.evaluator",
     "COCOEvalCallback": "mrcnn_tf.evaluation.evaluator",
+    "predict_video": "mrcnn_tf.video",
     "export_saved_model": "mrcnn_tf.export.saved_model",
     "export_tflite": "mrcnn_tf.export.tflite",
 }
