@@ -5,7 +5,8 @@ sizes (landscape, portrait, square), so the batches are grouped by aspect ratio 
 canvases of their own (`Config.batch_padding="batch"`), and 9 steps of 2 images cross a pass
 of the 12 images; the preset clips gradients by norm (`gradient_clip_norm`), which is active
 in these steps. The reference is one unbroken single-replica run; against it:
-- a run killed (SIGKILL, SIGTERM) during training and started again with the same command;
+- one run killed again and again (SIGKILL at each failpoint moment, SIGTERM from outside, its
+  saved state damaged once) and started again with the same command after each kill;
 - MirroredStrategy over 2 logical CPU devices (each replica gets half of the global batch);
 - MultiWorkerMirroredStrategy with 2 worker processes on 127.0.0.1.
 Weights and optimizer state are compared array by array from the runs' final backups.
@@ -13,7 +14,6 @@ Weights and optimizer state are compared array by array from the runs' final bac
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -107,100 +107,150 @@ def reference(reference_run):
     return _backup_arrays(reference_run)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_killed_run_resumes_to_the_same_weights(tmp_path, train_args, reference, sig):
-    run_dir = tmp_path / "run"
-    process = subprocess.Popen(_train_command(train_args, run_dir), env=_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    state_path = run_dir / "backup" / "state.json"
-    deadline = time.time() + 240
-    try:
-        # Kill as soon as the first epoch is backed up, i.e. during the second epoch (or
-        # while its end is being written: also a case that must resume cleanly).
-        while not state_path.exists():
-            assert process.poll() is None, process.stderr.read()[-3000:]
-            assert time.time() < deadline, "the first epoch never finished"
-            time.sleep(0.02)
-        process.send_signal(sig)
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    with open(state_path) as f:
-        assert json.load(f)["epoch"] < EPOCHS, "the run finished before it was killed"
-
-    result = _run(_train_command(train_args, run_dir), env=_env())
-    assert "resumed from" in result.stderr
-    _assert_same_arrays(_backup_arrays(run_dir), reference)
-    # The finished run folder is complete, and a file a kill cut short is gone.
-    for name in ("config.json", "label_map.json", "run.json", "model.keras", "metrics.json"):
-        assert (run_dir / name).exists(), name
-    assert not list(run_dir.rglob(".tmp-*")) + list(run_dir.rglob(".*.tmp"))
-
-
-# (MRCNN_TF_KILL_AT, the epoch the backup holds after that kill), in the order of the chain.
-# Until epoch 1's backup is complete each run starts again from step 0 (its first evaluation
-# is always the best so far, so best.keras is written); a run killed after a checkpoint was
-# renamed into place resumes from that checkpoint when the backup has no state.
+# One run killed again and again, and started again with the same command after each kill.
+# Each step: (what ends it, the epoch the backup holds afterwards). A `failpoints.MOMENTS` name
+# (MRCNN_TF_KILL_AT: the process SIGKILLs itself there), SIGTERM (sent from outside as soon as
+# the run's backup first exists) or DAMAGE (no run: the saved state is damaged before the next
+# one). Until epoch 1's backup is complete each run starts again from step 0 (its first
+# evaluation is always the best so far, so best.keras is written); a run killed after a
+# checkpoint was renamed into place resumes from that checkpoint when the backup has no state.
+# The steps share one chain of processes instead of one fresh run (and one resumed run) each:
+# a training process costs about 20 s of CPU, most of it TensorFlow's start-up and tracing.
+DAMAGE = "damage"
 KILL_CHAIN = [
     ("train_step@2", 0),          # during epoch 1
     ("evaluation", 0),            # epoch 1's COCO evaluation, nothing written
     ("best_model_written", 0),    # best.keras complete under its temporary name
     ("checkpoint_written", 0),    # checkpoints/epoch-0001.keras under its temporary name
     ("backup_written", 0),        # epoch-0001.keras in place, the backup's state.json not
-    ("epoch_backed_up", 2),       # resumed from epoch-0001.keras; right after epoch 2's backup
-    ("tensorboard_written", 2),   # epoch 3's summaries written (and its checkpoint), no backup
-    ("train_step@2", 2),          # resumed from the backup (epoch 2): during epoch 3
-    ("model_written", 3),         # the final model.keras under its temporary name
+    (signal.SIGTERM, 2),          # resumed from epoch-0001.keras; once epoch 2 is backed up
+    ("tensorboard_written", 2),   # resumed from the backup: epoch 3's summaries (and its
+                                  # checkpoint) written, no backup
+    ("epoch_backed_up", 3),       # right after epoch 3's backup, model.keras not written
+    (DAMAGE, 3),                  # backup truncated, epoch-0003.keras and run.json garbage
+    ("model_written", 3),         # resumed from epoch-0002.keras: epoch 3 again, then the
+                                  # final model.keras under its temporary name
 ]
 
 
-def test_killed_at_every_moment_resumes_to_the_same_weights(tmp_path, train_args, reference):
+def _kill_on_first_backup(command, state_path, sig, env):
+    """Runs `command` and sends it `sig` as soon as `state_path` exists: in the epoch after
+    that backup, or while that epoch's end is still being written (also a case that must
+    resume cleanly). Returns (its return code, its stderr)."""
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    try:
+        while not state_path.exists():
+            assert process.poll() is None, process.stderr.read()[-3000:]
+            assert time.time() < deadline, "no epoch was backed up"
+            time.sleep(0.02)
+        process.send_signal(sig)
+        stderr = process.communicate(timeout=60)[1]
+        return process.returncode, stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _damage(run_dir):
+    """Truncates the backup's weights and garbles the newest checkpoint and run.json; returns
+    the names of the three files."""
+    with open(run_dir / "backup" / "state.json") as f:
+        weights = run_dir / "backup" / json.load(f)["weights"]
+    weights.write_bytes(weights.read_bytes()[:1000])
+    (run_dir / "checkpoints" / "epoch-0003.keras").write_bytes(b"PK\x03\x04 not a zip")
+    (run_dir / "run.json").write_text('{"schedule": ')
+    return [weights.name, "epoch-0003.keras", "run.json"]
+
+
+@pytest.fixture(scope="module")
+def kill_chain(tmp_path_factory, train_args):
+    """Runs KILL_CHAIN on one run folder, then the same command once more without a kill.
+
+    Returns {"run_dir", "steps": [(step, return code, backup epoch after it, stderr)],
+    "damaged": the files `_damage` broke, "final": the last run's CompletedProcess}. What
+    the steps prove is asserted by the tests below, each on its part of the chain."""
+    from mrcnn_tf import failpoints  # noqa: PLC0415
+    annotations = train_args[train_args.index("--train_annotations") + 1]
+    images = train_args[train_args.index("--train_image_dir") + 1]
+    run_dir = tmp_path_factory.mktemp("chain") / "run"
+    command = _train_command(train_args, run_dir, "--val_annotations", annotations,
+                             "--val_image_dir", images, "--tensorboard_images", "1")
+    state = run_dir / "backup" / "state.json"
+    chain = {"run_dir": run_dir, "steps": []}
+    for step, _ in KILL_CHAIN:
+        code, stderr = None, ""
+        if step == DAMAGE:
+            chain["damaged"] = _damage(run_dir)
+        elif isinstance(step, signal.Signals):
+            code, stderr = _kill_on_first_backup(command, state, step, _env())
+        else:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                                    env=_env(**{failpoints.ENV: step}))
+            code, stderr = result.returncode, result.stderr
+        epoch = json.loads(state.read_text())["epoch"] if state.exists() else 0
+        chain["steps"].append((step, code, epoch, stderr))
+    chain["final"] = _run(command, env=_env())
+    return chain
+
+
+def _assert_finished_like_the_reference(chain, reference):
+    run_dir = chain["run_dir"]
+    assert "resumed from" in chain["final"].stderr
+    _assert_same_arrays(_backup_arrays(run_dir), reference)
+    # The finished run folder is complete, and a file a kill cut short is gone.
+    for name in ("config.json", "label_map.json", "run.json", "model.keras", "metrics.json",
+                 "best.keras", "best.json"):
+        assert (run_dir / name).exists(), name
+    assert not list(run_dir.rglob(".tmp-*")) + list(run_dir.rglob(".*.tmp"))
+
+
+def _step(chain, wanted):
+    (found,) = [s for s in chain["steps"] if s[0] == wanted]
+    return found
+
+
+def test_killed_at_every_moment_resumes_to_the_same_weights(kill_chain, reference):
     """One run killed with SIGKILL at each `failpoints.MOMENTS` moment in turn (during a step,
     in the evaluation, while best.keras, a checkpoint or the backup is written, after the
     TensorBoard writes, right after an epoch's backup, while the final model is written),
     started again with the same command after each kill, ends with the unbroken run's
     weights and optimizer state and a complete run folder."""
     from mrcnn_tf import failpoints  # noqa: PLC0415
-    assert {m.split("@")[0] for m, _ in KILL_CHAIN} == set(failpoints.MOMENTS)
-    annotations = train_args[train_args.index("--train_annotations") + 1]
-    images = train_args[train_args.index("--train_image_dir") + 1]
-    run_dir = tmp_path / "run"
-    command = _train_command(train_args, run_dir, "--val_annotations", annotations,
-                             "--val_image_dir", images, "--tensorboard_images", "1")
-    for moment, completed in KILL_CHAIN:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                                env=_env(**{failpoints.ENV: moment}))
-        assert result.returncode == -signal.SIGKILL, (moment, result.stderr[-3000:])
-        state = run_dir / "backup" / "state.json"
-        epoch = json.loads(state.read_text())["epoch"] if state.exists() else 0
-        assert epoch == completed, (moment, epoch)
-    result = _run(command, env=_env())
-    assert "resumed from" in result.stderr
-    _assert_same_arrays(_backup_arrays(run_dir), reference)
-    for name in ("model.keras", "metrics.json", "best.keras", "best.json"):
-        assert (run_dir / name).exists(), name
-    assert not list(run_dir.rglob(".tmp-*")) + list(run_dir.rglob(".*.tmp"))
+    moments = [m for m, _ in KILL_CHAIN if isinstance(m, str) and m != DAMAGE]
+    assert {m.split("@")[0] for m in moments} == set(failpoints.MOMENTS)
+    for (step, want_epoch), (_, code, epoch, stderr) in zip(KILL_CHAIN, kill_chain["steps"]):
+        if step in moments:
+            assert code == -signal.SIGKILL, (step, stderr[-3000:])
+        assert epoch == want_epoch, (step, epoch)
+    _assert_finished_like_the_reference(kill_chain, reference)
 
 
-def test_a_damaged_backup_resumes_from_the_newest_intact_checkpoint(tmp_path, train_args,
-                                                                    reference_run, reference):
-    """The backup's weights truncated, the newest checkpoint garbage and run.json garbage:
-    the same command warns naming each, resumes after epoch 2 from checkpoints/epoch-0002
-    (weights and optimizer state) and ends with the unbroken run's weights."""
-    run_dir = tmp_path / "run"
-    shutil.copytree(reference_run, run_dir)
-    with open(run_dir / "backup" / "state.json") as f:
-        weights = run_dir / "backup" / json.load(f)["weights"]
-    weights.write_bytes(weights.read_bytes()[:1000])
-    (run_dir / "checkpoints" / "epoch-0003.keras").write_bytes(b"PK\x03\x04 not a zip")
-    (run_dir / "run.json").write_text('{"schedule": ')
-    result = _run(_train_command(train_args, run_dir), env=_env())
-    for name in (weights.name, "epoch-0003.keras", "run.json"):
-        assert name in result.stderr, name
-    assert "resuming after epoch 2 from" in result.stderr
-    assert "Traceback" not in result.stderr
-    _assert_same_arrays(_backup_arrays(run_dir), reference)
+def test_killed_run_resumes_to_the_same_weights(kill_chain, reference):
+    """A run killed from outside (SIGTERM) in the epoch after a backup, or while that
+    backup's epoch end is still being written, is resumed by the same command to the
+    unbroken run's weights. (SIGKILL at that instant is the chain's epoch_backed_up kill, and
+    during a step its train_step kill.)"""
+    _, _, epoch, _ = _step(kill_chain, signal.SIGTERM)
+    assert epoch < EPOCHS, "the run finished before it was killed"
+    # The next run resumed from the backup the killed one left.
+    _, _, _, stderr = kill_chain["steps"][KILL_CHAIN.index((signal.SIGTERM, 2)) + 1]
+    assert "resumed from the backup" in stderr
+    _assert_finished_like_the_reference(kill_chain, reference)
+
+
+def test_a_damaged_backup_resumes_from_the_newest_intact_checkpoint(kill_chain, reference):
+    """The backup's weights (after epoch 3) truncated, the newest checkpoint garbage and
+    run.json garbage: the same command warns naming each, resumes after epoch 2 from
+    checkpoints/epoch-0002 (weights and optimizer state) and ends with the unbroken run's
+    weights."""
+    _, _, _, stderr = kill_chain["steps"][[s for s, _ in KILL_CHAIN].index(DAMAGE) + 1]
+    for name in kill_chain["damaged"]:
+        assert name in stderr, name
+    assert "resuming after epoch 2 from" in stderr
+    assert "Traceback" not in stderr
+    _assert_finished_like_the_reference(kill_chain, reference)
 
 
 def test_mirrored_strategy_over_two_cpus_matches_one_replica(tmp_path, train_args, reference):
