@@ -1,4 +1,5 @@
-"""`mrcnn-tf evaluate`: COCO metrics (pycocotools) of a model on a COCO-format dataset.
+"""`mrcnn-tf evaluate`: COCO metrics of a model on a COCO-format dataset (COCOeval:
+faster-coco-eval, or pycocotools' with MRCNN_TF_COCOEVAL=pycocotools).
 
 Scores what the model predicts: boxes, masks (mask_on) and keypoints (num_keypoints > 0; OKS
 against the "keypoints" of the annotations file, e.g. COCO's person_keypoints_val2017.json,
