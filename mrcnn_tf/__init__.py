@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 # name -> the module that defines it.
 _EXPORTS = {
     "MaskRCNN": "mrcnn_tf.modeling.mask_rcnn",
-    "load": "mrcnn_tf.modeling.task",
+    "load": "mrcnn_tf.modeling.loading",
     "Config": "mrcnn_tf.config",
     "get_config": "mrcnn_tf.config",
     "PRESETS": "mrcnn_tf.config",

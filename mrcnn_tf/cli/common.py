@@ -96,13 +96,13 @@ def experiment():
 def load_model():
     """The model of --weights: a .keras file, a run folder or preset directory, or --config +
     a .weights.h5."""
-    from mrcnn_tf.modeling import preset_files, task  # noqa: PLC0415
+    from mrcnn_tf.modeling import loading, preset_files  # noqa: PLC0415
     from mrcnn_tf.modeling import weights as weight_io  # noqa: PLC0415
     require("weights")
     if os.path.isdir(FLAGS.weights) and preset_files.has_preset_weights(FLAGS.weights):
         path = FLAGS.weights
         try:
-            model = task.load(path)
+            model = loading.load(path)
         except ValueError as error:
             raise UsageError(f"--weights: {error}") from None
     else:

@@ -177,9 +177,11 @@ def _weights_only(model):
     made to be loaded and fine-tuned anew, has no use for."""
     if getattr(model, "optimizer", None) is None:
         return model
-    # Imported here: rebuild imports MaskRCNN, which imports this module.
-    from mrcnn_tf.modeling import rebuild  # noqa: PLC0415
-    return rebuild.rebuilt(model)
+    copy = type(model)(model.config, class_names=model.class_names,
+                       category_ids=model.category_ids, load_backbone_weights=False)
+    copy.build()
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _metadata(model) -> dict:

@@ -1,5 +1,6 @@
 """KerasHub's conventions for MaskRCNN: `from_preset`, `save_to_preset`, `presets`, and
-`compile()` with the model's own optimizer; plus `load(path)` for any saved model.
+`compile()` with the model's own optimizer (`mrcnn_tf.load`, for any saved model, is in
+loading.py, above the model class).
 
     model = MaskRCNN.from_preset("coco_r50_fpn", num_classes=3)   # a named architecture
     model = MaskRCNN.from_preset("runs/shapes")                    # a preset directory
@@ -23,7 +24,6 @@ import keras
 
 from mrcnn_tf.config import PRESETS, get_config
 from mrcnn_tf.modeling import preset_files
-from mrcnn_tf.modeling import weights as weight_files
 
 
 def _summary(function) -> str:
@@ -132,34 +132,4 @@ def _from_dir(cls, path, load_weights, class_names, category_ids, overrides):
     model.build()
     if load_weights:
         preset_files.load_preset_weights(model, preset, new_classes)
-    return model
-
-
-def load(path: str | os.PathLike, **config_overrides: Any):
-    """The MaskRCNN saved at `path`: a preset directory (`from_preset`), a run folder or
-    `import-weights` folder (its best.keras, else model.keras, else newest checkpoint), or a
-    `.keras` file (Keras' safe mode: no code from the file runs). `config_overrides` change
-    fields that leave the weights' shapes alone (score_threshold=0.3, detections_per_image=50).
-
-    Raises:
-      ValueError: one line naming the path and what was expected.
-    """
-    from mrcnn_tf.modeling import rebuild  # noqa: PLC0415 (rebuild imports MaskRCNN)
-    from mrcnn_tf.modeling.mask_rcnn import MaskRCNN  # noqa: PLC0415 (it imports this module)
-    text = os.fspath(path)
-    if os.path.isdir(text) and (preset_files.has_preset_weights(text)
-                                or preset_files.is_saved_model_export(text)):
-        # "./": a folder called like a preset name is still the folder.
-        return MaskRCNN.from_preset(os.path.join(text, ""), **config_overrides)
-    if text.endswith(".weights.h5"):
-        raise ValueError(f"{text}: a weights file carries no config; put it in a preset "
-                         f"directory beside {preset_files.CONFIG_FILE} and "
-                         f"{preset_files.LABEL_MAP_FILE}, or build "
-                         "MaskRCNN.from_preset(NAME) and call load_weights")
-    try:
-        model = weight_files.load_model(text, flag="load")
-    except ValueError as error:
-        raise ValueError(str(error).removeprefix("load=")) from None
-    if config_overrides:
-        model = rebuild.rebuilt(model, model.config.replace(**config_overrides))
     return model

@@ -53,9 +53,20 @@ def resolve_model_path(path: str, flag: str = "--weights") -> str:
     return path
 
 
+# The name MaskRCNN is registered under (keras.saving.register_keras_serializable).
+MODEL_REGISTERED_NAME = "mrcnn_tf>MaskRCNN"
+
+
 def load_model(path: str, flag: str = "--weights"):
-    """The MaskRCNN saved at `path` (a .keras file or a run folder)."""
-    from mrcnn_tf.modeling import mask_rcnn  # noqa: PLC0415,F401 (registers MaskRCNN)
+    """The MaskRCNN saved at `path` (a .keras file or a run folder).
+
+    This module stands below modeling/mask_rcnn.py (whose from_preset uses it), so it does
+    not import it: MaskRCNN is registered with Keras once mask_rcnn is imported, as it is by
+    every caller (`mrcnn_tf.load`, MaskRCNN's own methods, the CLI, the trainer).
+    """
+    if keras.saving.get_registered_object(MODEL_REGISTERED_NAME) is None:
+        raise RuntimeError("weights.load_model: MaskRCNN is not registered with Keras yet; "
+                           "use mrcnn_tf.load, or import mrcnn_tf.modeling.mask_rcnn first")
     path = resolve_model_path(path, flag)
     if not path.endswith(".keras"):
         raise ValueError(f"{flag}={path}: a .weights.h5 file has no config; pass --config "

@@ -217,3 +217,16 @@ def test_the_short_python_example_trains_saves_and_loads(tmp_path):
     loaded = mrcnn_tf.load(tmp_path / "shapes")
     assert_same_weights(model, loaded)
     assert len(loaded.predict_images([IMAGE])) == 1
+
+
+def test_weights_load_model_says_when_the_model_class_was_never_imported(tmp_path):
+    """modeling/weights.py stands below mask_rcnn.py and does not import it."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    code = ("from mrcnn_tf.modeling import weights\n"
+            "try:\n    weights.load_model('m.keras')\n"
+            "except RuntimeError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")).stdout
+    assert "import mrcnn_tf.modeling.mask_rcnn first" in out
