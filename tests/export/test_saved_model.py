@@ -65,6 +65,15 @@ def loaded(exported):
     return tf.saved_model.load(exported)
 
 
+@pytest.fixture(scope="module")
+def second_export(model, base_dir, exported):
+    """A second export of `model` into base_dir, next to a folder whose name is no version,
+    with full-image masks: the versions test and the full-image masks test share it (an
+    export costs 10-20 s of tracing)."""
+    (base_dir / "notes").mkdir()  # non-integer names are not versions
+    return export_saved_model(model, str(base_dir), full_image_masks=True)
+
+
 
 
 def assert_same_detections(served, reference, height, width, mask_atol=1e-3):
@@ -248,11 +257,9 @@ def test_assets_hold_label_map_and_config(model, exported):
     assert config == json.loads(json.dumps(model.config.to_dict()))
 
 
-def test_versions_increase_and_no_temp_folder_remains(model, base_dir, exported):
+def test_versions_increase_and_no_temp_folder_remains(base_dir, exported, second_export):
     assert exported == str(base_dir / "1")
-    (base_dir / "notes").mkdir()  # non-integer names are not versions
-    second = export_saved_model(model, str(base_dir))
-    assert second == str(base_dir / "2")
+    assert second_export == str(base_dir / "2")
     assert sorted(os.listdir(base_dir)) == ["1", "2", "notes"]
     assert (base_dir / "2" / "saved_model.pb").exists()
 
@@ -312,9 +319,8 @@ def test_no_detections_gives_valid_empty_outputs(tmp_path):
         assert np.isfinite(out[k].numpy()).all() and not out[k].numpy().any(), k
 
 
-def test_full_image_masks_match_paste_masks(model, loaded, tmp_path):
-    path = export_saved_model(model, str(tmp_path), full_image_masks=True)
-    full = tf.saved_model.load(path)
+def test_full_image_masks_match_paste_masks(loaded, second_export):
+    full = tf.saved_model.load(second_export)  # `model` exported with full_image_masks=True
     images = textured_images(2, 36, 52, seed=6)
     boxed = {k: v.numpy() for k, v in
              loaded.signatures["serving_default"](image_tensor=tf.constant(images)).items()}
