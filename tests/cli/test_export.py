@@ -1,7 +1,11 @@
 """`mrcnn-tf export` (mrcnn_tf/cli/export.py): numbered SavedModel versions and a float16
-TFLite file from a saved .keras model; a missing weights file is named."""
+TFLite file from a saved .keras model; a missing weights file is named.
 
-from helpers import run_cli
+The exports run as real processes; the refusals, which end before any model is loaded or
+any global setting changes, run in this process through `mrcnn_tf.cli.main.run` (a process
+each would cost TensorFlow's start-up, about 5 s of CPU, to read one line)."""
+
+from helpers import run_cli, run_inprocess
 
 
 def _save_shapes_model(folder):
@@ -19,7 +23,7 @@ def _save_shapes_model(folder):
     return str(folder / "model.keras")
 
 
-def test_export_saved_model_from_the_command_line(tmp_path):
+def test_export_saved_model_from_the_command_line(tmp_path, capsys):
     """One export through the command line (each costs a process and a trace); the numbering
     of later versions is export_saved_model's, tested in tests/export/test_saved_model.py."""
     weights = _save_shapes_model(tmp_path)
@@ -28,8 +32,9 @@ def test_export_saved_model_from_the_command_line(tmp_path):
     result = run_cli("export", "--weights", weights, "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     assert (out / "2" / "saved_model.pb").exists()
-    result = run_cli("export", "--weights", str(tmp_path / "missing.keras"), "--out", str(out))
-    assert result.returncode == 2 and "missing.keras" in result.stderr
+    code, _, err = run_inprocess(capsys, "export", "--weights", str(tmp_path / "missing.keras"),
+                                 "--out", str(out))
+    assert code == 2 and "missing.keras" in err
 
 
 def test_export_tflite_from_the_command_line(tmp_path):
@@ -87,25 +92,26 @@ def test_export_bfloat16_saved_model_computes_in_bfloat16(tmp_path):
     assert 0 < difference < 0.05, difference
 
 
-def test_tflite_refuses_bfloat16(tmp_path):
+def test_tflite_refuses_bfloat16(tmp_path, capsys):
     """TFLite computes in float32: --precision bfloat16 is refused before the model loads,
     naming the flag and the quantizations to use instead."""
-    result = run_cli("export", "--weights", str(tmp_path / "model.keras"), "--out",
-                     str(tmp_path / "m.tflite"), "--format", "tflite", "--precision",
-                     "bfloat16")
-    assert result.returncode == 2
-    assert "--precision=bfloat16" in result.stderr and "--quantization" in result.stderr
+    code, _, err = run_inprocess(capsys, "export", "--weights", str(tmp_path / "model.keras"),
+                                 "--out", str(tmp_path / "m.tflite"), "--format", "tflite",
+                                 "--precision", "bfloat16")
+    assert code == 2
+    assert "--precision=bfloat16" in err and "--quantization" in err
 
 
-def test_int8_needs_calibration_images(tmp_path):
+def test_int8_needs_calibration_images(tmp_path, capsys):
     """--quantization int8 without --calibration, or --calibration naming no image, is refused
     before the model loads, naming the flag; --calibration is refused where nothing is
     calibrated."""
     base = ("export", "--weights", str(tmp_path / "model.keras"), "--out",
             str(tmp_path / "m.tflite"), "--format", "tflite")
-    result = run_cli(*base, "--quantization", "int8")
-    assert result.returncode == 2 and "needs --calibration IMAGES" in result.stderr
-    result = run_cli(*base, "--quantization", "int8", "--calibration", str(tmp_path / "none"))
-    assert result.returncode == 2 and "--calibration: input" in result.stderr
-    result = run_cli(*base, "--calibration", str(tmp_path))
-    assert result.returncode == 2 and "only --format tflite --quantization int8" in result.stderr
+    code, _, err = run_inprocess(capsys, *base, "--quantization", "int8")
+    assert code == 2 and "needs --calibration IMAGES" in err
+    code, _, err = run_inprocess(capsys, *base, "--quantization", "int8", "--calibration",
+                                 str(tmp_path / "none"))
+    assert code == 2 and "--calibration: input" in err
+    code, _, err = run_inprocess(capsys, *base, "--calibration", str(tmp_path))
+    assert code == 2 and "only --format tflite --quantization int8" in err
