@@ -61,6 +61,17 @@ def train_args(tmp_path_factory):
     return TRAIN_ARGS + ["--train_annotations", annotations, "--train_image_dir", images]
 
 
+@pytest.fixture(scope="module")
+def val_args(tmp_path_factory):
+    """--val_annotations and --val_image_dir of 2 square images (the same classes): what the
+    evaluation moments need, at one predict trace per process instead of one per size."""
+    from mrcnn_tf.data import shapes  # noqa: PLC0415
+    annotations, images = shapes.write_shapes_coco(
+        str(tmp_path_factory.mktemp("val")), 2, seed=5, image_size=96, min_shapes=2,
+        max_shapes=4, sizes=[(96, 96)] * 2)
+    return ["--val_annotations", annotations, "--val_image_dir", images]
+
+
 def _train_command(train_args, run_dir, *extra):
     return [sys.executable, "-m", "mrcnn_tf.cli", *train_args, "--run_dir", str(run_dir),
             *extra]
@@ -165,18 +176,15 @@ def _damage(run_dir):
 
 
 @pytest.fixture(scope="module")
-def kill_chain(tmp_path_factory, train_args):
+def kill_chain(tmp_path_factory, train_args, val_args):
     """Runs KILL_CHAIN on one run folder, then the same command once more without a kill.
 
     Returns {"run_dir", "steps": [(step, return code, backup epoch after it, stderr)],
     "damaged": the files `_damage` broke, "final": the last run's CompletedProcess}. What
     the steps prove is asserted by the tests below, each on its part of the chain."""
     from mrcnn_tf import failpoints  # noqa: PLC0415
-    annotations = train_args[train_args.index("--train_annotations") + 1]
-    images = train_args[train_args.index("--train_image_dir") + 1]
     run_dir = tmp_path_factory.mktemp("chain") / "run"
-    command = _train_command(train_args, run_dir, "--val_annotations", annotations,
-                             "--val_image_dir", images, "--tensorboard_images", "1")
+    command = _train_command(train_args, run_dir, *val_args, "--tensorboard_images", "1")
     state = run_dir / "backup" / "state.json"
     chain = {"run_dir": run_dir, "steps": []}
     for step, _ in KILL_CHAIN:
