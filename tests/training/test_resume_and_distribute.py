@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import h5py
@@ -148,20 +149,25 @@ def _kill_on_first_backup(command, state_path, sig, env):
     """Runs `command` and sends it `sig` as soon as `state_path` exists: in the epoch after
     that backup, or while that epoch's end is still being written (also a case that must
     resume cleanly). Returns (its return code, its stderr)."""
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    try:
-        while not state_path.exists():
-            assert process.poll() is None, process.stderr.read()[-3000:]
-            assert time.time() < deadline, "no epoch was backed up"
-            time.sleep(0.02)
-        process.send_signal(sig)
-        stderr = process.communicate(timeout=60)[1]
-        return process.returncode, stderr
-    finally:
-        if process.poll() is None:
-            process.kill()
+    # stderr goes to a file: a pipe nobody reads while polling could fill and stall the run.
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log,
+                                   text=True)
+        deadline = time.time() + 240
+        try:
+            while not state_path.exists() and process.poll() is None:
+                assert time.time() < deadline, "no epoch was backed up"
+                time.sleep(0.02)
+            if process.poll() is None:
+                process.send_signal(sig)
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        log.seek(0)
+        stderr = log.read()
+    assert state_path.exists(), stderr[-3000:]  # it ended before any epoch was backed up
+    return process.returncode, stderr
 
 
 def _damage(run_dir):
