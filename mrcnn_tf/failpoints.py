@@ -3,8 +3,8 @@
 `reached(name)` does nothing unless the environment variable MRCNN_TF_KILL_AT names that
 moment: "NAME" (its first time) or "NAME@N" (its N-th time in this process). Then the process
 sends itself SIGKILL, which nothing can catch or clean up after, as a lost machine would.
-`tests/training/test_kill_anywhere.py` kills training at each moment listed in MOMENTS and
-resumes it with the same command.
+The kill chain of `tests/training/test_resume_and_distribute.py` kills training at each moment
+listed in MOMENTS and resumes it with the same command.
 """
 
 from __future__ import annotations
