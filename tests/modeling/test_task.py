@@ -116,9 +116,12 @@ def test_from_preset_name(monkeypatch):
 
 
 def test_backbone_weights_that_cannot_be_fetched_give_one_line(monkeypatch):
+    """No download is attempted: both the keras.applications builder and Keras' file fetcher
+    are replaced by a failing stand-in, as an offline machine would fail."""
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None")
     monkeypatch.setattr(backbones, "_keras_application_resnet", offline)
+    monkeypatch.setattr(keras.utils, "get_file", offline)
     with pytest.raises(ValueError, match=r"preset 'coco_r50_fpn': backbone_weights='imagenet' "
                                          r"could not be loaded \(URL fetch failure.*"
                                          r"load_weights=False"):
@@ -134,6 +137,8 @@ def test_a_loaded_model_never_fetches_its_backbone_weights(monkeypatch):
 
     def recording(config):
         seen.append(config.backbone_weights)
+        if config.backbone_weights is not None:  # never fetch anything in a test
+            raise AssertionError("the backbone was asked to load pretrained weights")
         return real(config)
     monkeypatch.setattr(mask_rcnn_module, "build_backbone", recording)
     config = small_model_config().replace(backbone_weights="imagenet")
