@@ -70,8 +70,9 @@ class MaskRCNN(Task, keras.Model):
       load_backbone_weights: False leaves the backbone random even when
         config.backbone_weights names pretrained weights (the model is about to get its own).
 
-    `MaskRCNN.from_preset(name_or_dir)`, `save_to_preset(dir)` and `compile()` with the
-    config's optimizer come from `modeling.task.Task` (KerasHub's conventions).
+    `MaskRCNN.from_preset(name_or_dir)`, `save_to_preset(dir)`, `compile()` with the
+    config's optimizer, and `save` / `save_weights` refused for a model never built come from
+    `modeling.task.Task` (KerasHub's conventions and the model's files).
     """
 
     def __init__(self, config, class_names=None, category_ids=None,
@@ -427,22 +428,6 @@ class MaskRCNN(Task, keras.Model):
             self.build()
             if self.optimizer is not None and not self.optimizer.built:
                 self.optimizer.build(self.trainable_variables)
-
-    def save(self, filepath, *args, **kwargs):
-        """`keras.Model.save`, refused for a model that was never built: it holds no weights
-        yet, so the file would load later with fresh random ones and nothing would say so."""
-        self._check_built(f"MaskRCNN.save({filepath!r})")
-        return super().save(filepath, *args, **kwargs)
-
-    def save_weights(self, filepath, *args, **kwargs):
-        """`keras.Model.save_weights`, refused like `save` for a model never built."""
-        self._check_built(f"MaskRCNN.save_weights({filepath!r})")
-        return super().save_weights(filepath, *args, **kwargs)
-
-    def _check_built(self, what):
-        if not self.built:
-            raise ValueError(f"{what}: the model was never built, so it holds no weights to "
-                             "save; call model.build() (or run it once) first")
 
     @property
     def label_map(self):

@@ -42,7 +42,8 @@ class _PresetsProperty:
 
 
 class Task:
-    """Mixed into MaskRCNN (before keras.Model): KerasHub's Task conventions."""
+    """Mixed into MaskRCNN (before keras.Model): KerasHub's Task conventions, and the model's
+    own files (`save`, `save_weights`, `save_to_preset` refuse a model never built)."""
 
     presets = _PresetsProperty()
 
@@ -93,6 +94,22 @@ class Task:
             optimizer = make_optimizer(self.config)
         return super().compile(optimizer=optimizer, **kwargs)
 
+
+    def save(self, filepath, *args, **kwargs):
+        """`keras.Model.save`, refused for a model that was never built: it holds no weights
+        yet, so the file would load later with fresh random ones and nothing would say so."""
+        self._check_built(f"MaskRCNN.save({filepath!r})")
+        return super().save(filepath, *args, **kwargs)
+
+    def save_weights(self, filepath, *args, **kwargs):
+        """`keras.Model.save_weights`, refused like `save` for a model never built."""
+        self._check_built(f"MaskRCNN.save_weights({filepath!r})")
+        return super().save_weights(filepath, *args, **kwargs)
+
+    def _check_built(self, what):
+        if not self.built:
+            raise ValueError(f"{what}: the model was never built, so it holds no weights to "
+                             "save; call model.build() (or run it once) first")
 
 def _from_name(cls, name, load_weights, class_names, category_ids, overrides):
     if class_names is not None and "num_classes" not in overrides:
